@@ -1,0 +1,258 @@
+import { createHash, randomUUID } from 'node:crypto';
+import {
+  inputRequired,
+  inputResponse,
+  type CallToolResult,
+  type ClientCapabilities,
+  type InputRequiredResult,
+  type McpServer,
+  type RequestStateCodec,
+  type ServerContext,
+} from '@modelcontextprotocol/server';
+import type { IdentityBroker, UserIdentity } from '../identity/types.js';
+import { userKey } from '../identity/types.js';
+import type { Logger } from '../log.js';
+import type { PendingAuthorization, PendingAuthorizations, Settlement } from './pending.js';
+import type { SignedState } from './signed-state.js';
+
+/** The key of our URL elicitation inside a 2026-07-28 `inputRequests` map. */
+export const AUTH_INPUT_KEY = 'dingtalk_authorization';
+
+/** What the 2026-07-28 `requestState` carries between rounds (signed, not encrypted: no secrets). */
+export interface AuthRequestState {
+  /** pending authorization id */
+  pid: string;
+  /** hash of the user key: a retry by someone else is refused */
+  u: string;
+}
+
+export interface LadderDeps {
+  broker: IdentityBroker;
+  pending: PendingAuthorizations;
+  state: SignedState;
+  requestStateCodec: RequestStateCodec<AuthRequestState>;
+  callbackUrl: string;
+  connectUrl: (pendingId: string) => string;
+  authTimeoutMs: number;
+  /** Undefined when the browser pages are reachable; otherwise why not (e.g. the port is taken). */
+  callbackProblem: () => string | undefined;
+  /** stdio rung 3 (optional): open the link in the local browser when the client can't show it. */
+  openBrowser?: (url: string) => void;
+  logger: Logger;
+}
+
+/** The ladder either yields a DingTalk token or a result to hand back to the client instead. */
+export type LadderOutcome =
+  | { kind: 'token'; accessToken: string }
+  | { kind: 'result'; result: CallToolResult | InputRequiredResult; outcome: string };
+
+export interface LadderRequest {
+  ctx: ServerContext;
+  server: McpServer;
+  user: UserIdentity;
+  /** The token DingTalk just rejected: if Agent Identity hands back the same one, force a new consent. */
+  rejectedToken?: string;
+  /** Structured output for results that are not a finished write. */
+  structured: (extra: Record<string, unknown>) => Record<string, unknown>;
+  /** What the user is authorizing, for messages: "write to DingTalk document X". */
+  purpose: string;
+}
+
+const userHash = (user: UserIdentity) => createHash('sha256').update(userKey(user)).digest('base64url').slice(0, 22);
+
+/**
+ * The authorization ladder (DESIGN decision 3): a token from Agent Identity if it has one; otherwise
+ * URL elicitation when the client declared it (2026-07-28: input_required + retry; 2025-11-25:
+ * elicitation/create + wait for our callback + completion notification); otherwise a normal result
+ * carrying the link and "authorize, then call again".
+ */
+export async function acquireDingTalkToken(deps: LadderDeps, req: LadderRequest): Promise<LadderOutcome> {
+  const { ctx, user } = req;
+
+  // A 2026-07-28 retry: the client echoes our signed requestState (already verified by the SDK hook).
+  const carried = ctx.mcpReq.requestState<AuthRequestState>();
+  if (carried) {
+    if (carried.u !== userHash(user)) {
+      return fail('This authorization was started by a different user; call the tool again to start your own.', 'authorization_wrong_user', req);
+    }
+    const response = inputResponse(ctx.mcpReq.inputResponses, AUTH_INPUT_KEY);
+    const entry = deps.pending.get(carried.pid);
+    if (response.kind === 'elicit' && response.action !== 'accept') {
+      if (entry) deps.pending.settle(entry.id, 'failed', 'declined');
+      return declined(response.action === 'decline' ? 'decline' : 'cancel', req);
+    }
+    if (entry && entry.settlement !== 'expired') return finish(deps, req, entry, await waitFor(deps, req, entry));
+    // The link is gone (expired or this process restarted): start over with a fresh one.
+  }
+
+  const pendingId = deps.pending.newId();
+  const expiresAt = Date.now() + deps.authTimeoutMs;
+  const first = await deps.broker.getDingTalkToken(user, {
+    returnUrl: deps.callbackUrl,
+    customState: deps.state.sign(pendingId, expiresAt),
+    signal: ctx.mcpReq.signal,
+  });
+  let outcome = first;
+  if (first.status === 'token' && req.rejectedToken !== undefined && first.accessToken === req.rejectedToken) {
+    // Agent Identity still holds the token DingTalk refused: ask the user to consent again.
+    outcome = await deps.broker.getDingTalkToken(user, {
+      returnUrl: deps.callbackUrl,
+      customState: deps.state.sign(pendingId, expiresAt),
+      forceAuthentication: true,
+      signal: ctx.mcpReq.signal,
+    });
+  }
+  if (outcome.status === 'token') return { kind: 'token', accessToken: outcome.accessToken };
+
+  const problem = deps.callbackProblem();
+  if (problem) {
+    return fail(`DingTalk access must be authorized in a browser, but this server cannot receive the authorization: ${problem}`, 'authorization_unavailable', req);
+  }
+
+  const entry = deps.pending.add(pendingId, user, outcome.sessionUri, outcome.authorizationUrl);
+  const url = deps.connectUrl(entry.id);
+  const minutes = Math.round(deps.authTimeoutMs / 60_000);
+  const message = `Authorize ${req.purpose}: sign in to DingTalk and approve access for your account. The link works once, only for you, and expires in ${minutes} minute${minutes === 1 ? '' : 's'}.`;
+
+  const caps = clientCapabilities(ctx, req.server);
+  const modern = ctx.mcpReq.envelope !== undefined;
+  if (!caps?.elicitation?.url) {
+    deps.openBrowser?.(url);
+    return textFallback(url, minutes, req, deps.openBrowser !== undefined);
+  }
+
+  if (modern) {
+    return {
+      kind: 'result',
+      outcome: 'authorization_requested',
+      result: inputRequired({
+        inputRequests: { [AUTH_INPUT_KEY]: inputRequired.elicitUrl({ message, url }) },
+        requestState: await deps.requestStateCodec.mint({ pid: entry.id, u: userHash(user) }),
+      }),
+    };
+  }
+  return legacyElicitation(deps, req, entry, url, message);
+}
+
+/** 2025-11-25: elicitation/create inside the call, then wait for our callback. */
+async function legacyElicitation(
+  deps: LadderDeps,
+  req: LadderRequest,
+  entry: PendingAuthorization,
+  url: string,
+  message: string,
+): Promise<LadderOutcome> {
+  const { ctx, server } = req;
+  const elicitationId = randomUUID();
+  const notifyComplete = server.server.createElicitationCompletionNotifier(elicitationId, { relatedRequestId: ctx.mcpReq.id });
+  // Notify as soon as the callback settles: some clients hold their elicitation answer until then.
+  const unsubscribe = deps.pending.onSettled(entry.id, (s) => {
+    if (s === 'completed' || s === 'denied') notifyComplete().catch((e) => deps.logger.debug('completion notification not sent', { error: String(e) }));
+  });
+  const controller = new AbortController();
+  const onAbort = () => controller.abort(ctx.mcpReq.signal.reason);
+  ctx.mcpReq.signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    const answer = ctx.mcpReq
+      .elicitInput({ mode: 'url', message, url, elicitationId }, { timeout: deps.authTimeoutMs, signal: controller.signal })
+      .then((r) => ({ type: 'answer' as const, action: r.action }))
+      .catch((e: unknown) => ({ type: 'answer' as const, action: 'cancel' as const, error: e }));
+    const settled = new Promise<{ type: 'settled' }>((resolve) => deps.pending.onSettled(entry.id, () => resolve({ type: 'settled' })));
+    const first = await Promise.race([answer, settled]);
+    if (ctx.mcpReq.signal.aborted) throw ctx.mcpReq.signal.reason ?? new Error('cancelled');
+    if (first.type === 'answer' && first.action !== 'accept') {
+      deps.pending.settle(entry.id, 'failed', 'declined');
+      return declined(first.action === 'decline' ? 'decline' : 'cancel', req);
+    }
+    return finish(deps, req, entry, await waitFor(deps, req, entry));
+  } finally {
+    unsubscribe();
+    controller.abort();
+    ctx.mcpReq.signal.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Wait (bounded, cancellable) for the browser flow, sending progress so patient clients keep waiting. */
+async function waitFor(deps: LadderDeps, req: LadderRequest, entry: PendingAuthorization): Promise<Settlement> {
+  const { ctx } = req;
+  const progressToken = ctx.mcpReq._meta?.progressToken;
+  let ticks = 0;
+  const timer =
+    progressToken !== undefined
+      ? setInterval(() => {
+          ticks += 1;
+          ctx.mcpReq
+            .notify({
+              method: 'notifications/progress',
+              params: { progressToken, progress: ticks, message: 'Waiting for you to authorize DingTalk access in the browser…' },
+            })
+            .catch(() => {});
+        }, 15_000)
+      : undefined;
+  try {
+    return await deps.pending.wait(entry.id, deps.authTimeoutMs, ctx.mcpReq.signal);
+  } finally {
+    if (timer) clearInterval(timer);
+  }
+}
+
+async function finish(deps: LadderDeps, req: LadderRequest, entry: PendingAuthorization, settlement: Settlement): Promise<LadderOutcome> {
+  const minutes = Math.round(deps.authTimeoutMs / 60_000);
+  switch (settlement) {
+    case 'denied':
+      deps.pending.delete(entry.id);
+      return fail('Access was denied on the DingTalk consent page, so nothing was written. If that was a mistake, call the tool again and choose Allow.', 'authorization_denied', req);
+    case 'failed':
+      deps.pending.delete(entry.id);
+      if (entry.failureMessage === 'declined') return declined('decline', req);
+      return fail(`The authorization did not complete: ${entry.failureMessage ?? 'unknown error'}. Nothing was written; call the tool again to retry.`, 'authorization_failed', req);
+    case 'expired':
+      return fail(`No authorization arrived within ${minutes} minute${minutes === 1 ? '' : 's'}, so nothing was written. Call the tool again for a new link.`, 'authorization_timeout', req);
+    case 'completed': {
+      const outcome = await deps.broker.getDingTalkToken(req.user, {
+        returnUrl: deps.callbackUrl,
+        customState: deps.state.sign(entry.id, entry.expiresAt),
+        sessionUri: entry.sessionUri,
+        signal: req.ctx.mcpReq.signal,
+      });
+      deps.pending.delete(entry.id);
+      if (outcome.status === 'token') return { kind: 'token', accessToken: outcome.accessToken };
+      return fail('The authorization completed, but Agent Identity has not released the DingTalk token yet. Call the tool again in a moment.', 'authorization_incomplete', req);
+    }
+  }
+}
+
+function declined(action: 'decline' | 'cancel', req: LadderRequest): LadderOutcome {
+  return action === 'decline'
+    ? fail('You declined to authorize DingTalk access, so nothing was written. Call the tool again if you change your mind.', 'authorization_declined', req)
+    : fail('The authorization was cancelled before it finished, so nothing was written. Call the tool again to retry.', 'authorization_cancelled', req);
+}
+
+function fail(text: string, outcome: string, req: LadderRequest): LadderOutcome {
+  return { kind: 'result', outcome, result: { isError: true, content: [{ type: 'text', text }] } };
+}
+
+function textFallback(url: string, minutes: number, req: LadderRequest, opened: boolean): LadderOutcome {
+  const text = [
+    `Authorization needed: to ${req.purpose.replace(/^to /, '')} as you, this server needs your DingTalk consent.`,
+    `Open this link in your browser and choose Allow: ${url}`,
+    `The link works once, only for you, and expires in ${minutes} minute${minutes === 1 ? '' : 's'}.${opened ? ' It was also opened in your browser.' : ''}`,
+    'After authorizing, call write_dingtalk_doc again with the same arguments.',
+    '(Your MCP client did not declare support for URL elicitation, so the link is shown here instead.)',
+  ].join('\n');
+  return {
+    kind: 'result',
+    outcome: 'authorization_link_returned',
+    result: {
+      content: [{ type: 'text', text }],
+      structuredContent: req.structured({ status: 'authorization_required', authorizationUrl: url }),
+    },
+  };
+}
+
+/** Capabilities the client declared: per request on 2026-07-28, from `initialize` on 2025-11-25. */
+function clientCapabilities(ctx: ServerContext, server: McpServer): ClientCapabilities | undefined {
+  const fromEnvelope = (ctx.mcpReq.envelope as Record<string, unknown> | undefined)?.['io.modelcontextprotocol/clientCapabilities'];
+  if (fromEnvelope) return fromEnvelope as ClientCapabilities;
+  return server.server.getClientCapabilities();
+}

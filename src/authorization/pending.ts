@@ -1,0 +1,152 @@
+import { randomBytes } from 'node:crypto';
+import type { UserIdentity } from '../identity/types.js';
+import { userKey } from '../identity/types.js';
+
+/** How an authorization ended, as far as the waiting tool call is concerned. */
+export type Settlement = 'completed' | 'denied' | 'expired' | 'failed';
+
+export interface PendingAuthorization {
+  /** Unguessable, single-use; the only thing in the /connect URL (DESIGN decision 4). */
+  id: string;
+  user: UserIdentity;
+  sessionUri: string;
+  authorizationUrl: string;
+  createdAt: number;
+  expiresAt: number;
+  /** Set once, by the callback: the state is single-use. */
+  callbackConsumed: boolean;
+  settlement?: Settlement;
+  failureMessage?: string;
+}
+
+type Listener = (settlement: Settlement) => void;
+
+/**
+ * Authorizations waiting for the user's browser, in memory (DESIGN decision 9: behind a small
+ * interface so a shared store can replace it later). Entries expire and are swept.
+ */
+export class PendingAuthorizations {
+  private readonly entries = new Map<string, PendingAuthorization>();
+  private readonly listeners = new Map<string, Set<Listener>>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly options: { ttlMs: number; maxPerUser?: number; now?: () => number },
+  ) {
+    this.sweeper = setInterval(() => this.sweep(), Math.min(60_000, Math.max(1_000, options.ttlMs / 4)));
+    this.sweeper.unref();
+  }
+
+  private now(): number {
+    return this.options.now?.() ?? Date.now();
+  }
+
+  /** A fresh id, reserved before Agent Identity is asked (it goes into the signed CustomState). */
+  newId(): string {
+    return randomBytes(18).toString('base64url');
+  }
+
+  add(id: string, user: UserIdentity, sessionUri: string, authorizationUrl: string): PendingAuthorization {
+    const now = this.now();
+    const entry: PendingAuthorization = {
+      id, user, sessionUri, authorizationUrl, createdAt: now, expiresAt: now + this.options.ttlMs, callbackConsumed: false,
+    };
+    // Bound memory per user: the oldest unsettled links of a user are retired first.
+    const key = userKey(user);
+    const mine = [...this.entries.values()].filter((e) => userKey(e.user) === key && !e.settlement);
+    const max = this.options.maxPerUser ?? 5;
+    for (const old of mine.slice(0, Math.max(0, mine.length - max + 1))) this.settle(old.id, 'expired');
+    this.entries.set(id, entry);
+    return entry;
+  }
+
+  /** The entry if it exists and has not expired. */
+  get(id: string): PendingAuthorization | undefined {
+    const entry = this.entries.get(id);
+    if (!entry) return undefined;
+    if (!entry.settlement && entry.expiresAt <= this.now()) this.settle(id, 'expired');
+    return entry;
+  }
+
+  settle(id: string, settlement: Settlement, failureMessage?: string): void {
+    const entry = this.entries.get(id);
+    if (!entry || entry.settlement) return;
+    entry.settlement = settlement;
+    entry.failureMessage = failureMessage;
+    const listeners = this.listeners.get(id);
+    this.listeners.delete(id);
+    for (const l of listeners ?? []) l(settlement);
+  }
+
+  /** Calls `listener` once when the entry settles (immediately if it already has). */
+  onSettled(id: string, listener: Listener): () => void {
+    const entry = this.get(id);
+    if (!entry) {
+      listener('expired');
+      return () => {};
+    }
+    if (entry.settlement) {
+      listener(entry.settlement);
+      return () => {};
+    }
+    let set = this.listeners.get(id);
+    if (!set) this.listeners.set(id, (set = new Set()));
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  /**
+   * Wait until the user finishes in the browser, the link expires, `timeoutMs` passes or `signal` aborts.
+   * Resolves with the settlement, or 'expired' on timeout; rejects only on abort.
+   */
+  wait(id: string, timeoutMs: number, signal?: AbortSignal): Promise<Settlement> {
+    return new Promise((resolve, reject) => {
+      const entry = this.get(id);
+      if (!entry) return resolve('expired');
+      const remaining = Math.min(timeoutMs, entry.expiresAt - this.now());
+      let unsubscribe: () => void = () => {};
+      let done = false;
+      const finish = (fn: () => void) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        unsubscribe();
+        signal?.removeEventListener('abort', onAbort);
+        fn();
+      };
+      const onAbort = () => finish(() => reject(signal?.reason ?? new Error('aborted')));
+      const timer = setTimeout(() => finish(() => {
+        // Past the link's own lifetime it can never complete: retire it.
+        if (this.now() >= entry.expiresAt) this.settle(id, 'expired');
+        resolve(entry.settlement ?? 'expired');
+      }), Math.max(0, remaining));
+      unsubscribe = this.onSettled(id, (s) => finish(() => resolve(s)));
+      if (done) return;
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** Forget an entry whose outcome has been used. */
+  delete(id: string): void {
+    this.entries.delete(id);
+    this.listeners.delete(id);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  private sweep(): void {
+    const now = this.now();
+    for (const [id, entry] of this.entries) {
+      if (!entry.settlement && entry.expiresAt <= now) this.settle(id, 'expired');
+      // Settled entries linger briefly so a late retry can still learn how they ended.
+      if (entry.expiresAt + this.options.ttlMs <= now) this.delete(id);
+    }
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+  }
+}

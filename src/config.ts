@@ -1,0 +1,217 @@
+import { readFileSync, existsSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import * as z from 'zod/v4';
+
+/**
+ * Every setting, layered: defaults < `.config.json` (the Python kit's file) < environment < flags
+ * (DESIGN decision 10). The README's settings table mirrors `SETTINGS` below.
+ */
+export interface Setting {
+  key: keyof RawConfig;
+  env?: string;
+  flag?: string;
+  /** Key in `.config.json` (the Python kit's snake_case names where it has them). */
+  file?: string;
+  default?: string;
+  help: string;
+  /** What to tell the user when the value is missing or invalid. */
+  fix?: string;
+  secret?: boolean;
+}
+
+type RawConfig = {
+  transport: string;
+  sandbox: string;
+  regionId: string;
+  workloadIdentityName: string;
+  providerName: string;
+  scopes: string;
+  appRedirectUri: string;
+  userId: string;
+  userJwt: string;
+  useSts: string;
+  agentIdentityEndpoint: string;
+  dingtalkApiBase: string;
+  dingtalkTimeoutMs: string;
+  dingtalkMaxRetries: string;
+  dingtalkRetryBaseDelayMs: string;
+  authTimeoutSeconds: string;
+  openBrowser: string;
+  stateSecret: string;
+  logLevel: string;
+  configFile: string;
+};
+
+export const SETTINGS: Setting[] = [
+  { key: 'transport', flag: 'transport', env: 'DINGTALK_MCP_TRANSPORT', default: 'stdio', help: 'How MCP clients connect: `stdio` (one local user).' },
+  { key: 'sandbox', flag: 'sandbox', env: 'DINGTALK_MCP_SANDBOX', default: 'false', help: 'Run against the embedded emulators of Agent Identity and DingTalk; no cloud account needed.' },
+  { key: 'regionId', flag: 'region', env: 'AGENT_IDENTITY_REGION_ID', file: 'region_id', default: 'cn-beijing', help: 'Agent Identity region.' },
+  {
+    key: 'workloadIdentityName', flag: 'workload-identity', env: 'AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME', file: 'workload_identity_name',
+    help: 'The Agent Identity workload identity this server acts as.',
+    fix: 'set AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME (or `workload_identity_name` in .config.json) to your workload identity\'s name, or try `--sandbox` first',
+  },
+  { key: 'providerName', flag: 'provider', env: 'AGENT_IDENTITY_DINGTALK_PROVIDER', file: 'dingtalk_provider_name', default: 'test-provider-for-dingtalk', help: 'Name of the DingTalk OAuth2 credential provider in Agent Identity.' },
+  { key: 'scopes', flag: 'scopes', env: 'AGENT_IDENTITY_DINGTALK_SCOPES', default: 'openid,corpid', help: 'OAuth scopes asked of DingTalk, comma-separated.' },
+  { key: 'appRedirectUri', flag: 'redirect-uri', env: 'APP_REDIRECT_URI', default: 'http://localhost:8090', help: 'Base URL of this server\'s browser pages; the OAuth return URL is `<APP_REDIRECT_URI>/callback` and must be allowed on the workload identity.', fix: 'use an absolute http(s) URL without query, e.g. http://localhost:8090' },
+  { key: 'userId', flag: 'user-id', env: 'AGENT_IDENTITY_USER_ID', help: 'stdio: the end user\'s id in Agent Identity (default: your OS user name).' },
+  { key: 'userJwt', env: 'AGENT_IDENTITY_USER_JWT', help: 'stdio: an end-user JWT from the workload identity\'s identity provider, used instead of the user id.', secret: true },
+  { key: 'useSts', flag: 'use-sts', env: 'AGENT_IDENTITY_USE_STS', default: 'true', help: 'Sign GetResourceOAuth2Token with the workload role\'s STS credentials (AssumeRoleForWorkloadIdentity), like the Python kit.' },
+  { key: 'agentIdentityEndpoint', flag: 'agent-identity-endpoint', env: 'AGENT_IDENTITY_ENDPOINT', help: 'Override the Agent Identity data-plane endpoint (default `agentidentitydata.<region>.aliyuncs.com`); a host or a full URL.' },
+  { key: 'dingtalkApiBase', flag: 'dingtalk-api-base', env: 'DINGTALK_API_BASE', default: 'https://api.dingtalk.com', help: 'DingTalk OpenAPI base URL (`https://api.dingtalk.io` for the international site).' },
+  { key: 'dingtalkTimeoutMs', flag: 'dingtalk-timeout-ms', env: 'DINGTALK_TIMEOUT_MS', default: '15000', help: 'Timeout of one DingTalk request, in milliseconds.' },
+  { key: 'dingtalkMaxRetries', flag: 'dingtalk-max-retries', env: 'DINGTALK_MAX_RETRIES', default: '3', help: 'Retries for DingTalk QPS limits, 5xx and network errors (overwrite is idempotent).' },
+  { key: 'dingtalkRetryBaseDelayMs', flag: 'dingtalk-retry-delay-ms', env: 'DINGTALK_RETRY_BASE_DELAY_MS', default: '1000', help: 'First retry delay for DingTalk; doubles each retry, with jitter (DingTalk advises waiting about 1 s after a QPS limit).' },
+  { key: 'authTimeoutSeconds', flag: 'auth-timeout', env: 'DINGTALK_MCP_AUTH_TIMEOUT_SECONDS', default: '600', help: 'How long a tool call waits for the user to authorize in the browser; also the lifetime of an authorization link.' },
+  { key: 'openBrowser', flag: 'open-browser', env: 'DINGTALK_MCP_OPEN_BROWSER', default: 'false', help: 'stdio only: when the client cannot show URL elicitations, also open the authorization link in the system browser.' },
+  { key: 'stateSecret', env: 'DINGTALK_MCP_STATE_SECRET', help: 'HMAC key (32+ chars) that signs OAuth `state` and MCP `requestState`; random per process when unset.', secret: true, fix: 'use at least 32 characters, e.g. `openssl rand -hex 32`' },
+  { key: 'logLevel', flag: 'log-level', env: 'DINGTALK_MCP_LOG_LEVEL', default: 'info', help: 'debug, info, warn, error or silent. Logs go to stderr.' },
+  { key: 'configFile', flag: 'config', env: 'DINGTALK_MCP_CONFIG', default: '.config.json', help: 'Path of the JSON config file (the Python kit\'s `.config.json`); optional.' },
+];
+
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no', '']).transform((v) => v === 'true' || v === '1' || v === 'yes' || v === '');
+const int = (min: number, max: number) =>
+  z.string().regex(/^\d+$/, 'must be a whole number').transform(Number).pipe(z.number().int().min(min).max(max));
+const httpUrl = z.string().refine((v) => {
+  try {
+    const u = new URL(v);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && !u.search && !u.hash && !u.username && !u.password;
+  } catch {
+    return false;
+  }
+}, 'must be an absolute http(s) URL without query, fragment or credentials');
+
+const schema = z.object({
+  transport: z.enum(['stdio']),
+  sandbox: bool,
+  regionId: z.string().regex(/^[a-z]{2}-[a-z0-9-]+$/, 'must look like cn-beijing'),
+  workloadIdentityName: z.string().min(1).optional(),
+  providerName: z.string().min(1),
+  scopes: z.string().transform((s) => s.split(/[\s,]+/).filter(Boolean)).pipe(z.array(z.string()).min(1, 'needs at least one scope')),
+  appRedirectUri: httpUrl.transform((v) => v.replace(/\/+$/, '')),
+  userId: z.string().min(1).max(256).optional(),
+  userJwt: z.string().regex(/^[\w-]+\.[\w-]+\.[\w-]*$/, 'must be a JWT (three base64url parts)').optional(),
+  useSts: bool,
+  agentIdentityEndpoint: z.string().min(1).optional(),
+  dingtalkApiBase: httpUrl.transform((v) => v.replace(/\/+$/, '')),
+  dingtalkTimeoutMs: int(100, 600_000),
+  dingtalkMaxRetries: int(0, 10),
+  dingtalkRetryBaseDelayMs: int(0, 60_000),
+  authTimeoutSeconds: int(10, 86_400),
+  openBrowser: bool,
+  stateSecret: z.string().min(32).optional(),
+  logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']),
+  configFile: z.string(),
+});
+
+export type Config = z.output<typeof schema> & { callbackUrl: string };
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface LoadConfigInput {
+  argv?: string[];
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+/** Parse flags, read the config file and environment, validate; throws ConfigError naming every problem. */
+export function loadConfig({ argv = [], env = process.env, cwd = process.cwd() }: LoadConfigInput = {}): Config {
+  const problems: string[] = [];
+  const flags = parseFlags(argv, problems);
+
+  const raw: Partial<Record<keyof RawConfig, string>> = {};
+  for (const s of SETTINGS) if (s.default !== undefined) raw[s.key] = s.default;
+
+  const configPath = resolve(cwd, flags.configFile ?? env.DINGTALK_MCP_CONFIG ?? '.config.json');
+  const explicitConfig = flags.configFile !== undefined || env.DINGTALK_MCP_CONFIG !== undefined;
+  if (existsSync(configPath)) {
+    try {
+      const file = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+      for (const s of SETTINGS) {
+        const v = s.file ? file[s.file] : undefined;
+        if (typeof v === 'string' && v !== '') raw[s.key] = v;
+      }
+    } catch (e) {
+      problems.push(`${configPath} is not valid JSON (${(e as Error).message}); fix or remove it`);
+    }
+  } else if (explicitConfig) {
+    problems.push(`config file ${configPath} does not exist; fix --config / DINGTALK_MCP_CONFIG`);
+  }
+
+  for (const s of SETTINGS) {
+    const v = s.env ? env[s.env] : undefined;
+    if (v !== undefined && v !== '') raw[s.key] = v;
+  }
+  for (const s of SETTINGS) {
+    const v = flags[s.key];
+    if (v !== undefined) raw[s.key] = v;
+  }
+  raw.userId ??= safeUserName();
+
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const setting = SETTINGS.find((s) => s.key === issue.path[0]);
+      problems.push(describeProblem(setting, issue.message));
+    }
+    throw new ConfigError(problems);
+  }
+  const config = parsed.data;
+  if (!config.sandbox && !config.workloadIdentityName) {
+    problems.push(describeProblem(SETTINGS.find((s) => s.key === 'workloadIdentityName'), 'is required'));
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { ...config, callbackUrl: `${config.appRedirectUri}/callback` };
+}
+
+function describeProblem(setting: Setting | undefined, message: string): string {
+  if (!setting) return message;
+  const names = [setting.env, setting.flag && `--${setting.flag}`].filter(Boolean).join(' / ');
+  return `${names}: ${message}${setting.fix ? `; ${setting.fix}` : ''}`;
+}
+
+function parseFlags(argv: string[], problems: string[]): Partial<Record<keyof RawConfig, string>> {
+  const options: Record<string, { type: 'string' | 'boolean' }> = {};
+  for (const s of SETTINGS) {
+    if (!s.flag) continue;
+    const isBool = s.default === 'true' || s.default === 'false';
+    options[s.flag] = { type: isBool ? 'boolean' : 'string' };
+    if (isBool) options[`no-${s.flag}`] = { type: 'boolean' };
+  }
+  const out: Partial<Record<keyof RawConfig, string>> = {};
+  try {
+    const { values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+    for (const s of SETTINGS) {
+      if (!s.flag) continue;
+      const v = values[s.flag];
+      if (v !== undefined) out[s.key] = String(v);
+      if (values[`no-${s.flag}`]) out[s.key] = 'false';
+    }
+  } catch (e) {
+    problems.push(`${(e as Error).message}; run with --help to see every flag`);
+  }
+  return out;
+}
+
+function safeUserName(): string | undefined {
+  try {
+    return userInfo().username || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The settings table for `--help` and the README. */
+export function settingsTable(): string {
+  const rows = SETTINGS.map(
+    (s) => `| ${s.env ? `\`${s.env}\`` : ''} | ${s.flag ? `\`--${s.flag}\`` : ''} | ${s.file ? `\`${s.file}\`` : ''} | ${s.default !== undefined ? `\`${s.default}\`` : s.key === 'userId' ? 'OS user name' : ''} | ${s.help} |`,
+  );
+  return ['| Environment | Flag | `.config.json` | Default | Meaning |', '|---|---|---|---|---|', ...rows].join('\n');
+}

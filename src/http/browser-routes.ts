@@ -1,0 +1,85 @@
+import express, { type Request, type Response } from 'express';
+import type { PendingAuthorization, PendingAuthorizations } from '../authorization/pending.js';
+import type { SignedState } from '../authorization/signed-state.js';
+import { AgentIdentityError, type IdentityBroker } from '../identity/types.js';
+import type { Logger } from '../log.js';
+import { sendPage, setPageSecurityHeaders } from './pages.js';
+
+export interface BrowserRoutesDeps {
+  pending: PendingAuthorizations;
+  state: SignedState;
+  broker: IdentityBroker;
+  logger: Logger;
+  /**
+   * Same-user check for multi-user deployments (DESIGN decision 5): may answer the request itself
+   * (e.g. start a login) and return false. On stdio the callback listens on loopback only and the
+   * pending id is unguessable and single-use, so no check is installed.
+   */
+  verifyBrowserUser?: (req: Request, res: Response, entry: PendingAuthorization, stage: 'connect' | 'callback') => Promise<boolean>;
+}
+
+const GONE = 'Go back to your assistant and ask it to try again: it will give you a new link.';
+
+/** `/connect/:id` (our link, which redirects to Agent Identity) and `/callback` (where Agent Identity sends the browser back). */
+export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
+  const router = express.Router();
+  const { pending, logger } = deps;
+
+  router.get('/connect/:id', async (req, res) => {
+    const entry = pending.get(String(req.params.id));
+    if (!entry) return sendPage(res, 404, 'Link not found', 'This authorization link is unknown or has expired.', GONE);
+    if (entry.settlement) return sendPage(res, 410, 'Link already used', 'This authorization has already finished or expired.', GONE);
+    if (deps.verifyBrowserUser && !(await deps.verifyBrowserUser(req, res, entry, 'connect'))) return;
+    setPageSecurityHeaders(res);
+    res.redirect(302, entry.authorizationUrl);
+  });
+
+  router.get('/callback', async (req, res) => {
+    const q = (name: string) => (typeof req.query[name] === 'string' ? (req.query[name] as string) : undefined);
+    const state = q('state');
+    if (!state) return sendPage(res, 400, 'Invalid authorization response', 'The response has no state parameter. Nothing was changed.');
+    const verdict = deps.state.verify(state);
+    if (!verdict.ok) {
+      logger.warn('security: callback refused', { reason: `state ${verdict.reason}` });
+      return verdict.reason === 'expired'
+        ? sendPage(res, 410, 'Authorization expired', 'This authorization took too long and has expired. Nothing was changed.', GONE)
+        : sendPage(res, 400, 'Invalid authorization response', 'The state of this response could not be verified. Nothing was changed.');
+    }
+    const entry = pending.get(verdict.pendingId);
+    if (!entry || entry.settlement === 'expired') {
+      return sendPage(res, 410, 'Authorization expired', 'This authorization is unknown or has expired. Nothing was changed.', GONE);
+    }
+    if (entry.callbackConsumed || entry.settlement) {
+      logger.warn('security: callback refused', { reason: 'state replayed', pending: entry.id.slice(0, 6) });
+      return sendPage(res, 409, 'Authorization already used', 'This authorization response was already used. Nothing was changed.');
+    }
+    if (deps.verifyBrowserUser && !(await deps.verifyBrowserUser(req, res, entry, 'callback'))) return;
+
+    const error = q('error');
+    if (error) {
+      entry.callbackConsumed = true;
+      pending.settle(entry.id, error === 'access_denied' ? 'denied' : 'failed', `DingTalk answered "${error.slice(0, 64)}"`);
+      return sendPage(res, 200, 'Access not granted', 'You did not grant access to DingTalk, so nothing will be written. You can close this tab.');
+    }
+    const sessionUri = q('session_uri');
+    if (!sessionUri || sessionUri !== entry.sessionUri) {
+      logger.warn('security: callback refused', { reason: 'session_uri does not match the pending authorization' });
+      return sendPage(res, 400, 'Invalid authorization response', 'This response does not belong to the authorization it claims. Nothing was changed.');
+    }
+
+    entry.callbackConsumed = true; // single use, claimed before the upstream call to shut out races
+    try {
+      await deps.broker.completeAuthorization(sessionUri, entry.user);
+    } catch (e) {
+      const message = e instanceof AgentIdentityError ? e.message : 'Agent Identity could not be reached.';
+      logger.error('CompleteResourceTokenAuth failed', { error: message });
+      pending.settle(entry.id, 'failed', message);
+      return sendPage(res, 502, 'Authorization could not be completed', message, 'Nothing was changed.');
+    }
+    pending.settle(entry.id, 'completed');
+    logger.info('authorization completed', { pending: entry.id.slice(0, 6) });
+    sendPage(res, 200, 'DingTalk access granted', 'You can close this tab and return to your assistant: it will finish what it was doing.');
+  });
+
+  return router;
+}

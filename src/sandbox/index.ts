@@ -1,0 +1,113 @@
+import { createServer } from 'node:net';
+import CredentialModule, { Config as CredentialConfig } from '@alicloud/credentials';
+import type { AlibabaCloudCredential } from '../identity/agent-identity-client.js';
+import type { Logger } from '../log.js';
+import { startAgentIdentityEmulator, type AgentIdentityEmulator } from './agent-identity-emulator.js';
+import { startDingTalkEmulator, type DingTalkEmulator } from './dingtalk-emulator.js';
+
+const Credential = CredentialModule.default;
+
+/** Fixed, obviously-fake names and keys: the sandbox never talks to Alibaba Cloud or DingTalk. */
+export const SANDBOX = {
+  workloadIdentityName: 'sandbox-workload',
+  providerName: 'test-provider-for-dingtalk',
+  accessKeyId: 'LTAIsandboxAccessKey01',
+  dingtalkClientId: 'dingsandboxapp0001',
+  sampleDocumentId: 'SandboxDoc0001TeamNotes',
+} as const;
+
+export interface Sandbox {
+  agentIdentityUrl: string;
+  dingtalkUrl: string;
+  workloadIdentityName: string;
+  providerName: string;
+  accessKeyId: string;
+  /** Random per sandbox; only the emulator accepts it. */
+  accessKeySecret: string;
+  /** The server's credential for the emulated Agent Identity. */
+  credential: AlibabaCloudCredential;
+  sampleDocumentId: string;
+  sampleDocumentLink: string;
+  documentViewerUrl(documentId: string): string;
+  agentIdentity: AgentIdentityEmulator;
+  dingtalk: DingTalkEmulator;
+  close(): Promise<void>;
+}
+
+export interface SandboxOptions {
+  /** Our `<APP_REDIRECT_URI>/callback`; the emulated workload identity allows exactly these. */
+  callbackUrl: string | string[];
+  logger?: Logger;
+}
+
+/** Start emulated Agent Identity and DingTalk on 127.0.0.1, wired to each other (DESIGN decision 11). */
+export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
+  const accessKeySecret = randomSecret();
+  const dingtalkClientSecret = randomSecret();
+  // Agent Identity's callback URL must be registered at DingTalk before either starts: reserve its port.
+  const agentIdentityPort = await freePort();
+  const providerCallbackId = 'sandbox-dingtalk';
+  const agentIdentityCallback = `http://127.0.0.1:${agentIdentityPort}/oauth2/callback/${providerCallbackId}`;
+
+  const dingtalk = await startDingTalkEmulator({
+    apps: [{ clientId: SANDBOX.dingtalkClientId, clientSecret: dingtalkClientSecret, redirectUris: [agentIdentityCallback], name: 'Sandbox DingTalk app' }],
+    documents: [{ id: SANDBOX.sampleDocumentId, title: 'Team notes (sandbox)', content: '# Team notes\n\nNothing here yet.\n' }],
+  });
+  let agentIdentity: AgentIdentityEmulator;
+  try {
+    agentIdentity = await startAgentIdentityEmulator({
+      port: agentIdentityPort,
+      accessKeys: [{ accessKeyId: SANDBOX.accessKeyId, accessKeySecret, allowedActions: '*' }],
+      workloadIdentities: [{ name: SANDBOX.workloadIdentityName, allowedReturnUrls: ([] as string[]).concat(options.callbackUrl) }],
+      providers: [
+        {
+          name: SANDBOX.providerName,
+          clientId: SANDBOX.dingtalkClientId,
+          clientSecret: dingtalkClientSecret,
+          authorizationEndpoint: `${dingtalk.url}/oauth2/auth`,
+          tokenEndpoint: `${dingtalk.url}/v1.0/oauth2/userAccessToken`,
+          callbackId: providerCallbackId,
+        },
+      ],
+    });
+  } catch (e) {
+    await dingtalk.close();
+    throw e;
+  }
+
+  const credential = new Credential(new CredentialConfig({ type: 'access_key', accessKeyId: SANDBOX.accessKeyId, accessKeySecret }));
+  return {
+    agentIdentityUrl: agentIdentity.url,
+    dingtalkUrl: dingtalk.url,
+    workloadIdentityName: SANDBOX.workloadIdentityName,
+    providerName: SANDBOX.providerName,
+    accessKeyId: SANDBOX.accessKeyId,
+    accessKeySecret,
+    credential,
+    sampleDocumentId: SANDBOX.sampleDocumentId,
+    sampleDocumentLink: `https://alidocs.dingtalk.com/i/nodes/${SANDBOX.sampleDocumentId}?utm_scene=team_space`,
+    documentViewerUrl: (id) => `${dingtalk.url}/sandbox/docs/${encodeURIComponent(id)}`,
+    agentIdentity,
+    dingtalk,
+    async close() {
+      await Promise.allSettled([agentIdentity.close(), dingtalk.close()]);
+    },
+  };
+}
+
+/** A port free on 127.0.0.1 right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+function randomSecret(): string {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString('base64url');
+}

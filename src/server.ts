@@ -1,0 +1,23 @@
+import { McpServer } from '@modelcontextprotocol/server';
+import { registerWriteDingTalkDoc, type ToolDeps } from './tools/write-dingtalk-doc.js';
+import { VERSION } from './version.js';
+
+export const SERVER_NAME = 'agent-identity-dingtalk-mcp';
+
+const INSTRUCTIONS =
+  'Writes DingTalk documents as the signed-in user, with their own DingTalk permissions. ' +
+  'The user may be asked once to approve DingTalk access in a browser; follow the tool result if it returns a link.';
+
+/** One factory for every transport and both protocol eras (the SDK pins an instance per connection). */
+export function createServer(deps: ToolDeps): McpServer {
+  const server = new McpServer(
+    { name: SERVER_NAME, version: VERSION, title: 'DingTalk documents via Alibaba Cloud Agent Identity' },
+    {
+      instructions: INSTRUCTIONS,
+      // 2026-07-28 retries echo our requestState; tampered or expired state never reaches a handler.
+      requestState: { verify: deps.ladder.requestStateCodec.verify },
+    },
+  );
+  registerWriteDingTalkDoc(server, deps);
+  return server;
+}
