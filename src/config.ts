@@ -99,7 +99,7 @@ const schema = z.object({
   dingtalkTimeoutMs: int(100, 600_000),
   dingtalkMaxRetries: int(0, 10),
   dingtalkRetryBaseDelayMs: int(0, 60_000),
-  authTimeoutSeconds: int(10, 86_400),
+  authTimeoutSeconds: int(1, 86_400),
   openBrowser: bool,
   stateSecret: z.string().min(32).optional(),
   logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']),
@@ -161,13 +161,13 @@ export function loadConfig({ argv = [], env = process.env, cwd = process.cwd() }
       const setting = SETTINGS.find((s) => s.key === issue.path[0]);
       problems.push(describeProblem(setting, issue.message));
     }
-    throw new ConfigError(problems);
   }
-  const config = parsed.data;
-  if (!config.sandbox && !config.workloadIdentityName) {
+  const sandbox = parsed.success ? parsed.data.sandbox : /^(true|1|yes)$/.test(raw.sandbox ?? '');
+  if (!sandbox && !raw.workloadIdentityName) {
     problems.push(describeProblem(SETTINGS.find((s) => s.key === 'workloadIdentityName'), 'is required'));
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
+  const config = parsed.data;
   return { ...config, callbackUrl: `${config.appRedirectUri}/callback` };
 }
 

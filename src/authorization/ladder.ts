@@ -111,14 +111,14 @@ export async function acquireDingTalkToken(deps: LadderDeps, req: LadderRequest)
 
   const entry = deps.pending.add(pendingId, user, outcome.sessionUri, outcome.authorizationUrl);
   const url = deps.connectUrl(entry.id);
-  const minutes = Math.round(deps.authTimeoutMs / 60_000);
-  const message = `Authorize ${req.purpose}: sign in to DingTalk and approve access for your account. The link works once, only for you, and expires in ${minutes} minute${minutes === 1 ? '' : 's'}.`;
+  const lifetime = formatDuration(deps.authTimeoutMs);
+  const message = `Authorize ${req.purpose}: sign in to DingTalk and approve access for your account. The link works once, only for you, and expires in ${lifetime}.`;
 
   const caps = clientCapabilities(ctx, req.server);
   const modern = ctx.mcpReq.envelope !== undefined;
   if (!caps?.elicitation?.url) {
     deps.openBrowser?.(url);
-    return textFallback(url, minutes, req, deps.openBrowser !== undefined);
+    return textFallback(url, lifetime, req, deps.openBrowser !== undefined);
   }
 
   if (modern) {
@@ -197,7 +197,6 @@ async function waitFor(deps: LadderDeps, req: LadderRequest, entry: PendingAutho
 }
 
 async function finish(deps: LadderDeps, req: LadderRequest, entry: PendingAuthorization, settlement: Settlement): Promise<LadderOutcome> {
-  const minutes = Math.round(deps.authTimeoutMs / 60_000);
   switch (settlement) {
     case 'denied':
       deps.pending.delete(entry.id);
@@ -207,7 +206,7 @@ async function finish(deps: LadderDeps, req: LadderRequest, entry: PendingAuthor
       if (entry.failureMessage === 'declined') return declined('decline', req);
       return fail(`The authorization did not complete: ${entry.failureMessage ?? 'unknown error'}. Nothing was written; call the tool again to retry.`, 'authorization_failed', req);
     case 'expired':
-      return fail(`No authorization arrived within ${minutes} minute${minutes === 1 ? '' : 's'}, so nothing was written. Call the tool again for a new link.`, 'authorization_timeout', req);
+      return fail(`No authorization arrived within ${formatDuration(deps.authTimeoutMs)}, so nothing was written. Call the tool again for a new link.`, 'authorization_timeout', req);
     case 'completed': {
       const outcome = await deps.broker.getDingTalkToken(req.user, {
         returnUrl: deps.callbackUrl,
@@ -232,11 +231,11 @@ function fail(text: string, outcome: string, req: LadderRequest): LadderOutcome 
   return { kind: 'result', outcome, result: { isError: true, content: [{ type: 'text', text }] } };
 }
 
-function textFallback(url: string, minutes: number, req: LadderRequest, opened: boolean): LadderOutcome {
+function textFallback(url: string, lifetime: string, req: LadderRequest, opened: boolean): LadderOutcome {
   const text = [
     `Authorization needed: to ${req.purpose.replace(/^to /, '')} as you, this server needs your DingTalk consent.`,
     `Open this link in your browser and choose Allow: ${url}`,
-    `The link works once, only for you, and expires in ${minutes} minute${minutes === 1 ? '' : 's'}.${opened ? ' It was also opened in your browser.' : ''}`,
+    `The link works once, only for you, and expires in ${lifetime}.${opened ? ' It was also opened in your browser.' : ''}`,
     'After authorizing, call write_dingtalk_doc again with the same arguments.',
     '(Your MCP client did not declare support for URL elicitation, so the link is shown here instead.)',
   ].join('\n');
@@ -255,4 +254,11 @@ function clientCapabilities(ctx: ServerContext, server: McpServer): ClientCapabi
   const fromEnvelope = (ctx.mcpReq.envelope as Record<string, unknown> | undefined)?.['io.modelcontextprotocol/clientCapabilities'];
   if (fromEnvelope) return fromEnvelope as ClientCapabilities;
   return server.server.getClientCapabilities();
+}
+
+/** "10 minutes", "90 seconds": for messages people read. */
+export function formatDuration(ms: number): string {
+  const seconds = Math.round(ms / 1000);
+  const [n, unit] = seconds % 60 === 0 && seconds >= 60 ? [seconds / 60, 'minute'] : [seconds, 'second'];
+  return `${n} ${unit}${n === 1 ? '' : 's'}`;
 }

@@ -5,7 +5,8 @@ import type { Logger } from '../log.js';
 import { startAgentIdentityEmulator, type AgentIdentityEmulator } from './agent-identity-emulator.js';
 import { startDingTalkEmulator, type DingTalkEmulator } from './dingtalk-emulator.js';
 
-const Credential = CredentialModule.default;
+// A CommonJS package: Node hands us `module.exports` (class on `.default`); some loaders unwrap it already.
+const Credential = ((CredentialModule as unknown as { default?: unknown }).default ?? CredentialModule) as typeof CredentialModule.default;
 
 /** Fixed, obviously-fake names and keys: the sandbox never talks to Alibaba Cloud or DingTalk. */
 export const SANDBOX = {

@@ -38,7 +38,7 @@ const inputSchema = z
 const outputSchema = z.object({
   status: z.enum(['written', 'authorization_required']).describe('`written` when the document now holds the content; `authorization_required` when the user must first approve access at `authorizationUrl`.'),
   documentId: z.string().describe('The DingTalk document id (dentryUuid).'),
-  charactersWritten: z.number().int().describe('Characters of Markdown written; 0 when nothing was written.'),
+  charactersWritten: z.number().int().min(0).describe('Characters of Markdown written; 0 when nothing was written.'),
   authorizationUrl: z.string().optional().describe('Where the user approves DingTalk access, when status is authorization_required.'),
 });
 

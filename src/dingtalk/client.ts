@@ -1,0 +1,481 @@
+/**
+ * DingTalk OpenAPI client for the user-token ("个人授权"/delegated) calls this server makes.
+ *
+ * - The user's access token goes ONLY in the `x-acs-dingtalk-access-token` header (reference/dingtalk.md §2.1 step 5);
+ *   it never appears in a URL, a log line or an error message.
+ * - Bounded retries with exponential backoff + jitter for the QPS-limit codes, HTTP 429, 5xx and network errors
+ *   (reference §4, §5). Overwrite replaces the whole document, so repeating it is idempotent and safe.
+ * - Errors are mapped to DingTalkError (reference §4 error shape `{code, requestid, message}`).
+ */
+import { Agent, request } from 'undici';
+import { silentLogger } from '../log.js';
+import type { Logger } from '../log.js';
+import { DingTalkError } from './types.js';
+import type { DingTalkErrorKind, OverwriteResult } from './types.js';
+
+export interface DingTalkClientOptions {
+  /** Default https://api.dingtalk.com (international: https://api.dingtalk.io). */
+  baseUrl?: string;
+  /** Per-attempt timeout (connect + response + body). Default 15000. */
+  timeoutMs?: number;
+  /** Retries after the first attempt. Default 3 (so at most 4 attempts). */
+  maxRetries?: number;
+  /** Base of the exponential backoff. Default 1000 (DingTalk advises waiting ~1 s after a QPS limit, §5). */
+  retryBaseDelayMs?: number;
+  logger?: Logger;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+/** Documented limit of `content` for overwrite (reference §3.1 (a); assumed the same for (b), UNVERIFIED). */
+export const MAX_OVERWRITE_CHARS = 50_000;
+
+const QPS_CODES = new Set(['Forbidden.AccessDenied.QpsLimitForAppkeyAndApi', 'Forbidden.AccessDenied.QpsLimitForApi']);
+
+const OVERWRITE_SCOPE = 'Document.Document.Write';
+const USER_SCOPE = 'Contact.User.Read';
+
+interface Operation {
+  name: 'overwriteContent' | 'users/me';
+  method: 'GET' | 'POST';
+  path: string;
+  body?: string;
+  /** The permission the operation needs when DingTalk does not say (reference §3.6). */
+  scope: string;
+  documentId?: string;
+}
+
+interface ParsedError {
+  status: number;
+  code?: string;
+  message?: string;
+  requestId?: string;
+  requiredScopes?: string[];
+  /** The per-IP ban page `{"status":1111,"wait":5,"punish":"deny",...}` (reference §5). */
+  ipBanWaitMinutes?: number;
+}
+
+interface RawResponse {
+  status: number;
+  text: string;
+  requestId?: string;
+}
+
+class AttemptTimeout extends Error {
+  constructor(readonly timeoutMs: number) {
+    super('timed out');
+  }
+}
+
+export class DingTalkClient {
+  private readonly baseUrl: string;
+  private readonly host: string;
+  private readonly timeoutMs: number;
+  private readonly maxRetries: number;
+  private readonly retryBaseDelayMs: number;
+  private readonly logger: Logger;
+  private readonly agent: Agent;
+  private closed = false;
+
+  constructor(options: DingTalkClientOptions = {}) {
+    const base = new URL(options.baseUrl ?? 'https://api.dingtalk.com');
+    if (base.protocol !== 'https:' && base.protocol !== 'http:') throw new Error('DingTalk baseUrl must be http(s)');
+    if (base.username || base.password) throw new Error('DingTalk baseUrl must not contain credentials');
+    this.baseUrl = base.origin + base.pathname.replace(/\/+$/, '');
+    this.host = base.host;
+    this.timeoutMs = options.timeoutMs ?? 15_000;
+    this.maxRetries = Math.max(0, Math.floor(options.maxRetries ?? 3));
+    this.retryBaseDelayMs = Math.max(0, options.retryBaseDelayMs ?? 1000);
+    this.logger = (options.logger ?? silentLogger).child({ component: 'dingtalk' });
+    this.agent = new Agent({
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 60_000,
+      connections: 32,
+      connect: { timeout: this.timeoutMs },
+    });
+  }
+
+  /**
+   * Replace the whole content of a document with markdown, as the user who owns `accessToken`.
+   * reference/dingtalk.md §3.1 (b): POST /v2.0/doc/me/suites/documents/{docKey}/overwriteContent,
+   * header x-acs-dingtalk-access-token (user token, no operatorId), body {content, dataType:"markdown"} → {data}.
+   * If `signal` aborts, the call stops at once (no further retries) and rejects with the signal's reason.
+   */
+  async overwriteDocument(
+    documentId: string,
+    markdown: string,
+    accessToken: string,
+    options: CallOptions = {},
+  ): Promise<OverwriteResult> {
+    const res = await this.call(
+      {
+        name: 'overwriteContent',
+        method: 'POST',
+        path: `/v2.0/doc/me/suites/documents/${encodeURIComponent(documentId)}/overwriteContent`,
+        body: JSON.stringify({ content: markdown, dataType: 'markdown' }),
+        scope: OVERWRITE_SCOPE,
+        documentId,
+      },
+      accessToken,
+      options.signal,
+    );
+    const result: OverwriteResult = { documentId, charactersWritten: markdown.length };
+    if (res.requestId) result.requestId = res.requestId;
+    return result;
+  }
+
+  /** reference §2.1 step 3: GET /v1.0/contact/users/me with the user token → {nick, unionId, ...}. */
+  async getCurrentUser(accessToken: string, options: CallOptions = {}): Promise<{ unionId: string; nick?: string }> {
+    const res = await this.call(
+      { name: 'users/me', method: 'GET', path: '/v1.0/contact/users/me', scope: USER_SCOPE },
+      accessToken,
+      options.signal,
+    );
+    let body: unknown;
+    try {
+      body = JSON.parse(res.text);
+    } catch {
+      body = undefined;
+    }
+    const record = isRecord(body) ? body : {};
+    const unionId = record['unionId'];
+    if (typeof unionId !== 'string' || unionId === '') {
+      throw new DingTalkError(
+        'DingTalk answered /v1.0/contact/users/me without a unionId; cannot tell which DingTalk user signed in.',
+        'unknown',
+        undefined,
+        res.status,
+        res.requestId,
+      );
+    }
+    const nick = record['nick'];
+    return typeof nick === 'string' ? { unionId, nick } : { unionId };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.agent.close();
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+
+  private async call(op: Operation, accessToken: string, signal?: AbortSignal): Promise<RawResponse> {
+    if (this.closed) throw new Error('DingTalkClient is closed');
+    if (typeof accessToken !== 'string' || accessToken.trim() === '') {
+      throw new DingTalkError(
+        'No DingTalk access token is available for this user; the user must authorize DingTalk (again).',
+        'invalid_token',
+      );
+    }
+    const attempts = this.maxRetries + 1;
+    let lastNetworkError: { reason: string } | undefined;
+
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      throwIfAborted(signal);
+      let res: RawResponse;
+      try {
+        res = await this.attempt(op, accessToken, signal);
+      } catch (err) {
+        if (signal?.aborted) throw abortReason(signal);
+        const reason = err instanceof AttemptTimeout ? err.message : describeNetworkError(err);
+        lastNetworkError = { reason };
+        if (attempt < attempts) {
+          const delayMs = this.backoff(attempt);
+          this.logger.warn('DingTalk request failed (network); retrying', {
+            op: op.name,
+            host: this.host,
+            reason,
+            attempt,
+            maxAttempts: attempts,
+            delayMs,
+          });
+          await sleep(delayMs, signal);
+          continue;
+        }
+        break;
+      }
+
+      if (res.status >= 200 && res.status < 300) {
+        if (attempt > 1) this.logger.debug('DingTalk request succeeded after retry', { op: op.name, attempt });
+        return res;
+      }
+
+      const parsed = parseErrorBody(res);
+      const retryable = isRetryable(parsed);
+      if (retryable && attempt < attempts) {
+        const delayMs = this.backoff(attempt);
+        this.logger.warn('DingTalk request failed; retrying', {
+          op: op.name,
+          status: parsed.status,
+          code: parsed.code ?? '(none)',
+          requestId: parsed.requestId,
+          attempt,
+          maxAttempts: attempts,
+          delayMs,
+        });
+        await sleep(delayMs, signal);
+        continue;
+      }
+      const error = this.mapError(op, parsed, attempt, accessToken);
+      this.logger.info('DingTalk request failed', {
+        op: op.name,
+        status: parsed.status,
+        code: parsed.code ?? '(none)',
+        kind: error.kind,
+        requestId: parsed.requestId,
+        attempt,
+      });
+      throw error;
+    }
+
+    throw new DingTalkError(
+      `Could not reach DingTalk at ${this.host}: ${lastNetworkError?.reason ?? 'network error'} ` +
+        `(${attempts} attempt${attempts === 1 ? '' : 's'}, timeout ${this.timeoutMs} ms each). ` +
+        'Check the server’s network access to DingTalk and try again.',
+      'network',
+    );
+  }
+
+  private async attempt(op: Operation, accessToken: string, signal?: AbortSignal): Promise<RawResponse> {
+    const controller = new AbortController();
+    const timeout = new AttemptTimeout(this.timeoutMs);
+    const timer = setTimeout(() => controller.abort(timeout), this.timeoutMs);
+    const onAbort = () => controller.abort(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const headers: Record<string, string> = {
+        'x-acs-dingtalk-access-token': accessToken,
+        accept: 'application/json',
+      };
+      if (op.body !== undefined) headers['content-type'] = 'application/json';
+      const response = await request(this.baseUrl + op.path, {
+        method: op.method,
+        headers,
+        signal: controller.signal,
+        dispatcher: this.agent,
+        ...(op.body !== undefined ? { body: op.body } : {}),
+      });
+      const text = await response.body.text();
+      const header = response.headers['x-acs-request-id'];
+      const requestId = typeof header === 'string' ? header : Array.isArray(header) ? header[0] : undefined;
+      return requestId ? { status: response.statusCode, text, requestId } : { status: response.statusCode, text };
+    } catch (err) {
+      if (controller.signal.aborted && controller.signal.reason === timeout) throw timeout;
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Exponential backoff with jitter: base·2^(n-1), scaled by a random factor in [0.5, 1). */
+  private backoff(attempt: number): number {
+    const exp = this.retryBaseDelayMs * 2 ** (attempt - 1);
+    return Math.round(exp * (0.5 + Math.random() * 0.5));
+  }
+
+  private mapError(op: Operation, e: ParsedError, attempts: number, accessToken: string): DingTalkError {
+    const { kind, message } = describe(op, e, attempts, this.host);
+    const suffix = e.requestId ? ` (DingTalk requestid ${e.requestId})` : '';
+    return new DingTalkError(redact(message + suffix, accessToken), kind, e.code, e.status, e.requestId);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Error parsing and mapping (reference/dingtalk.md §4, §5)
+
+function parseErrorBody(res: RawResponse): ParsedError {
+  const out: ParsedError = { status: res.status };
+  if (res.requestId) out.requestId = res.requestId;
+  let body: unknown;
+  try {
+    body = JSON.parse(res.text);
+  } catch {
+    return out; // HTML or plain text (e.g. a proxy page): map by HTTP status alone.
+  }
+  if (!isRecord(body)) return out;
+  const code = body['code'];
+  if (typeof code === 'string' && code !== '') out.code = code;
+  else if (typeof code === 'number') out.code = String(code);
+  const message = body['message'];
+  if (typeof message === 'string') out.message = message.slice(0, 300);
+  const requestId = body['requestid'] ?? body['requestId'];
+  if (typeof requestId === 'string' && requestId !== '') out.requestId = requestId;
+  const detail = body['accessdenieddetail'];
+  if (isRecord(detail) && Array.isArray(detail['requiredScopes'])) {
+    out.requiredScopes = detail['requiredScopes'].filter((s): s is string => typeof s === 'string');
+  }
+  // Per-IP ban page (§5): {"status":1111,"wait":5,"source":"x5","punish":"deny",...}, no DingTalk code.
+  if (out.code === undefined && (body['status'] === 1111 || body['punish'] !== undefined)) {
+    const wait = body['wait'];
+    out.ipBanWaitMinutes = typeof wait === 'number' && wait > 0 && wait < 1000 ? wait : 5;
+  }
+  return out;
+}
+
+function isRetryable(e: ParsedError): boolean {
+  if (e.ipBanWaitMinutes !== undefined) return false; // minutes-long ban: retrying within seconds only prolongs it
+  if (e.code && QPS_CODES.has(e.code)) return true;
+  if (e.status === 429) return true;
+  return e.status >= 500 && e.status <= 599;
+}
+
+function describe(
+  op: Operation,
+  e: ParsedError,
+  attempts: number,
+  host: string,
+): { kind: DingTalkErrorKind; message: string } {
+  const code = e.code ?? '';
+  const tag = e.code ? `${e.code}, HTTP ${e.status}` : `HTTP ${e.status}`;
+  const what = op.name === 'overwriteContent' ? `writing DingTalk document "${op.documentId}"` : 'reading the signed-in DingTalk user';
+  const dtMessage = e.message ? ` DingTalk said: "${e.message}".` : '';
+  const tries = `${attempts} attempt${attempts === 1 ? '' : 's'}`;
+
+  if (e.ipBanWaitMinutes !== undefined) {
+    return {
+      kind: 'rate_limited',
+      message:
+        `DingTalk has temporarily blocked this server's egress IP for sending too many requests (${tag}). ` +
+        `Wait about ${e.ipBanWaitMinutes} minutes and try again.`,
+    };
+  }
+  if (code === 'InvalidAuthentication' || e.status === 401) {
+    return {
+      kind: 'invalid_token',
+      message:
+        `DingTalk rejected the user's access token while ${what} (${tag}): it is invalid, expired or revoked. ` +
+        'The user must authorize DingTalk again.',
+    };
+  }
+  if (code === 'AuthenticationFailed.MissingParameter') {
+    return {
+      kind: 'invalid_token',
+      message: `DingTalk did not receive an access token while ${what} (${tag}). The user must authorize DingTalk again.`,
+    };
+  }
+  if (code === 'Forbidden.AccessDenied.AccessTokenPermissionDenied') {
+    const scopes = e.requiredScopes && e.requiredScopes.length > 0 ? e.requiredScopes : [op.scope];
+    const list = scopes.join(', ');
+    return {
+      kind: 'permission_denied',
+      message:
+        `DingTalk denied ${what}: the DingTalk app lacks the permission ${list} (${tag}). ` +
+        `An admin of the DingTalk app must grant ${list} to the app (open-dev.dingtalk.com → the app → 权限管理), ` +
+        'then the user must authorize DingTalk again so the new token carries it.',
+    };
+  }
+  if (code === 'Forbidden.AccessDenied.ApiCountLimitForOrg') {
+    return {
+      kind: 'quota_exceeded',
+      message:
+        `The organization's monthly DingTalk API call quota is used up (${tag}); standard-edition orgs get 5,000 calls ` +
+        'a month shared by all internal apps. Wait for next month or have the org upgrade its DingTalk edition.',
+    };
+  }
+  if (code === 'Forbidden.AccessDenied.IpNotInWhiteList') {
+    return {
+      kind: 'permission_denied',
+      message:
+        `DingTalk refused the call because this server's egress IP is not on the DingTalk app's IP allow-list (${tag}). ` +
+        "An admin must add the server's egress IP address to the app's allow-list (open-dev.dingtalk.com → the app → 安全设置/服务器出口IP).",
+    };
+  }
+  if (QPS_CODES.has(code) || e.status === 429) {
+    return {
+      kind: 'rate_limited',
+      message: `DingTalk's rate limit was hit while ${what} (${tag}) and still hit after ${tries}. Wait a few seconds and try again.`,
+    };
+  }
+  if (e.status === 404) {
+    return {
+      kind: 'not_found',
+      message:
+        op.name === 'overwriteContent'
+          ? `DingTalk document "${op.documentId}" was not found (${tag}). Check the link; the signed-in DingTalk user must be able to edit it.`
+          : `DingTalk answered "not found" while ${what} (${tag}).`,
+    };
+  }
+  if (e.status >= 500) {
+    return {
+      kind: 'server_error',
+      message: `DingTalk (${host}) returned a server error while ${what} (${tag}) ${attempts === 1 ? 'on 1 attempt' : `on all ${tries}`}. Try again later.${dtMessage}`,
+    };
+  }
+  if (e.status === 403 || code.startsWith('Forbidden')) {
+    return {
+      kind: 'permission_denied',
+      message:
+        `DingTalk refused ${what} (${tag}).${dtMessage} The DingTalk app or the signed-in user lacks access` +
+        (op.name === 'overwriteContent' ? '; the signed-in DingTalk user must be able to edit the document.' : '.'),
+    };
+  }
+  if (e.status >= 400 && e.status < 500) {
+    const tooLong = /too\s*long|exceed|length|limit|超过|过长/i.test(`${code} ${e.message ?? ''}`);
+    return {
+      kind: 'invalid_request',
+      message:
+        `DingTalk rejected the request while ${what} (${tag}).${dtMessage}` +
+        (tooLong && op.name === 'overwriteContent'
+          ? ` The content may be too long: DingTalk accepts at most ${MAX_OVERWRITE_CHARS.toLocaleString('en-US')} characters.`
+          : ''),
+    };
+  }
+  return { kind: 'unknown', message: `DingTalk answered unexpectedly while ${what} (${tag}).${dtMessage}` };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// helpers
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function redact(text: string, secret: string): string {
+  return secret.length >= 4 ? text.split(secret).join('[redacted]') : text;
+}
+
+/** A short reason for a network failure: error code and class, never the URL. */
+function describeNetworkError(err: unknown): string {
+  if (isRecord(err) || err instanceof Error) {
+    const e = err as { code?: unknown; name?: unknown; cause?: unknown };
+    const code = typeof e.code === 'string' ? e.code : undefined;
+    const causeCode = isRecord(e.cause) && typeof e.cause['code'] === 'string' ? (e.cause['code'] as string) : undefined;
+    const name = typeof e.name === 'string' ? e.name : 'Error';
+    if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+      return 'timed out';
+    }
+    return `connection failed (${causeCode ?? code ?? name})`;
+  }
+  return 'connection failed';
+}
+
+function throwIfAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw abortReason(signal);
+}
+
+function abortReason(signal: AbortSignal): unknown {
+  const reason: unknown = signal.reason;
+  return reason ?? new DOMException('The operation was aborted.', 'AbortError');
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(abortReason(signal));
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortReason(signal!));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
