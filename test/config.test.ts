@@ -1,0 +1,81 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, settingsTable } from '../src/config.js';
+
+const dir = () => mkdtempSync(join(tmpdir(), 'dingtalk-mcp-config-'));
+
+describe('configuration layering: defaults < .config.json < environment < flags', () => {
+  it('uses the defaults and the kit\'s .config.json', () => {
+    const cwd = dir();
+    writeFileSync(join(cwd, '.config.json'), JSON.stringify({ workload_identity_name: 'from-file', inbound_app_id: 'ignored' }));
+    const config = loadConfig({ argv: [], env: { AGENT_IDENTITY_USER_ID: 'alice' }, cwd });
+    expect(config.workloadIdentityName).toBe('from-file');
+    expect(config.regionId).toBe('cn-beijing');
+    expect(config.providerName).toBe('test-provider-for-dingtalk');
+    expect(config.scopes).toEqual(['openid', 'corpid']);
+    expect(config.callbackUrl).toBe('http://localhost:8090/callback');
+    expect(config.useSts).toBe(true);
+    expect(config.authTimeoutSeconds).toBe(600);
+  });
+
+  it('environment beats the file, flags beat the environment', () => {
+    const cwd = dir();
+    writeFileSync(join(cwd, '.config.json'), JSON.stringify({ workload_identity_name: 'from-file' }));
+    const env = { AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: 'from-env', APP_REDIRECT_URI: 'http://localhost:9000/', AGENT_IDENTITY_USE_STS: 'false' };
+    expect(loadConfig({ env, cwd }).workloadIdentityName).toBe('from-env');
+    const config = loadConfig({ env, cwd, argv: ['--workload-identity', 'from-flag', '--use-sts', '--redirect-uri', 'https://mcp.example.com'] });
+    expect(config.workloadIdentityName).toBe('from-flag');
+    expect(config.useSts).toBe(true);
+    expect(config.callbackUrl).toBe('https://mcp.example.com/callback');
+    expect(loadConfig({ env, cwd }).callbackUrl).toBe('http://localhost:9000/callback');
+  });
+
+  it('--sandbox needs no workload identity', () => {
+    expect(loadConfig({ argv: ['--sandbox'], env: {}, cwd: dir() }).sandbox).toBe(true);
+  });
+});
+
+describe('invalid settings fail with one message naming every problem and its fix', () => {
+  it('collects all problems', () => {
+    let error: unknown;
+    try {
+      loadConfig({
+        argv: ['--dingtalk-max-retries', 'lots'],
+        env: { APP_REDIRECT_URI: 'ftp://x', DINGTALK_MCP_LOG_LEVEL: 'chatty', DINGTALK_MCP_STATE_SECRET: 'short' },
+        cwd: dir(),
+      });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as ConfigError).message;
+    expect(message).toContain('APP_REDIRECT_URI / --redirect-uri: must be an absolute http(s) URL');
+    expect(message).toContain('DINGTALK_MAX_RETRIES / --dingtalk-max-retries: must be a whole number');
+    expect(message).toContain('DINGTALK_MCP_LOG_LEVEL / --log-level');
+    expect(message).toContain('DINGTALK_MCP_STATE_SECRET');
+    expect(message).toContain('AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME / --workload-identity: is required; set AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME');
+    expect(message).not.toContain('short'); // the secret's value is never echoed
+    expect((error as ConfigError).problems).toHaveLength(5);
+  });
+
+  it('an unknown flag is named', () => {
+    expect(() => loadConfig({ argv: ['--colour'], env: { AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: 'w' }, cwd: dir() })).toThrow(/--colour/);
+  });
+
+  it('a broken or missing explicit config file is named', () => {
+    const cwd = dir();
+    writeFileSync(join(cwd, 'broken.json'), '{ not json');
+    expect(() => loadConfig({ argv: ['--config', 'broken.json'], env: { AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: 'w' }, cwd })).toThrow(/broken\.json is not valid JSON/);
+    expect(() => loadConfig({ argv: ['--config', 'nope.json'], env: { AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: 'w' }, cwd })).toThrow(/nope\.json does not exist/);
+  });
+});
+
+describe('docs stay true', () => {
+  it('the README settings table is exactly the one the code defines', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const between = /<!-- settings:start -->\n([\s\S]*?)\n<!-- settings:end -->/.exec(readme)?.[1];
+    expect(between).toBe(settingsTable());
+  });
+});
