@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-import { serveStdio } from '@modelcontextprotocol/server/stdio';
 import { ConfigError, loadConfig, settingsTable, type Config } from './config.js';
 import { createLogger } from './log.js';
-import { createRuntime, type RuntimeOverrides } from './runtime.js';
-import { startSandbox, type Sandbox } from './sandbox/index.js';
-import { createServer } from './server.js';
+import { createRuntime, secretsOf, type RuntimeOverrides } from './runtime.js';
+import { SANDBOX, startSandbox, type Sandbox } from './sandbox/index.js';
+import { serveHttpTransport } from './transports/http.js';
+import { serveStdioTransport } from './transports/stdio.js';
 import { VERSION } from './version.js';
 
 const USAGE = `dingtalk-mcp ${VERSION}: an MCP server that writes DingTalk documents as the user,
@@ -13,6 +13,8 @@ with the user's DingTalk token held by Alibaba Cloud Agent Identity.
 Usage:
   dingtalk-mcp [flags]             serve MCP over stdio
   dingtalk-mcp --sandbox           the same, against embedded emulators (no cloud account)
+  dingtalk-mcp setup|teardown|doctor [--help]
+                                   create, remove or check the Alibaba Cloud resources it needs
 
 Settings (flags override environment, which overrides .config.json):
 ${settingsTable()}
@@ -27,6 +29,13 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${VERSION}\n`);
     return;
   }
+  const command = argv[0];
+  if (command === 'setup' || command === 'teardown' || command === 'doctor') {
+    // Loaded only for these commands: serving MCP never pulls in the control-plane clients.
+    const { runProvisioning } = await import('./provisioning/cli.js');
+    process.exitCode = await runProvisioning(command, argv.slice(1));
+    return;
+  }
 
   let config: Config;
   try {
@@ -39,18 +48,23 @@ async function main(argv: string[]): Promise<void> {
     throw e;
   }
 
-  const logger = createLogger({ level: config.logLevel });
+  const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config) });
   const overrides: RuntimeOverrides = { logger };
   let sandbox: Sandbox | undefined;
   if (config.sandbox) {
-    sandbox = await startSandbox({ callbackUrl: config.callbackUrl, logger });
+    const http = config.transport === 'http';
+    sandbox = await startSandbox({ callbackUrl: config.callbackUrl, logger, oidc: http ? { loginRedirectUri: `${config.appRedirectUri}/login/callback` } : undefined });
     config = {
       ...config,
       agentIdentityEndpoint: sandbox.agentIdentityUrl,
       dingtalkApiBase: sandbox.dingtalkUrl,
       workloadIdentityName: sandbox.workloadIdentityName,
       providerName: sandbox.providerName,
+      ...(sandbox.oidc ? { oidcIssuer: sandbox.oidc.issuer, oidcClientId: SANDBOX.oidcClientId, oidcAudience: SANDBOX.oidcClientId } : {}),
     };
+    if (sandbox.oidc) {
+      logger.info('sandbox: emulated identity provider for HTTP mode', { issuer: sandbox.oidc.issuer, users: sandbox.oidc.users.map((u) => u.sub).join(',') });
+    }
     overrides.credential = sandbox.credential;
     logger.info('sandbox: emulated Agent Identity and DingTalk are running; nothing leaves this machine', {
       document: sandbox.sampleDocumentLink,
@@ -59,24 +73,23 @@ async function main(argv: string[]): Promise<void> {
   }
 
   const runtime = createRuntime(config, overrides);
-  const connection = serveStdio(() => createServer(runtime.toolDeps), {
-    onerror: (error) => logger.warn('stdio transport error', { error: error.message }),
-  });
-  logger.info('serving MCP over stdio', { version: VERSION, user: config.userJwt ? 'from AGENT_IDENTITY_USER_JWT' : 'from AGENT_IDENTITY_USER_ID' });
+  const transport = config.transport === 'http' ? await serveHttpTransport(runtime) : serveStdioTransport(runtime);
 
   let stopping = false;
   const stop = async (why: string) => {
     if (stopping) return;
     stopping = true;
     logger.info('shutting down', { why });
-    await connection.close().catch(() => {});
+    await transport.close().catch(() => {});
     await runtime.close().catch(() => {});
     await sandbox?.close().catch(() => {});
     process.exit(0);
   };
-  // The client closing stdin ends the session (MCP stdio binding).
-  process.stdin.once('end', () => void stop('stdin closed'));
-  process.stdin.once('close', () => void stop('stdin closed'));
+  if (config.transport === 'stdio') {
+    // The client closing stdin ends the session (MCP stdio binding).
+    process.stdin.once('end', () => void stop('stdin closed'));
+    process.stdin.once('close', () => void stop('stdin closed'));
+  }
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
 }

@@ -23,6 +23,8 @@ export interface Setting {
 
 type RawConfig = {
   transport: string;
+  host: string;
+  port: string;
   sandbox: string;
   regionId: string;
   workloadIdentityName: string;
@@ -42,10 +44,22 @@ type RawConfig = {
   stateSecret: string;
   logLevel: string;
   configFile: string;
+  oidcIssuer: string;
+  oidcAudience: string;
+  oidcClientId: string;
+  oidcClientSecret: string;
+  allowedHosts: string;
+  allowedOrigins: string;
+  trustedProxyHeader: string;
+  trustedProxies: string;
+  rateLimitPerMinute: string;
+  maxBody: string;
 };
 
 export const SETTINGS: Setting[] = [
-  { key: 'transport', flag: 'transport', env: 'DINGTALK_MCP_TRANSPORT', default: 'stdio', help: 'How MCP clients connect: `stdio` (one local user).' },
+  { key: 'transport', flag: 'transport', env: 'DINGTALK_MCP_TRANSPORT', default: 'stdio', help: 'How MCP clients connect: `stdio` (one local user) or `http` (streamable HTTP at `/mcp`, many users, OAuth bearer tokens).' },
+  { key: 'host', flag: 'host', env: 'DINGTALK_MCP_HOST', default: '127.0.0.1', help: 'http: the address to listen on. Anything but loopback needs TLS in front (a loud warning says so).' },
+  { key: 'port', flag: 'port', env: 'DINGTALK_MCP_PORT', default: '8090', help: 'http: the port to listen on (8090 matches the default `APP_REDIRECT_URI`).', fix: 'use a port number between 1 and 65535' },
   { key: 'sandbox', flag: 'sandbox', env: 'DINGTALK_MCP_SANDBOX', default: 'false', help: 'Run against the embedded emulators of Agent Identity and DingTalk; no cloud account needed.' },
   { key: 'regionId', flag: 'region', env: 'AGENT_IDENTITY_REGION_ID', file: 'region_id', default: 'cn-beijing', help: 'Agent Identity region.' },
   {
@@ -68,6 +82,16 @@ export const SETTINGS: Setting[] = [
   { key: 'openBrowser', flag: 'open-browser', env: 'DINGTALK_MCP_OPEN_BROWSER', default: 'false', help: 'stdio only: when the client cannot show URL elicitations, also open the authorization link in the system browser.' },
   { key: 'stateSecret', env: 'DINGTALK_MCP_STATE_SECRET', help: 'HMAC key (32+ chars) that signs OAuth `state` and MCP `requestState`; random per process when unset.', secret: true, fix: 'use at least 32 characters, e.g. `openssl rand -hex 32`' },
   { key: 'logLevel', flag: 'log-level', env: 'DINGTALK_MCP_LOG_LEVEL', default: 'info', help: 'debug, info, warn, error or silent. Logs go to stderr.' },
+  { key: 'oidcIssuer', flag: 'oidc-issuer', env: 'OIDC_ISSUER', file: 'oidc_issuer', help: 'http: the OpenID Connect issuer whose JWTs authorize `/mcp` (the identity provider registered on the workload identity), e.g. `https://oauth.aliyun.com`; its discovery document gives the JWKS and login endpoints.', fix: 'set OIDC_ISSUER to your identity provider\'s issuer URL (e.g. https://oauth.aliyun.com), or use --sandbox' },
+  { key: 'oidcAudience', flag: 'oidc-audience', env: 'OIDC_AUDIENCE', file: 'oidc_audience', help: 'http: the `aud` bearer tokens must carry; default `OIDC_CLIENT_ID` (the identity provider\'s AllowedAudience in Agent Identity).' },
+  { key: 'oidcClientId', flag: 'oidc-client-id', env: 'OIDC_CLIENT_ID', file: 'inbound_app_id', help: 'http: this server\'s OAuth client at the identity provider, used to sign the browser user in on `/connect` (authorization code + PKCE).', fix: 'set OIDC_CLIENT_ID to the OAuth application users sign in with (the Python kit\'s `inbound_app_id`)' },
+  { key: 'oidcClientSecret', env: 'OIDC_CLIENT_SECRET', help: 'http: that client\'s secret, if the identity provider requires one.', secret: true },
+  { key: 'allowedHosts', flag: 'allowed-hosts', env: 'DINGTALK_MCP_ALLOWED_HOSTS', help: 'http: comma-separated `Host` names accepted (DNS-rebinding protection); default the host of `APP_REDIRECT_URI` plus loopback names.' },
+  { key: 'allowedOrigins', flag: 'allowed-origins', env: 'DINGTALK_MCP_ALLOWED_ORIGINS', help: 'http: comma-separated `Origin` host names accepted from browsers; default the same as the allowed hosts. Requests without `Origin` always pass.' },
+  { key: 'trustedProxyHeader', flag: 'trusted-proxy-header', env: 'DINGTALK_MCP_TRUSTED_PROXY_HEADER', help: 'http, opt-in: take the user id from this header (e.g. `x-authenticated-user`) instead of a bearer JWT, but only from `DINGTALK_MCP_TRUSTED_PROXIES`.' },
+  { key: 'trustedProxies', flag: 'trusted-proxies', env: 'DINGTALK_MCP_TRUSTED_PROXIES', help: 'http, opt-in: comma-separated IP addresses of the gateway allowed to set that header.' },
+  { key: 'rateLimitPerMinute', flag: 'rate-limit', env: 'DINGTALK_MCP_RATE_LIMIT', default: '60', help: 'http: tool calls per user per minute; more get HTTP 429.' },
+  { key: 'maxBody', flag: 'max-body', env: 'DINGTALK_MCP_MAX_BODY', default: '1mb', help: 'http: the largest request body accepted on `/mcp` (HTTP 413 above it).' },
   { key: 'configFile', flag: 'config', env: 'DINGTALK_MCP_CONFIG', default: '.config.json', help: 'Path of the JSON config file (the Python kit\'s `.config.json`); optional.' },
 ];
 
@@ -83,8 +107,12 @@ const httpUrl = z.string().refine((v) => {
   }
 }, 'must be an absolute http(s) URL without query, fragment or credentials');
 
+const list = z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
+
 const schema = z.object({
-  transport: z.enum(['stdio']),
+  transport: z.enum(['stdio', 'http']),
+  host: z.string().min(1),
+  port: int(1, 65_535),
   sandbox: bool,
   regionId: z.string().regex(/^[a-z]{2}-[a-z0-9-]+$/, 'must look like cn-beijing'),
   workloadIdentityName: z.string().min(1).optional(),
@@ -104,6 +132,16 @@ const schema = z.object({
   stateSecret: z.string().min(32).optional(),
   logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']),
   configFile: z.string(),
+  oidcIssuer: httpUrl.transform((v) => v.replace(/\/+$/, '')).optional(),
+  oidcAudience: z.string().min(1).optional(),
+  oidcClientId: z.string().min(1).optional(),
+  oidcClientSecret: z.string().min(1).optional(),
+  allowedHosts: list.optional(),
+  allowedOrigins: list.optional(),
+  trustedProxyHeader: z.string().regex(/^[A-Za-z0-9-]+$/, 'must be a header name').transform((h) => h.toLowerCase()).optional(),
+  trustedProxies: list.optional(),
+  rateLimitPerMinute: int(1, 100_000),
+  maxBody: z.string().regex(/^\d+(b|kb|mb)$/i, 'must look like 1mb or 500kb'),
 });
 
 export type Config = z.output<typeof schema> & { callbackUrl: string };
@@ -163,8 +201,16 @@ export function loadConfig({ argv = [], env = process.env, cwd = process.cwd() }
     }
   }
   const sandbox = parsed.success ? parsed.data.sandbox : /^(true|1|yes)$/.test(raw.sandbox ?? '');
-  if (!sandbox && !raw.workloadIdentityName) {
-    problems.push(describeProblem(SETTINGS.find((s) => s.key === 'workloadIdentityName'), 'is required'));
+  const required = (key: keyof RawConfig, why = 'is required') => {
+    if (!raw[key]) problems.push(describeProblem(SETTINGS.find((s) => s.key === key), why));
+  };
+  if (!sandbox) required('workloadIdentityName');
+  if (!sandbox && raw.transport === 'http') {
+    if (raw.trustedProxyHeader) required('trustedProxies', 'is required with DINGTALK_MCP_TRUSTED_PROXY_HEADER: name the gateway addresses allowed to set it');
+    else {
+      required('oidcIssuer', 'is required for --transport http');
+      required('oidcClientId', 'is required for --transport http (browser sign-in on /connect)');
+    }
   }
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const config = parsed.data;

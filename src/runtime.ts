@@ -1,20 +1,17 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import express from 'express';
-import { createRequestStateCodec } from '@modelcontextprotocol/server';
+import { createRequestStateCodec, type ServerContext } from '@modelcontextprotocol/server';
 import type { Config } from './config.js';
 import type { AuthRequestState, LadderDeps } from './authorization/ladder.js';
 import { PendingAuthorizations } from './authorization/pending.js';
 import { SignedState } from './authorization/signed-state.js';
 import { DingTalkClient } from './dingtalk/client.js';
-import { browserRoutes } from './http/browser-routes.js';
 import { AgentIdentityClient } from './identity/agent-identity-client.js';
 import { AgentIdentityBroker } from './identity/broker.js';
 import type { IdentityBroker, UserIdentity } from './identity/types.js';
 import { createLogger, type Logger } from './log.js';
 import type { ToolDeps } from './tools/write-dingtalk-doc.js';
+import { InFlight } from './in-flight.js';
 
 /** Ways to replace the real upstreams (the sandbox, tests). */
 export interface RuntimeOverrides {
@@ -27,13 +24,19 @@ export interface RuntimeOverrides {
 export interface Runtime {
   config: Config;
   logger: Logger;
-  toolDeps: ToolDeps;
-  /** The loopback listener serving /connect and /callback (stdio mode). */
-  browserListener?: HttpServer;
+  broker: IdentityBroker;
+  pending: PendingAuthorizations;
+  state: SignedState;
+  /** DingTalk writes in progress: graceful shutdown waits for them. */
+  writes: InFlight;
+  /** Why the browser pages cannot be reached, if they cannot (set by the transport). */
+  callbackProblem: string | undefined;
+  /** The tool dependencies, given how this transport identifies the caller. */
+  toolDeps(resolveUser: (ctx: ServerContext) => UserIdentity): ToolDeps;
   close(): Promise<void>;
 }
 
-/** The composition root: config → clients, caches, the authorization machinery. */
+/** The composition root: config → clients, caches, the authorization machinery. Transports add the rest. */
 export function createRuntime(config: Config, overrides: RuntimeOverrides = {}): Runtime {
   const logger = overrides.logger ?? createLogger({ level: config.logLevel, secrets: secretsOf(config) });
   const authTimeoutMs = config.authTimeoutSeconds * 1000;
@@ -70,7 +73,6 @@ export function createRuntime(config: Config, overrides: RuntimeOverrides = {}):
     ttlSeconds: config.authTimeoutSeconds,
   });
 
-  let callbackProblem: string | undefined = 'the authorization pages are not listening yet';
   const ladder: LadderDeps = {
     broker,
     pending,
@@ -79,48 +81,27 @@ export function createRuntime(config: Config, overrides: RuntimeOverrides = {}):
     callbackUrl: config.callbackUrl,
     connectUrl: (id) => `${config.appRedirectUri}/connect/${id}`,
     authTimeoutMs,
-    callbackProblem: () => callbackProblem,
-    openBrowser: config.openBrowser ? (url) => openInBrowser(url, logger) : undefined,
+    callbackProblem: () => runtime.callbackProblem,
+    openBrowser: config.openBrowser && config.transport === 'stdio' ? (url) => openInBrowser(url, logger) : undefined,
     logger,
   };
+  const writes = new InFlight();
 
-  const user = configuredUser(config);
-  const toolDeps: ToolDeps = { ladder, dingtalk, resolveUser: () => user, logger };
-
-  const app = express();
-  app.disable('x-powered-by');
-  app.use(browserRoutes({ pending, state, broker, logger }));
-  const browserListener = createHttpServer(app);
-  const port = Number(new URL(config.appRedirectUri).port || (config.appRedirectUri.startsWith('https:') ? 443 : 80));
-  // Loopback only (DESIGN decision 5): the callback must never be reachable from the network in stdio mode.
-  browserListener.once('error', (e: NodeJS.ErrnoException) => {
-    callbackProblem =
-      e.code === 'EADDRINUSE'
-        ? `port ${port} on 127.0.0.1 is already in use (is another copy of this server running?). Stop it, or set APP_REDIRECT_URI to another port and allow <APP_REDIRECT_URI>/callback on the workload identity.`
-        : `the authorization pages could not listen on 127.0.0.1:${port} (${e.code ?? e.message}).`;
-    logger.error('authorization pages not listening; tools will work only while Agent Identity already holds a DingTalk token', { reason: callbackProblem });
-  });
-  browserListener.listen(port, '127.0.0.1', () => {
-    callbackProblem = undefined;
-    logger.info('authorization pages listening', { url: config.appRedirectUri, bound: `127.0.0.1:${(browserListener.address() as AddressInfo).port}` });
-  });
-  const host = new URL(config.appRedirectUri).hostname;
-  if (!['localhost', '127.0.0.1', '[::1]'].includes(host)) {
-    logger.warn('APP_REDIRECT_URI is not a loopback address, but stdio mode listens on 127.0.0.1 only; put a tunnel or proxy in front, or use http://localhost:<port>', { appRedirectUri: config.appRedirectUri });
-  }
-
-  return {
+  const runtime: Runtime = {
     config,
     logger,
-    toolDeps,
-    browserListener,
+    broker,
+    pending,
+    state,
+    writes,
+    callbackProblem: 'the authorization pages are not listening yet',
+    toolDeps: (resolveUser) => ({ ladder, dingtalk, resolveUser, logger, writes }),
     async close() {
       pending.close();
       await dingtalk.close();
-      await new Promise<void>((resolve) => (browserListener.listening ? browserListener.close(() => resolve()) : resolve()));
-      browserListener.closeAllConnections?.();
     },
   };
+  return runtime;
 }
 
 /** The stdio user: a JWT when one is configured (Agent Identity verifies it), else the user id. */
@@ -141,8 +122,8 @@ export function configuredUser(config: Config): UserIdentity {
   return { kind: 'userId', userId: config.userId };
 }
 
-function secretsOf(config: Config): string[] {
-  return [config.userJwt, config.stateSecret, process.env.ALIBABA_CLOUD_ACCESS_KEY_SECRET, process.env.ALIBABA_CLOUD_SECURITY_TOKEN].filter(
+export function secretsOf(config: Config): string[] {
+  return [config.userJwt, config.stateSecret, config.oidcClientSecret, process.env.ALIBABA_CLOUD_ACCESS_KEY_SECRET, process.env.ALIBABA_CLOUD_SECURITY_TOKEN].filter(
     (s): s is string => typeof s === 'string' && s.length > 0,
   );
 }

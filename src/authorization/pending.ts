@@ -127,6 +127,11 @@ export class PendingAuthorizations {
     });
   }
 
+  /** End every unsettled authorization (shutdown): waiting calls return at once with `message`. */
+  settleAll(settlement: Settlement, message: string): void {
+    for (const entry of this.entries.values()) if (!entry.settlement) this.settle(entry.id, settlement, message);
+  }
+
   /** Forget an entry whose outcome has been used. */
   delete(id: string): void {
     this.entries.delete(id);

@@ -48,6 +48,8 @@ export interface IdentityBroker {
   completeAuthorization(sessionUri: string, user: UserIdentity): Promise<void>;
   /** DingTalk said the token is invalid or expired: forget it so the next call asks Agent Identity again. */
   dropDingTalkToken(user: UserIdentity): void;
+  /** Whether the server's own Alibaba Cloud credentials can be found, never revealing them (for /healthz). */
+  checkCredentials?(): Promise<{ ok: true; type: string } | { ok: false; reason: string }>;
 }
 
 /** An Agent Identity call failed. `message` is safe to show to a user: it never contains a token or secret. */

@@ -17,6 +17,8 @@ export interface FollowOptions {
   decision?: 'allow' | 'deny';
   /** Which emulated DingTalk account is "signed in" in this browser. */
   unionId?: string;
+  /** HTTP mode: which account to choose on the emulated identity provider's sign-in page. */
+  oidcSub?: string;
   /** Cookies to send (issue 3's same-user check uses a cookie). */
   cookies?: Map<string, string>;
   maxHops?: number;
@@ -40,6 +42,13 @@ export async function followAuthorizationLink(link: string, options: FollowOptio
       continue;
     }
     const body = await res.text();
+    const login = signInForm(body, url);
+    if (login && res.status === 200) {
+      const fields = new URLSearchParams({ login_request: login.loginRequest, decision: 'allow', sub: options.oidcSub ?? login.firstSub ?? '' });
+      url = login.action;
+      init = { method: 'POST', body: fields.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } };
+      continue;
+    }
     const form = consentForm(body, url);
     if (form && res.status === 200) {
       const fields = new URLSearchParams({ consent_request: form.consentRequest, decision: options.decision ?? 'allow' });
@@ -60,6 +69,15 @@ function consentForm(html: string, pageUrl: string): { action: string; consentRe
   if (!action || !consentRequest) return undefined;
   const firstUnionId = /<select name="unionId">\s*<option value="([^"]+)"/.exec(html)?.[1];
   return { action: new URL(decodeEntities(action), pageUrl).toString(), consentRequest: decodeEntities(consentRequest), firstUnionId: firstUnionId && decodeEntities(firstUnionId) };
+}
+
+/** The emulated identity provider's sign-in form, if this page is one. */
+function signInForm(html: string, pageUrl: string): { action: string; loginRequest: string; firstSub?: string } | undefined {
+  const action = /<form[^>]*method="post"[^>]*action="([^"]+)"/i.exec(html)?.[1];
+  const loginRequest = /name="login_request" value="([^"]+)"/.exec(html)?.[1];
+  if (!action || !loginRequest) return undefined;
+  const firstSub = /<select name="sub">\s*<option value="([^"]+)"/.exec(html)?.[1];
+  return { action: new URL(decodeEntities(action), pageUrl).toString(), loginRequest: decodeEntities(loginRequest), firstSub: firstSub && decodeEntities(firstSub) };
 }
 
 function decodeEntities(s: string): string {

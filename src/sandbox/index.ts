@@ -1,9 +1,11 @@
 import { createServer } from 'node:net';
 import CredentialModule, { Config as CredentialConfig } from '@alicloud/credentials';
 import type { AlibabaCloudCredential } from '../identity/agent-identity-client.js';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
 import type { Logger } from '../log.js';
 import { startAgentIdentityEmulator, type AgentIdentityEmulator } from './agent-identity-emulator.js';
 import { startDingTalkEmulator, type DingTalkEmulator } from './dingtalk-emulator.js';
+import { startOidcEmulator, type OidcEmulator } from './oidc-emulator.js';
 
 // A CommonJS package: Node hands us `module.exports` (class on `.default`); some loaders unwrap it already.
 const Credential = ((CredentialModule as unknown as { default?: unknown }).default ?? CredentialModule) as typeof CredentialModule.default;
@@ -15,6 +17,8 @@ export const SANDBOX = {
   accessKeyId: 'LTAIsandboxAccessKey01',
   dingtalkClientId: 'dingsandboxapp0001',
   sampleDocumentId: 'SandboxDoc0001TeamNotes',
+  /** HTTP mode: the server's OAuth client at the emulated identity provider, and the token audience. */
+  oidcClientId: 'dingtalk-mcp-sandbox',
 } as const;
 
 export interface Sandbox {
@@ -32,6 +36,8 @@ export interface Sandbox {
   documentViewerUrl(documentId: string): string;
   agentIdentity: AgentIdentityEmulator;
   dingtalk: DingTalkEmulator;
+  /** HTTP mode only: the emulated OpenID Connect identity provider. */
+  oidc?: OidcEmulator;
   close(): Promise<void>;
 }
 
@@ -39,6 +45,8 @@ export interface SandboxOptions {
   /** Our `<APP_REDIRECT_URI>/callback`; the emulated workload identity allows exactly these. */
   callbackUrl: string | string[];
   logger?: Logger;
+  /** HTTP mode: also emulate the identity provider; `loginRedirectUri` is the server's `<APP_REDIRECT_URI>/login/callback`. */
+  oidc?: { loginRedirectUri: string };
 }
 
 /** Start emulated Agent Identity and DingTalk on 127.0.0.1, wired to each other (DESIGN decision 11). */
@@ -50,6 +58,16 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const providerCallbackId = 'sandbox-dingtalk';
   const agentIdentityCallback = `http://127.0.0.1:${agentIdentityPort}/oauth2/callback/${providerCallbackId}`;
 
+  // Agent Identity trusts the identity provider's JWTs (GetWorkloadAccessTokenForJWT) the way the
+  // real service trusts the provider registered on the workload identity: by its JWKS.
+  const oidc = options.oidc
+    ? await startOidcEmulator({
+        audience: SANDBOX.oidcClientId,
+        clients: [{ clientId: SANDBOX.oidcClientId, redirectUris: [options.oidc.loginRedirectUri] }],
+      })
+    : undefined;
+  const jwks = oidc ? createRemoteJWKSet(new URL(`${oidc.issuer}/jwks`)) : undefined;
+
   const dingtalk = await startDingTalkEmulator({
     apps: [{ clientId: SANDBOX.dingtalkClientId, clientSecret: dingtalkClientSecret, redirectUris: [agentIdentityCallback], name: 'Sandbox DingTalk app' }],
     documents: [{ id: SANDBOX.sampleDocumentId, title: 'Team notes (sandbox)', content: '# Team notes\n\nNothing here yet.\n' }],
@@ -60,6 +78,20 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       port: agentIdentityPort,
       accessKeys: [{ accessKeyId: SANDBOX.accessKeyId, accessKeySecret, allowedActions: '*' }],
       workloadIdentities: [{ name: SANDBOX.workloadIdentityName, allowedReturnUrls: ([] as string[]).concat(options.callbackUrl) }],
+      trustedJwtIssuers:
+        oidc && jwks
+          ? {
+              issuers: [oidc.issuer],
+              verify: async (jwt) => {
+                try {
+                  await jwtVerify(jwt, jwks, { issuer: oidc.issuer, audience: SANDBOX.oidcClientId });
+                  return true;
+                } catch {
+                  return false;
+                }
+              },
+            }
+          : undefined,
       providers: [
         {
           name: SANDBOX.providerName,
@@ -72,7 +104,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       ],
     });
   } catch (e) {
-    await dingtalk.close();
+    await Promise.allSettled([dingtalk.close(), oidc?.close()]);
     throw e;
   }
 
@@ -90,8 +122,9 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     documentViewerUrl: (id) => `${dingtalk.url}/sandbox/docs/${encodeURIComponent(id)}`,
     agentIdentity,
     dingtalk,
+    oidc,
     async close() {
-      await Promise.allSettled([agentIdentity.close(), dingtalk.close()]);
+      await Promise.allSettled([agentIdentity.close(), dingtalk.close(), oidc?.close()]);
     },
   };
 }

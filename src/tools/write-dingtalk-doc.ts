@@ -5,6 +5,7 @@ import type { DingTalkClient } from '../dingtalk/client.js';
 import { parseDocumentRef } from '../dingtalk/document-ref.js';
 import { DingTalkError } from '../dingtalk/types.js';
 import { AgentIdentityError, userKey, type UserIdentity } from '../identity/types.js';
+import type { InFlight } from '../in-flight.js';
 import { hashUserId, type Logger } from '../log.js';
 
 export const WRITE_DINGTALK_DOC = 'write_dingtalk_doc';
@@ -18,6 +19,8 @@ export interface ToolDeps {
   /** Who is calling: the configured user on stdio, the verified bearer token's subject over HTTP. */
   resolveUser: (ctx: ServerContext) => UserIdentity;
   logger: Logger;
+  /** Graceful shutdown waits for writes already sent to DingTalk. */
+  writes: InFlight;
 }
 
 const inputSchema = z
@@ -82,7 +85,8 @@ export function registerWriteDingTalkDoc(server: McpServer, deps: ToolDeps): voi
             return got.result;
           }
           try {
-            const written = await deps.dingtalk.overwriteDocument(ref.documentId, content, got.accessToken, { signal: ctx.mcpReq.signal });
+            const token = got.accessToken;
+            const written = await deps.writes.run(() => deps.dingtalk.overwriteDocument(ref.documentId, content, token, { signal: ctx.mcpReq.signal }));
             outcome = 'written';
             return {
               content: [{ type: 'text', text: `Wrote ${written.charactersWritten} characters of Markdown to DingTalk document ${written.documentId}; its previous content was replaced.` }],

@@ -1,0 +1,136 @@
+import express, { type Request, type Response } from 'express';
+import type { PendingAuthorization } from '../authorization/pending.js';
+import type { Signer } from '../authorization/signer.js';
+import type { Logger } from '../log.js';
+import type { OidcProvider } from './oidc.js';
+import { sendPage, setPageSecurityHeaders } from './pages.js';
+
+const LOGIN_COOKIE = 'dtmcp_login';
+const FLOW_COOKIE = 'dtmcp_oidc';
+const BIND_COOKIE = 'dtmcp_bind';
+const LOGIN_TTL_MS = 60 * 60_000;
+const FLOW_TTL_MS = 10 * 60_000;
+
+export interface BrowserLoginOptions {
+  appRedirectUri: string;
+  signer: Signer;
+  logger: Logger;
+  oidc?: { provider: OidcProvider; clientId: string; clientSecret?: string };
+  trustedProxy?: { header: string; proxies: string[] };
+}
+
+interface BrowserUser {
+  sub: string;
+  iss?: string;
+}
+
+/**
+ * Same-user verification of authorization links (MCP spec: "the server MUST verify the identity
+ * of the user who opens the URL"; DESIGN decision 5). `/connect/<id>` signs the browser user in
+ * against the same identity provider as the bearer tokens (authorization code + PKCE) and goes on
+ * to Agent Identity only when the browser user's `sub` is the pending authorization's user; it
+ * binds browser and authorization in a signed, HttpOnly, SameSite=Lax cookie that `/callback`
+ * requires. A forwarded link opened by someone else binds nothing.
+ */
+export function createBrowserLogin(options: BrowserLoginOptions) {
+  const { signer, logger, appRedirectUri } = options;
+  const secure = appRedirectUri.startsWith('https:');
+  const loginRedirectUri = `${appRedirectUri}/login/callback`;
+
+  const setCookie = (res: Response, name: string, value: string, maxAgeMs: number) =>
+    res.cookie(name, value, { httpOnly: true, sameSite: 'lax', secure, path: '/', maxAge: maxAgeMs });
+
+  const refuse = (res: Response, entry: PendingAuthorization, why: string) => {
+    logger.warn('security: authorization link opened by a different user; refused', { pending: entry.id.slice(0, 6), why });
+    sendPage(
+      res,
+      403,
+      'This link belongs to someone else',
+      'This authorization link was created for another account, so it cannot be used here. Nothing was changed.',
+      'If the link was forwarded to you, ask your own assistant to connect DingTalk for you instead.',
+    );
+  };
+
+  /** The browser user: the trusted gateway's header, or our signed login cookie. */
+  const browserUser = (req: Request): BrowserUser | undefined => {
+    if (options.trustedProxy) {
+      const from = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+      const value = req.headers[options.trustedProxy.header];
+      return options.trustedProxy.proxies.includes(from) && typeof value === 'string' && value ? { sub: value } : undefined;
+    }
+    const cookie = readCookie(req, LOGIN_COOKIE);
+    if (!cookie) return undefined;
+    const opened = signer.open<BrowserUser>('browser-login', cookie);
+    return opened.ok ? opened.value : undefined;
+  };
+
+  const sameUser = (user: BrowserUser, entry: PendingAuthorization) =>
+    entry.user.kind === 'userId' ? user.sub === entry.user.userId : user.sub === entry.user.subject && (entry.user.issuer === undefined || user.iss === entry.user.issuer);
+
+  async function verifyBrowserUser(req: Request, res: Response, entry: PendingAuthorization, stage: 'connect' | 'callback'): Promise<boolean> {
+    if (stage === 'callback') {
+      const bound = readCookie(req, BIND_COOKIE);
+      const opened = bound ? signer.open<{ pid: string; sub: string }>('authorization-binding', bound) : undefined;
+      const user = browserUser(req);
+      if (!opened?.ok || opened.value.pid !== entry.id || !user || user.sub !== opened.value.sub || !sameUser(user, entry)) {
+        refuse(res, entry, opened?.ok ? 'binding cookie for another user or authorization' : 'no binding cookie from /connect');
+        return false;
+      }
+      res.clearCookie(BIND_COOKIE, { path: '/' });
+      return true;
+    }
+
+    const user = browserUser(req);
+    if (!user) {
+      if (!options.oidc) {
+        sendPage(res, 401, 'Sign-in required', 'Open this link through your organization\'s gateway so it can tell who you are.');
+        return false;
+      }
+      const login = await options.oidc.provider.beginLogin(options.oidc.clientId, loginRedirectUri);
+      setCookie(res, FLOW_COOKIE, signer.seal('oidc-flow', { state: login.state, verifier: login.verifier, nonce: login.nonce, returnTo: `/connect/${entry.id}` }, Date.now() + FLOW_TTL_MS), FLOW_TTL_MS);
+      setPageSecurityHeaders(res);
+      res.redirect(302, login.url);
+      return false;
+    }
+    if (!sameUser(user, entry)) {
+      refuse(res, entry, 'browser user differs from the pending authorization\'s user');
+      return false;
+    }
+    setCookie(res, BIND_COOKIE, signer.seal('authorization-binding', { pid: entry.id, sub: user.sub }, entry.expiresAt), Math.max(1000, entry.expiresAt - Date.now()));
+    return true;
+  }
+
+  const router = express.Router();
+  router.get('/login/callback', async (req, res) => {
+    const flowCookie = readCookie(req, FLOW_COOKIE);
+    const flow = flowCookie ? signer.open<{ state: string; verifier: string; nonce: string; returnTo: string }>('oidc-flow', flowCookie) : undefined;
+    const code = typeof req.query.code === 'string' ? req.query.code : undefined;
+    if (!options.oidc || !flow?.ok || req.query.state !== flow.value.state || !code) {
+      logger.warn('security: sign-in callback refused', { reason: !flow?.ok ? 'no sign-in in progress' : 'state mismatch or no code' });
+      return sendPage(res, 400, 'Sign-in could not be completed', 'This sign-in response does not match a sign-in started in this browser. Open the authorization link again.');
+    }
+    try {
+      const claims = await options.oidc.provider.finishLogin({ code, verifier: flow.value.verifier, nonce: flow.value.nonce, clientId: options.oidc.clientId, clientSecret: options.oidc.clientSecret, redirectUri: loginRedirectUri });
+      const expiresAt = Math.min(Date.now() + LOGIN_TTL_MS, (claims.exp ?? 0) * 1000 || Date.now() + LOGIN_TTL_MS);
+      setCookie(res, LOGIN_COOKIE, signer.seal('browser-login', { sub: claims.sub, iss: claims.iss } satisfies BrowserUser, expiresAt), expiresAt - Date.now());
+      res.clearCookie(FLOW_COOKIE, { path: '/' });
+      // Only ever back to one of our /connect pages: never an open redirect.
+      const returnTo = /^\/connect\/[A-Za-z0-9_-]+$/.test(flow.value.returnTo) ? flow.value.returnTo : '/';
+      setPageSecurityHeaders(res);
+      res.redirect(302, returnTo);
+    } catch (e) {
+      logger.warn('sign-in failed', { error: (e as Error).message });
+      sendPage(res, 502, 'Sign-in could not be completed', (e as Error).message);
+    }
+  });
+
+  return { verifyBrowserUser, router };
+}
+
+function readCookie(req: Request, name: string): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+  }
+  return undefined;
+}

@@ -1,0 +1,59 @@
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createHttpApp } from '../http/app.js';
+import { OidcProvider } from '../http/oidc.js';
+import type { Runtime } from '../runtime.js';
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+
+/** Streamable HTTP for many users: listen, warn loudly when unsafe, shut down gracefully. */
+export async function serveHttpTransport(runtime: Runtime): Promise<{ url: string; close(): Promise<void> }> {
+  const { config, logger } = runtime;
+  const oidc = config.oidcIssuer ? new OidcProvider(config.oidcIssuer, logger) : undefined;
+  if (oidc) {
+    // Not fatal: the identity provider may come up later; requests will say what is wrong.
+    await oidc.discover().catch((e: unknown) => logger.error('identity provider not reachable yet', { error: (e as Error).message }));
+  }
+  const http = createHttpApp(runtime, oidc);
+  const server = createHttpServer(http.app);
+  server.requestTimeout = 0; // tool calls may wait minutes for the user's consent
+  server.headersTimeout = 60_000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      reject(new Error(e.code === 'EADDRINUSE' ? `port ${config.port} on ${config.host} is already in use; pick another with --port` : `cannot listen on ${config.host}:${config.port}: ${e.message}`)),
+    );
+    server.listen(config.port, config.host, () => resolve());
+  });
+  runtime.callbackProblem = undefined;
+  const address = server.address() as AddressInfo;
+  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  logger.info('serving MCP over streamable HTTP', { listening: url, mcp: `${config.appRedirectUri}/mcp`, auth: config.trustedProxyHeader ? `trusted proxy header ${config.trustedProxyHeader}` : `bearer JWT from ${config.oidcIssuer}` });
+  if (!LOOPBACK.has(config.host) && !config.appRedirectUri.startsWith('https:')) {
+    logger.warn(
+      `!!! listening on ${config.host} without TLS: bearer tokens and authorization links would cross the network in clear text. ` +
+        'Put a TLS-terminating proxy in front and set APP_REDIRECT_URI to its https:// URL.',
+    );
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    close() {
+      closing ??= (async () => {
+        // Stop taking connections, let writes already sent to DingTalk finish, then end sessions.
+        const deadline = Date.now() + 30_000;
+        server.close();
+        server.closeIdleConnections();
+        // Calls waiting for a user's consent would wait minutes: end them now, with a clear message.
+        runtime.pending.settleAll('failed', 'the server is restarting; call the tool again in a moment');
+        if (!(await runtime.writes.drained(deadline - Date.now()))) logger.warn('shutdown: gave up waiting for in-flight DingTalk writes after 30 s');
+        // Then let the answers reach their clients.
+        if (!(await http.requests.drained(Math.max(1000, deadline - Date.now())))) logger.warn('shutdown: some requests were still open');
+        await http.close();
+        server.closeAllConnections();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,51 @@
+import { createServer as createHttpServer } from 'node:http';
+import express from 'express';
+import { serveStdio } from '@modelcontextprotocol/server/stdio';
+import { browserRoutes } from '../http/browser-routes.js';
+import { configuredUser, type Runtime } from '../runtime.js';
+import { createServer } from '../server.js';
+
+/**
+ * stdio: one local user (AGENT_IDENTITY_USER_ID or AGENT_IDENTITY_USER_JWT), and a loopback-only
+ * listener for the browser pages (/connect, /callback) on the port of APP_REDIRECT_URI.
+ */
+export function serveStdioTransport(runtime: Runtime): { close(): Promise<void> } {
+  const { config, logger } = runtime;
+  const user = configuredUser(config);
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(browserRoutes({ pending: runtime.pending, state: runtime.state, broker: runtime.broker, logger }));
+  const listener = createHttpServer(app);
+  const redirect = new URL(config.appRedirectUri);
+  const port = Number(redirect.port || (redirect.protocol === 'https:' ? 443 : 80));
+  // Loopback only (DESIGN decision 5): the callback must never be reachable from the network in stdio mode.
+  listener.once('error', (e: NodeJS.ErrnoException) => {
+    runtime.callbackProblem =
+      e.code === 'EADDRINUSE'
+        ? `port ${port} on 127.0.0.1 is already in use (is another copy of this server running?). Stop it, or set APP_REDIRECT_URI to another port and allow <APP_REDIRECT_URI>/callback on the workload identity.`
+        : `the authorization pages could not listen on 127.0.0.1:${port} (${e.code ?? e.message}).`;
+    logger.error('authorization pages not listening; tools will work only while Agent Identity already holds a DingTalk token', { reason: runtime.callbackProblem });
+  });
+  listener.listen(port, '127.0.0.1', () => {
+    runtime.callbackProblem = undefined;
+    logger.info('authorization pages listening', { url: config.appRedirectUri, bound: `127.0.0.1:${port}` });
+  });
+  if (!['localhost', '127.0.0.1', '[::1]'].includes(redirect.hostname)) {
+    logger.warn('APP_REDIRECT_URI is not a loopback address, but stdio mode listens on 127.0.0.1 only; put a tunnel or proxy in front, or use http://localhost:<port>', { appRedirectUri: config.appRedirectUri });
+  }
+
+  const deps = runtime.toolDeps(() => user);
+  const connection = serveStdio(() => createServer(deps), {
+    onerror: (error) => logger.warn('stdio transport error', { error: error.message }),
+  });
+  logger.info('serving MCP over stdio', { user: config.userJwt ? 'from AGENT_IDENTITY_USER_JWT' : 'from AGENT_IDENTITY_USER_ID' });
+
+  return {
+    async close() {
+      await connection.close().catch(() => {});
+      await new Promise<void>((resolve) => (listener.listening ? listener.close(() => resolve()) : resolve()));
+      listener.closeAllConnections();
+    },
+  };
+}

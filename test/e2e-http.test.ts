@@ -1,0 +1,316 @@
+/**
+ * End to end over streamable HTTP: the built server is spawned with `--transport http` against the
+ * emulated Agent Identity, DingTalk and identity provider; real MCP clients (2025-11-25 with
+ * sessions, 2026-07-28 stateless, and the v1 SDK) connect with bearer JWTs; the test plays browsers.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { followAuthorizationLink } from '../src/sandbox/browser.js';
+import { freePort, SANDBOX, startSandbox, type Sandbox } from '../src/sandbox/index.js';
+import { allServerStderr, CLI, STATE_SECRET, textOf, waitFor } from './helpers/stack.js';
+
+const ALICE = 'alice-1001';
+const BOB = 'bob-2002';
+const CAROL = 'carol-3003';
+const DOC_ALICE = 'AliceDocument0001';
+const DOC_BOB = 'BobDocument0002';
+
+let sandbox: Sandbox;
+let base: string;
+let server: HttpServerProcess;
+
+interface HttpServerProcess {
+  child: ChildProcess;
+  stderr: () => string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+async function startHttpServer(url: string, env: Record<string, string> = {}): Promise<HttpServerProcess> {
+  const port = new URL(url).port;
+  const child = spawn(process.execPath, [CLI, '--transport', 'http', '--port', port], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      PATH: process.env.PATH ?? '',
+      AGENT_IDENTITY_ENDPOINT: sandbox.agentIdentityUrl,
+      AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: sandbox.workloadIdentityName,
+      ALIBABA_CLOUD_ACCESS_KEY_ID: sandbox.accessKeyId,
+      ALIBABA_CLOUD_ACCESS_KEY_SECRET: sandbox.accessKeySecret,
+      DINGTALK_API_BASE: sandbox.dingtalkUrl,
+      DINGTALK_RETRY_BASE_DELAY_MS: '5',
+      APP_REDIRECT_URI: url,
+      OIDC_ISSUER: sandbox.oidc!.issuer,
+      OIDC_CLIENT_ID: SANDBOX.oidcClientId,
+      DINGTALK_MCP_STATE_SECRET: STATE_SECRET,
+      DINGTALK_MCP_RATE_LIMIT: '10000',
+      DINGTALK_MCP_LOG_LEVEL: 'debug',
+      ...env,
+    },
+  });
+  let stderr = '';
+  let stdout = '';
+  child.stderr!.on('data', (c: Buffer) => {
+    stderr += c.toString();
+    allServerStderr.push(c.toString());
+  });
+  child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+  await waitFor(() => stderr.includes('serving MCP over streamable HTTP') || child.exitCode !== null, 'the HTTP server to listen');
+  if (child.exitCode !== null) throw new Error(`server exited: ${stderr}`);
+  return {
+    child,
+    stderr: () => stderr,
+    stop: (signal = 'SIGTERM') =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve(child.exitCode);
+        child.once('exit', (code) => {
+          expect(stdout).toBe(''); // HTTP mode never writes to stdout either
+          resolve(code);
+        });
+        child.kill(signal);
+      }),
+  };
+}
+
+beforeAll(async () => {
+  base = `http://127.0.0.1:${await freePort()}`;
+  sandbox = await startSandbox({ callbackUrl: `${base}/callback`, oidc: { loginRedirectUri: `${base}/login/callback` } });
+  sandbox.dingtalk.seedDocument(DOC_ALICE, { title: 'Alice', content: '' });
+  sandbox.dingtalk.seedDocument(DOC_BOB, { title: 'Bob', content: '' });
+  server = await startHttpServer(base);
+});
+afterAll(async () => {
+  await server?.stop();
+  await sandbox?.close();
+});
+
+const token = (sub: string, extra: Partial<Parameters<NonNullable<Sandbox['oidc']>['mintAccessToken']>[0]> = {}) => sandbox.oidc!.mintAccessToken({ sub, ...extra });
+const aiCalls = (action: string) => sandbox.agentIdentity.calls.filter((c) => c.action === action);
+
+async function connect(sub: string, options: { era?: 'legacy' | 'modern'; urlElicitation?: boolean; url?: string } = {}) {
+  const client = new Client(
+    { name: `http-test-${sub}`, version: '1.0.0' },
+    { capabilities: options.urlElicitation === false ? {} : { elicitation: { url: {} } }, versionNegotiation: { mode: options.era === 'modern' ? 'auto' : 'legacy' } },
+  );
+  const transport = new StreamableHTTPClientTransport(new URL(`${options.url ?? base}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${await token(sub)}` } } });
+  await client.connect(transport);
+  return { client, transport };
+}
+
+/** The elicitation handler of a user who opens the link in their own browser. */
+function approveAs(client: Client, sub: string, unionId?: string) {
+  client.setRequestHandler('elicitation/create', async (request) => {
+    const visit = await followAuthorizationLink((request.params as { url: string }).url, { oidcSub: sub, unionId });
+    expect(visit.body).toContain('DingTalk access granted');
+    return { action: 'accept' };
+  });
+}
+
+function post(body: unknown, headers: Record<string, string> = {}) {
+  return fetch(`${base}/mcp`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
+const initialize = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } };
+
+describe('MCP authorization on /mcp', () => {
+  it('publishes protected-resource metadata naming the identity provider', async () => {
+    const res = await fetch(`${base}/.well-known/oauth-protected-resource/mcp`);
+    expect(await res.json()).toMatchObject({ resource: `${base}/mcp`, authorization_servers: [sandbox.oidc!.issuer] });
+  });
+
+  it.each([
+    ['missing', async () => undefined],
+    ['malformed', async () => 'not-a-jwt'],
+    ['expired', () => token(ALICE, { expiresIn: -120 })],
+    ['wrong issuer', () => token(ALICE, { iss: 'https://evil.example.com' })],
+    ['wrong audience', () => token(ALICE, { aud: 'some-other-api' })],
+    ['wrongly signed', () => token(ALICE, { foreignKey: true })],
+  ])('%s token → 401 with WWW-Authenticate pointing at the metadata', async (_name, make) => {
+    const bearer = await make();
+    const res = await post(initialize, bearer ? { authorization: `Bearer ${bearer}` } : {});
+    expect(res.status).toBe(401);
+    const challenge = res.headers.get('www-authenticate') ?? '';
+    expect(challenge).toMatch(/^Bearer /);
+    expect(challenge).toContain(`resource_metadata="${base}/.well-known/oauth-protected-resource/mcp"`);
+    expect(challenge).toContain('invalid_token');
+  });
+
+  it('a bad Origin or Host → 403; an oversized body → 413', async () => {
+    const good = `Bearer ${await token(ALICE)}`;
+    expect((await post(initialize, { authorization: good, origin: 'https://evil.example.com' })).status).toBe(403);
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(`${base}/healthz`, { headers: { host: 'rebound.evil.example' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(status).toBe(403);
+    const big = JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'write_dingtalk_doc', arguments: { document: DOC_ALICE, content: 'x'.repeat(1_100_000) } } });
+    const res = await post(big, { authorization: good });
+    expect(res.status).toBe(413);
+    expect(await res.json()).toMatchObject({ error: { message: expect.stringContaining('too large') } });
+  });
+
+  it('/healthz says whether Agent Identity credentials are usable without revealing them', async () => {
+    const res = await fetch(`${base}/healthz`);
+    const text = await res.text();
+    expect(res.status).toBe(200);
+    expect(JSON.parse(text)).toMatchObject({ status: 'ok', agentIdentityCredentials: 'usable' });
+    expect(text).not.toContain(sandbox.accessKeySecret);
+    expect(text).not.toContain(sandbox.accessKeyId);
+  });
+});
+
+describe('the whole flow over HTTP', () => {
+  it('2026-07-28 client: input_required, the browser signs in as the same user, the retry writes', async () => {
+    const { client } = await connect(ALICE, { era: 'modern' });
+    try {
+      approveAs(client, ALICE, sandbox.dingtalk.users[0]!.unionId);
+      const result = await client.callTool({ name: 'write_dingtalk_doc', arguments: { document: DOC_ALICE, content: 'alice 2026' } }, { timeout: 60_000 });
+      expect(textOf(result)).toContain('Wrote');
+      expect(sandbox.dingtalk.getDocument(DOC_ALICE)?.content).toBe('alice 2026');
+      // The artifact: the verified bearer JWT itself, for the workload token and the session binding.
+      const minted = aiCalls('GetWorkloadAccessTokenForJWT').at(-1)!;
+      const completed = aiCalls('CompleteResourceTokenAuth').at(-1)!;
+      expect(JSON.parse(completed.params.UserIdentifier!)).toEqual({ UserJWT: minted.params.UserToken });
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('2025-11-25 client with a session: a forwarded link opened by Bob is refused; Carol completes it and her waiting call writes', async () => {
+    const { client } = await connect(CAROL, { era: 'legacy' });
+    try {
+      const refusals: number[] = [];
+      client.setRequestHandler('elicitation/create', async (request) => {
+        const url = (request.params as { url: string }).url;
+        const completesBefore = aiCalls('CompleteResourceTokenAuth').length;
+        const bob = await followAuthorizationLink(url, { oidcSub: BOB });
+        refusals.push(bob.status);
+        expect(bob.body).toContain('belongs to someone else');
+        expect(aiCalls('CompleteResourceTokenAuth').length).toBe(completesBefore);
+        const carol = await followAuthorizationLink(url, { oidcSub: CAROL, unionId: sandbox.dingtalk.users[0]!.unionId });
+        expect(carol.body).toContain('DingTalk access granted');
+        return { action: 'accept' };
+      });
+      const result = await client.callTool({ name: 'write_dingtalk_doc', arguments: { document: DOC_ALICE, content: 'carol 2025' } }, { timeout: 60_000 });
+      expect(result.isError).toBeFalsy();
+      expect(refusals).toEqual([403]);
+      expect(sandbox.dingtalk.getDocument(DOC_ALICE)?.content).toBe('carol 2025');
+      expect(sandbox.agentIdentity.vault.has(`jwt:${sandbox.oidc!.issuer}:${BOB}`)).toBe(false);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('a v1 SDK client (2025-11-25) completes the flow too', async () => {
+    const { Client: V1Client } = await import('@modelcontextprotocol/sdk/client/index.js');
+    const { StreamableHTTPClientTransport: V1Transport } = await import('@modelcontextprotocol/sdk/client/streamableHttp.js');
+    const { ElicitRequestSchema } = await import('@modelcontextprotocol/sdk/types.js');
+    const client = new V1Client({ name: 'v1', version: '1' }, { capabilities: { elicitation: { url: {} } } });
+    client.setRequestHandler(ElicitRequestSchema, async (request) => {
+      await followAuthorizationLink((request.params as { url: string }).url, { oidcSub: BOB, unionId: sandbox.dingtalk.users[1]!.unionId });
+      return { action: 'accept' };
+    });
+    await client.connect(new V1Transport(new URL(`${base}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${await token(BOB)}` } } }));
+    try {
+      const result = await client.callTool({ name: 'write_dingtalk_doc', arguments: { document: DOC_BOB, content: 'bob via v1' } }, undefined, { timeout: 60_000 });
+      expect(result.isError).toBeFalsy();
+      expect(sandbox.dingtalk.getDocument(DOC_BOB)?.content).toBe('bob via v1');
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('a session id replayed with another user\'s token is refused; the owner keeps it', async () => {
+    const { client, transport } = await connect(ALICE, { era: 'legacy' });
+    try {
+      const sessionId = transport.sessionId!;
+      expect(sessionId).toBeTruthy();
+      const res = await post({ jsonrpc: '2.0', id: 9, method: 'tools/list' }, { authorization: `Bearer ${await token(BOB)}`, 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-11-25' });
+      expect(res.status).toBe(404);
+      expect(server.stderr()).toContain("session id presented with another user's token");
+      const still = await client.listTools();
+      expect(still.tools.map((t) => t.name)).toEqual(['write_dingtalk_doc']);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('two users writing concurrently: 50 interleaved calls, each with only their own DingTalk token', async () => {
+    const alice = await connect(ALICE, { era: 'legacy' });
+    const bob = await connect(BOB, { era: 'modern' });
+    try {
+      approveAs(alice.client, ALICE, sandbox.dingtalk.users[0]!.unionId);
+      approveAs(bob.client, BOB, sandbox.dingtalk.users[1]!.unionId);
+      const start = sandbox.dingtalk.requests.length;
+      const calls = Array.from({ length: 50 }, (_, i) =>
+        i % 2 === 0
+          ? alice.client.callTool({ name: 'write_dingtalk_doc', arguments: { document: DOC_ALICE, content: `alice #${i}` } }, { timeout: 60_000 })
+          : bob.client.callTool({ name: 'write_dingtalk_doc', arguments: { document: DOC_BOB, content: `bob #${i}` } }, { timeout: 60_000 }),
+      );
+      const results = await Promise.all(calls);
+      expect(results.filter((r) => r.isError)).toEqual([]);
+      const writes = sandbox.dingtalk.requests.slice(start).filter((r) => r.api === 'overwriteContent' && r.status === 200);
+      expect(writes).toHaveLength(50);
+      for (const w of writes) {
+        expect(w.unionId).toBe(w.documentId === DOC_ALICE ? sandbox.dingtalk.users[0]!.unionId : sandbox.dingtalk.users[1]!.unionId);
+      }
+      expect(sandbox.dingtalk.getDocument(DOC_ALICE)?.content).toMatch(/^alice #\d+$/);
+      expect(sandbox.dingtalk.getDocument(DOC_BOB)?.content).toMatch(/^bob #\d+$/);
+    } finally {
+      await alice.client.close();
+      await bob.client.close();
+    }
+  });
+});
+
+describe('safe defaults', () => {
+  it('per-user rate limit on tool calls → 429 with Retry-After; other users unaffected', async () => {
+    const url = `http://127.0.0.1:${await freePort()}`;
+    const limited = await startHttpServer(url, { DINGTALK_MCP_RATE_LIMIT: '2' });
+    try {
+      const call = async (sub: string, id: number) =>
+        fetch(`${url}/mcp`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${await token(sub)}`, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'write_dingtalk_doc' },
+          body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'write_dingtalk_doc', arguments: { document: 'not a doc!', content: 'x' }, _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {}, 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' } } } }),
+        });
+      expect((await call(ALICE, 1)).status).toBe(200);
+      expect((await call(ALICE, 2)).status).toBe(200);
+      const third = await call(ALICE, 3);
+      expect(third.status).toBe(429);
+      expect(Number(third.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect((await call(BOB, 4)).status).toBe(200);
+    } finally {
+      await limited.stop();
+    }
+  });
+
+  // Last: it stops the shared server.
+  it('SIGTERM lets a write already sent to DingTalk finish, then exits 0', async () => {
+    const draining = server;
+    const { client } = await connect(BOB, { era: 'modern' });
+    approveAs(client, BOB, sandbox.dingtalk.users[1]!.unionId);
+    // A slow DingTalk: the first attempt hangs 1.5 s then fails with 503; the retry succeeds.
+    sandbox.dingtalk.injectFault({ status: 503, code: 'ServiceUnavailable', times: 1, match: 'overwriteContent', delayMs: 1500 });
+    const before = sandbox.dingtalk.requests.length;
+    const pending = client.callTool({ name: 'write_dingtalk_doc', arguments: { document: DOC_BOB, content: 'written during shutdown' } }, { timeout: 60_000 });
+    // The token is already in Agent Identity's vault, so the call reaches DingTalk at once.
+    await new Promise((r) => setTimeout(r, 600));
+    // The slow first attempt has arrived and is still hanging.
+    expect(sandbox.dingtalk.requests.slice(before).filter((r) => r.api === 'overwriteContent')).toHaveLength(1);
+    expect(sandbox.dingtalk.getDocument(DOC_BOB)?.content).not.toBe('written during shutdown');
+    const exit = draining.stop('SIGTERM');
+    const result = await pending;
+    expect(result.isError).toBeFalsy();
+    expect(sandbox.dingtalk.getDocument(DOC_BOB)?.content).toBe('written during shutdown');
+    expect(await exit).toBe(0);
+    await client.close().catch(() => {});
+  });
+});
