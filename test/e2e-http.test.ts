@@ -292,6 +292,32 @@ describe('safe defaults', () => {
     }
   });
 
+  it('identity-provider key rotation: a token signed with a new key is accepted after one JWKS refetch', async () => {
+    await sandbox.oidc!.rotateKey();
+    // The server refetches keys at most every 5 s (a guard against tokens naming random keys).
+    await new Promise((r) => setTimeout(r, 5_100));
+    const fetchesBefore = sandbox.oidc!.hits.get('/jwks') ?? 0;
+    const res = await post(initialize, { authorization: `Bearer ${await token(ALICE)}` });
+    expect(res.status).toBe(200);
+    expect(sandbox.oidc!.hits.get('/jwks')).toBe(fetchesBefore + 1);
+  });
+
+  it('trusted-proxy mode (opt-in): the user comes from the gateway header, and only from the gateway', async () => {
+    const tools = { jsonrpc: '2.0', id: 1, method: 'initialize', params: initialize.params };
+    const ask = (url: string, headers: Record<string, string>) =>
+      fetch(`${url}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers }, body: JSON.stringify(tools) });
+    for (const [proxies, expected] of [['127.0.0.1', 200], ['10.9.8.7', 401]] as const) {
+      const url = `http://127.0.0.1:${await freePort()}`;
+      const gated = await startHttpServer(url, { DINGTALK_MCP_TRUSTED_PROXY_HEADER: 'X-Authenticated-User', DINGTALK_MCP_TRUSTED_PROXIES: proxies, OIDC_ISSUER: '', OIDC_CLIENT_ID: '' });
+      try {
+        expect((await ask(url, { 'x-authenticated-user': 'gateway-user-1' })).status).toBe(expected);
+        expect((await ask(url, {})).status).toBe(401);
+      } finally {
+        await gated.stop();
+      }
+    }
+  });
+
   // Last: it stops the shared server.
   it('SIGTERM lets a write already sent to DingTalk finish, then exits 0', async () => {
     const draining = server;

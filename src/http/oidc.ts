@@ -68,7 +68,7 @@ export class OidcProvider {
   async verify(token: string, audience: string): Promise<JWTPayload & { sub: string }> {
     const metadata = await this.discover();
     if (!this.jwks || this.jwks.uri !== metadata.jwks_uri) {
-      this.jwks = { uri: metadata.jwks_uri, set: createRemoteJWKSet(new URL(metadata.jwks_uri), { cooldownDuration: 30_000, timeoutDuration: 10_000 }) };
+      this.jwks = { uri: metadata.jwks_uri, set: createRemoteJWKSet(new URL(metadata.jwks_uri), { cooldownDuration: 5_000, timeoutDuration: 10_000 }) };
     }
     try {
       const { payload } = await jwtVerify(token, this.jwks.set, { issuer: metadata.issuer, audience, algorithms: ALGORITHMS, clockTolerance: 30 });
