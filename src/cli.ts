@@ -21,19 +21,19 @@ ${settingsTable()}
 `;
 
 async function main(argv: string[]): Promise<void> {
+  const command = argv[0];
+  if (command === 'setup' || command === 'teardown' || command === 'doctor') {
+    // Loaded only for these commands: serving MCP never pulls in the control-plane clients.
+    const { runProvisioning } = await import('./provisioning/cli.js');
+    process.exitCode = await runProvisioning(command, argv.slice(1));
+    return;
+  }
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(USAGE);
     return;
   }
   if (argv.includes('--version')) {
     process.stdout.write(`${VERSION}\n`);
-    return;
-  }
-  const command = argv[0];
-  if (command === 'setup' || command === 'teardown' || command === 'doctor') {
-    // Loaded only for these commands: serving MCP never pulls in the control-plane clients.
-    const { runProvisioning } = await import('./provisioning/cli.js');
-    process.exitCode = await runProvisioning(command, argv.slice(1));
     return;
   }
 

@@ -8,7 +8,7 @@
  * `AuthorizationURL = <host>/oauth2/authorize?request_uri=<SessionURI>`, IdP callback
  * `<host>/oauth2/callback/<id>`, then a redirect to `ResourceOAuth2ReturnURL?session_uri=…&state=<CustomState>`.
  *
- * Signatures are verified with an independent implementation of Alibaba Cloud's V3 scheme
+ * Signatures are verified (./acs-signature.ts, shared with the control-plane emulator) with an independent implementation of Alibaba Cloud's V3 scheme
  * (`ACS3-HMAC-SHA256`: canonical request → SHA-256 → HMAC-SHA256, headers `Authorization`, `x-acs-date`,
  * `x-acs-signature-nonce`, `x-acs-content-sha256`, `x-acs-action`, `x-acs-version`, `x-acs-security-token`)
  * and of the V2 RPC scheme (`HMAC-SHA1`, `Signature` query parameter), as @alicloud/openapi-client sends them.
@@ -16,10 +16,19 @@
  * Everything about data-plane *errors* is MODELED/UNVERIFIED (no documented codes, §1.3): codes follow the
  * usual Alibaba Cloud POP naming; the ones marked MODELED are our guesses.
  */
-import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import querystring from 'node:querystring';
+import {
+  AcsError as RpcError,
+  createSignatureVerifier,
+  firstHeader,
+  readBody,
+  safeEqual,
+  toSingleValues,
+  V2_SYSTEM_PARAMS,
+} from './acs-signature.js';
 
 export const EMULATED_API_VERSION = '2025-11-27';
 
@@ -198,16 +207,6 @@ interface Session extends Omit<SessionInfo, 'hasProviderToken'> {
   token?: ProviderToken;
 }
 
-class RpcError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 /** Actions the workload role's STS credentials may call (the CLI-created role policy, reference §4). */
 const STS_ALLOWED_ACTIONS = new Set(['GetResourceOAuth2Token', 'GetResourceAPIKey']);
 const KNOWN_ACTIONS = new Set([
@@ -220,74 +219,10 @@ const KNOWN_ACTIONS = new Set([
   'AssumeRoleForWorkloadIdentity',
 ]);
 const ANONYMOUS_ACTIONS = new Set(['AssumeRoleForWorkloadIdentity']);
-/** V2 system parameters that are not API parameters. */
-const V2_SYSTEM_PARAMS = new Set([
-  'Action',
-  'Version',
-  'Format',
-  'Timestamp',
-  'SignatureNonce',
-  'SignatureMethod',
-  'SignatureVersion',
-  'SignatureType',
-  'Signature',
-  'AccessKeyId',
-  'SecurityToken',
-  'RegionId',
-  'BearerToken',
-]);
-const MAX_CLOCK_SKEW_MS = 15 * 60_000;
 const SESSION_URI_PREFIX = 'urn:ietf:params:oauth:request_uri:';
-
-/** RFC 3986 percent-encoding as Alibaba Cloud canonicalization wants it (`!'()*` encoded, `~` kept). */
-function percentEncode(value: string): string {
-  return encodeURIComponent(value).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
-}
-
-function sha256Hex(data: Buffer | string): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
-function safeEqual(a: string, b: string): boolean {
-  const ab = Buffer.from(a);
-  const bb = Buffer.from(b);
-  return ab.length === bb.length && timingSafeEqual(ab, bb);
-}
 
 function b64url(data: Buffer | string): string {
   return Buffer.from(data).toString('base64url');
-}
-
-function firstHeader(req: IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-function toSingleValues(parsed: querystring.ParsedUrlQuery): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(parsed)) {
-    if (v === undefined) continue;
-    out[k] = Array.isArray(v) ? (v[0] ?? '') : v;
-  }
-  return out;
-}
-
-function readBody(req: IncomingMessage, limit = 1 << 20): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        reject(new RpcError(413, 'RequestEntityTooLarge', 'The request body is too large.'));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
 }
 
 function isoSeconds(ms: number): string {
@@ -320,7 +255,6 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
   const sessions = new Map<string, Session>(); // by SessionURI
   const sessionsByState = new Map<string, Session>();
   const vault = new Map<string, VaultEntry>();
-  const seenNonces = new Map<string, number>();
   const calls: EmulatorCall[] = [];
   let faults: Array<InjectedFault & { remaining: number }> = [];
   let baseUrl = '';
@@ -433,104 +367,7 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
     };
   }
 
-  function checkNonce(nonce: string | undefined): void {
-    if (!nonce) throw new RpcError(400, 'MissingSignatureNonce', 'SignatureNonce is mandatory for this action.');
-    const t = Date.now();
-    for (const [n, at] of seenNonces) if (t - at > MAX_CLOCK_SKEW_MS) seenNonces.delete(n);
-    if (seenNonces.has(nonce)) throw new RpcError(400, 'SignatureNonceUsed', 'Specified signature nonce was used already.');
-    seenNonces.set(nonce, t);
-  }
-
-  function checkTimestamp(value: string | undefined): void {
-    const t = value ? Date.parse(value) : NaN;
-    if (!value || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/.test(value) || !Number.isFinite(t)) {
-      throw new RpcError(400, 'InvalidTimeStamp.Format', 'Specified time stamp or date value is not well formatted.');
-    }
-    // Clock skew is checked against the wall clock (not options.now, which tests move to expire tokens).
-    if (Math.abs(Date.now() - t) > MAX_CLOCK_SKEW_MS) {
-      throw new RpcError(400, 'InvalidTimeStamp.Expired', 'Specified time stamp or date value is expired.');
-    }
-  }
-
-  /** V3: ACS3-HMAC-SHA256, an independent implementation of the canonical-request algorithm. */
-  function verifyV3(req: IncomingMessage, pathname: string, query: Record<string, string>, body: Buffer, authorization: string): Principal {
-    const m = /^ACS3-HMAC-SHA256\s+Credential=([^,\s]+)\s*,\s*SignedHeaders=([^,\s]+)\s*,\s*Signature=([0-9a-fA-F]+)\s*$/.exec(authorization);
-    if (!m) throw new RpcError(400, 'IncompleteSignature', 'The request signature does not conform to Aliyun standards.');
-    const [, accessKeyId, signedHeaderList, signature] = m as unknown as [string, string, string, string];
-    const securityToken = firstHeader(req, 'x-acs-security-token');
-    const { secret, principal } = principalForAccessKey(accessKeyId, securityToken);
-
-    const signedHeaders = signedHeaderList.split(';');
-    const sortedUnique = [...new Set(signedHeaders)].sort();
-    if (sortedUnique.join(';') !== signedHeaderList) {
-      throw new RpcError(400, 'IncompleteSignature', 'SignedHeaders must be lower-case, sorted and unique.');
-    }
-    // Every x-acs-* header sent, and host, must be signed.
-    const mustSign = ['host', ...Object.keys(req.headers).filter((h) => h.startsWith('x-acs-'))];
-    for (const h of mustSign) {
-      if (!signedHeaders.includes(h)) throw new RpcError(400, 'IncompleteSignature', `The header ${h} must be signed.`);
-    }
-    for (const h of ['x-acs-date', 'x-acs-signature-nonce', 'x-acs-content-sha256']) {
-      if (firstHeader(req, h) === undefined) throw new RpcError(400, 'IncompleteSignature', `The header ${h} is required.`);
-    }
-    checkTimestamp(firstHeader(req, 'x-acs-date'));
-
-    const payloadHash = firstHeader(req, 'x-acs-content-sha256') ?? '';
-    if (payloadHash !== sha256Hex(body)) {
-      throw new RpcError(400, 'SignatureDoesNotMatch', 'The request body does not match x-acs-content-sha256.');
-    }
-
-    const canonicalQuery = Object.keys(query)
-      .sort()
-      .map((k) => `${percentEncode(k)}=${percentEncode(query[k] ?? '')}`)
-      .join('&');
-    const canonicalHeaders = signedHeaders
-      .map((h) => {
-        const raw = req.headers[h];
-        const value = Array.isArray(raw) ? raw.map((v) => v.trim()).sort().join(',') : (raw ?? '').trim();
-        return `${h}:${value}\n`;
-      })
-      .join('');
-    const canonicalUri = pathname
-      .split('/')
-      .map((seg) => percentEncode(decodeURIComponent(seg)))
-      .join('/');
-    const canonicalRequest = [req.method ?? 'POST', canonicalUri || '/', canonicalQuery, canonicalHeaders, signedHeaderList, payloadHash].join('\n');
-    const stringToSign = `ACS3-HMAC-SHA256\n${sha256Hex(canonicalRequest)}`;
-    const expected = createHmac('sha256', secret).update(stringToSign).digest('hex');
-    if (!safeEqual(expected, signature.toLowerCase())) {
-      throw new RpcError(400, 'SignatureDoesNotMatch', 'Specified signature does not match our calculation.');
-    }
-    checkNonce(firstHeader(req, 'x-acs-signature-nonce'));
-    return principal;
-  }
-
-  /** V2: HMAC-SHA1 over the percent-encoded, sorted query + form parameters. */
-  function verifyV2(method: string, query: Record<string, string>, form: Record<string, string>): Principal {
-    if (query.SignatureMethod !== 'HMAC-SHA1') {
-      throw new RpcError(400, 'InvalidSignatureMethod', 'Specified signature method is not supported.');
-    }
-    if (query.SignatureVersion !== '1.0') {
-      throw new RpcError(400, 'InvalidSignatureVersion', 'Specified signature version is not supported.');
-    }
-    const accessKeyId = query.AccessKeyId;
-    if (!accessKeyId) throw new RpcError(400, 'MissingAccessKeyId', 'AccessKeyId is mandatory for this action.');
-    const { secret, principal } = principalForAccessKey(accessKeyId, query.SecurityToken);
-    checkTimestamp(query.Timestamp);
-    const all: Record<string, string> = { ...query, ...form };
-    delete all.Signature;
-    const canonical = Object.keys(all)
-      .sort()
-      .map((k) => `${percentEncode(k)}=${percentEncode(all[k] ?? '')}`)
-      .join('&');
-    const stringToSign = `${method}&${percentEncode('/')}&${percentEncode(canonical)}`;
-    const expected = createHmac('sha1', `${secret}&`).update(stringToSign).digest('base64');
-    if (!safeEqual(expected, query.Signature ?? '')) {
-      throw new RpcError(400, 'SignatureDoesNotMatch', 'Specified signature does not match our calculation.');
-    }
-    checkNonce(query.SignatureNonce);
-    return principal;
-  }
+  const { verifyV3, verifyV2 } = createSignatureVerifier(principalForAccessKey);
 
   // ---- provider (IdP) calls, in the DingTalk JSON dialect --------------------------------------
 

@@ -1,0 +1,130 @@
+/**
+ * The conversation loop: the user's message → Qwen (streamed) → tool calls routed through the hub → tool results
+ * (text only) → Qwen again, up to a bounded number of tool rounds per user message.
+ *
+ * What the model sees: the system prompt, the conversation, tool definitions, and the text content of tool results.
+ * Never a token, never an elicitation URL (those go to the human through the consent screen).
+ */
+import type { AssistantTurn, ChatMessage, DashScopeClient } from './dashscope.js';
+import type { McpHub } from './mcp-hub.js';
+import { sanitize, style, type Terminal } from './terminal.js';
+
+export const DEFAULT_MAX_TOOL_ROUNDS = 8;
+
+export const SYSTEM_PROMPT =
+  'You are a helpful assistant in a terminal chat. You can use tools from several MCP servers; a tool name starts with ' +
+  'its server name and two underscores. When the user asks to write something into a DingTalk document, use the ' +
+  'write_dingtalk_doc tool with the document link exactly as the user gave it and the complete Markdown content: it ' +
+  'replaces the whole document. If a tool needs the user to approve access, the client shows the user a link; just ' +
+  'report what the tool answered. Never ask the user for passwords or tokens. Answer briefly.';
+
+export interface ChatOptions {
+  llm: DashScopeClient;
+  hub: McpHub;
+  terminal: Terminal;
+  maxToolRounds?: number;
+  systemPrompt?: string;
+  /** Use non-streaming calls (sends enable_thinking:false for Qwen models). Default false. */
+  noStream?: boolean;
+}
+
+export interface TurnResult {
+  answer: string;
+  toolCalls: Array<{ name: string; server?: string; isError: boolean; text: string }>;
+  /** The tool-round bound was hit. */
+  stoppedEarly: boolean;
+}
+
+export class ChatSession {
+  readonly messages: ChatMessage[];
+
+  constructor(private readonly options: ChatOptions) {
+    const instructions = [...options.hub.servers.values()].map((s) => s.client.getInstructions?.()).filter(Boolean);
+    this.messages = [
+      {
+        role: 'system',
+        content: [options.systemPrompt ?? SYSTEM_PROMPT, ...instructions.map((i, n) => `Server instructions (${n + 1}): ${i}`)].join('\n\n'),
+      },
+    ];
+  }
+
+  async send(text: string, signal?: AbortSignal): Promise<TurnResult> {
+    const { hub, terminal } = this.options;
+    const maxRounds = this.options.maxToolRounds ?? DEFAULT_MAX_TOOL_ROUNDS;
+    this.messages.push({ role: 'user', content: text });
+    const result: TurnResult = { answer: '', toolCalls: [], stoppedEarly: false };
+    for (let round = 0; ; round++) {
+      const tools = round < maxRounds ? hub.toolSpecs() : [];
+      const turn = await this.ask(tools, signal);
+      this.messages.push({ role: 'assistant', content: turn.content || null, ...(turn.toolCalls.length ? { tool_calls: turn.toolCalls } : {}) });
+      if (turn.toolCalls.length === 0 || round >= maxRounds) {
+        // Past the bound, calls are answered (the API requires it) but not run.
+        for (const call of turn.toolCalls) this.messages.push({ role: 'tool', tool_call_id: call.id, content: 'Not run: the tool-call limit for this message was reached.' });
+        result.answer = turn.content;
+        result.stoppedEarly = round >= maxRounds;
+        return result;
+      }
+      for (const call of turn.toolCalls) {
+        let args: Record<string, unknown>;
+        try {
+          const parsed = JSON.parse(call.function.arguments || '{}') as unknown;
+          if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
+          args = parsed as Record<string, unknown>;
+        } catch {
+          const textOut = `The arguments for ${call.function.name} were not a JSON object; nothing was called. Send valid JSON arguments.`;
+          this.messages.push({ role: 'tool', tool_call_id: call.id, content: textOut });
+          result.toolCalls.push({ name: call.function.name, isError: true, text: textOut });
+          continue;
+        }
+        terminal.write(style.accent(terminal, `\n⚙ ${call.function.name}`) + style.dim(terminal, ` ${summarizeArgs(args)}\n`));
+        const outcome = await hub.callTool(call.function.name, args, signal);
+        const shown = sanitize(outcome.text).split('\n')[0]!.slice(0, 300);
+        terminal.write((outcome.isError ? style.error(terminal, '  ↳ error: ') : style.dim(terminal, '  ↳ ')) + shown + '\n');
+        this.messages.push({ role: 'tool', tool_call_id: call.id, content: outcome.isError ? `Error: ${outcome.text}` : outcome.text });
+        result.toolCalls.push({ name: call.function.name, server: outcome.server, isError: outcome.isError, text: outcome.text });
+      }
+      if (round + 1 >= maxRounds) {
+        // Offer no tools next time: the model must answer with what it has.
+        terminal.write(style.warn(terminal, `  (${maxRounds} tool rounds used for this message: asking Qwen to answer without more tools)\n`));
+      }
+    }
+  }
+
+  private async ask(tools: ReturnType<McpHub['toolSpecs']>, signal?: AbortSignal): Promise<AssistantTurn> {
+    const { llm, terminal } = this.options;
+    if (this.options.noStream) {
+      const turn = await llm.complete({ messages: this.messages, tools, signal });
+      if (turn.content) terminal.write(`${style.bold(terminal, 'qwen ›')} ${sanitize(turn.content)}\n`);
+      return turn;
+    }
+    let started = false;
+    let thinking = false;
+    const turn = await llm.stream(
+      { messages: this.messages, tools, signal },
+      {
+        onReasoning: (t) => {
+          if (!thinking) terminal.write(style.dim(terminal, '(thinking) '));
+          thinking = true;
+          terminal.write(style.dim(terminal, sanitize(t)));
+        },
+        onContent: (t) => {
+          if (thinking) terminal.write('\n');
+          thinking = false;
+          if (!started) terminal.write(`${style.bold(terminal, 'qwen ›')} `);
+          started = true;
+          terminal.write(sanitize(t));
+        },
+      },
+    );
+    if (started || thinking) terminal.write('\n');
+    return turn;
+  }
+}
+
+function summarizeArgs(args: Record<string, unknown>): string {
+  const shown = Object.entries(args).map(([k, v]) => {
+    const s = typeof v === 'string' ? v : JSON.stringify(v);
+    return `${k}=${s.length > 70 ? `${JSON.stringify(s.slice(0, 60))}… (${s.length} chars)` : JSON.stringify(v)}`;
+  });
+  return sanitize(shown.join(' ') || '{}');
+}

@@ -1,0 +1,147 @@
+/**
+ * `.config.json`: the Python kit's keys (`workload_identity_name`, `role_arn`, `identity_provider_name`,
+ * `inbound_app_id`, `inbound_app_name`; reference §4) plus `dingtalk_provider_name` (read by the server) and
+ * `dingtalk_mcp_setup`, the record of what `setup` created, so `teardown` deletes exactly that.
+ *
+ * Every resource is recorded as `pending` just before its create call and `created` (with its ARN) right after:
+ * a crash in between leaves `pending`, which a re-run resolves (exists → ours; missing → create) and teardown
+ * treats as possibly ours. Resources found already there are recorded as `adopted` and never deleted.
+ * Writes are atomic (temp file + rename) and keep every key the file already had.
+ *
+ * Secrets never go into this file. The one secret setup itself obtains — the IMS app secret in HTTP mode — goes to
+ * a separate file (`.dingtalk-mcp.secrets.json`, mode 0600) beside it.
+ */
+import { chmodSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+
+export type ResourceType =
+  | 'ims_application'
+  | 'ims_app_secret'
+  | 'identity_provider'
+  | 'ram_role'
+  | 'ram_policy'
+  | 'ram_policy_attachment'
+  | 'workload_identity'
+  | 'oauth2_credential_provider';
+
+export type ResourceStatus = 'pending' | 'created' | 'adopted';
+
+export interface ResourceRecord {
+  type: ResourceType;
+  /** Name, or id for IMS entities; `<role>/<policy>` for an attachment. */
+  name: string;
+  status: ResourceStatus;
+  arn?: string;
+  /** IMS application of an app secret. */
+  appId?: string;
+  at: string;
+}
+
+export interface SetupRecord {
+  version: 1;
+  /** Random suffix of generated names, fixed at the first run so re-runs reuse the same names. */
+  suffix: string;
+  mode: 'stdio' | 'http';
+  regionId: string;
+  accountId?: string;
+  resources: ResourceRecord[];
+}
+
+export const RECORD_KEY = 'dingtalk_mcp_setup';
+export const SECRETS_FILE = '.dingtalk-mcp.secrets.json';
+
+export class ConfigFile {
+  readonly path: string;
+  data: Record<string, unknown>;
+
+  constructor(path: string) {
+    this.path = resolve(path);
+    this.data = {};
+    if (existsSync(this.path)) {
+      const parsed = JSON.parse(readFileSync(this.path, 'utf8')) as unknown;
+      if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`${this.path} is not a JSON object; fix or move it away`);
+      this.data = parsed as Record<string, unknown>;
+    }
+  }
+
+  get secretsPath(): string {
+    return join(dirname(this.path), SECRETS_FILE);
+  }
+
+  string(key: string): string | undefined {
+    const v = this.data[key];
+    return typeof v === 'string' && v !== '' ? v : undefined;
+  }
+
+  get record(): SetupRecord | undefined {
+    const r = this.data[RECORD_KEY];
+    if (!r || typeof r !== 'object' || !Array.isArray((r as SetupRecord).resources)) return undefined;
+    return r as SetupRecord;
+  }
+
+  set record(r: SetupRecord | undefined) {
+    if (r) this.data[RECORD_KEY] = r;
+    else delete this.data[RECORD_KEY];
+  }
+
+  find(type: ResourceType, name?: string): ResourceRecord | undefined {
+    return this.record?.resources.find((x) => x.type === type && (name === undefined || x.name === name));
+  }
+
+  /** Record (or update) one resource and save at once. */
+  track(entry: Omit<ResourceRecord, 'at'>): void {
+    const record = this.record;
+    if (!record) throw new Error('no setup record to track resources in');
+    const at = new Date().toISOString();
+    const i = record.resources.findIndex((x) => x.type === entry.type && x.name === entry.name);
+    if (i >= 0) record.resources[i] = { ...record.resources[i]!, ...entry, at };
+    else record.resources.push({ ...entry, at });
+    this.save();
+  }
+
+  forget(type: ResourceType, name: string): void {
+    const record = this.record;
+    if (!record) return;
+    record.resources = record.resources.filter((x) => !(x.type === type && x.name === name));
+    this.save();
+  }
+
+  save(): void {
+    const tmp = `${this.path}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(this.data, null, 2) + '\n', { mode: 0o600 });
+    renameSync(tmp, this.path);
+  }
+
+  // ---- secrets file ----
+
+  readSecret(key: string): string | undefined {
+    if (!existsSync(this.secretsPath)) return undefined;
+    try {
+      const v = (JSON.parse(readFileSync(this.secretsPath, 'utf8')) as Record<string, unknown>)[key];
+      return typeof v === 'string' && v !== '' ? v : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  writeSecret(key: string, value: string | undefined): void {
+    let all: Record<string, unknown> = {};
+    if (existsSync(this.secretsPath)) {
+      try {
+        all = JSON.parse(readFileSync(this.secretsPath, 'utf8')) as Record<string, unknown>;
+      } catch {
+        all = {};
+      }
+    }
+    if (value === undefined) delete all[key];
+    else all[key] = value;
+    if (Object.keys(all).length === 0) {
+      rmSync(this.secretsPath, { force: true });
+      return;
+    }
+    const tmp = `${this.secretsPath}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(all, null, 2) + '\n', { mode: 0o600 });
+    chmodSync(tmp, 0o600);
+    renameSync(tmp, this.secretsPath);
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * `dingtalk-mcp teardown`: delete exactly what `setup` recorded as created (or pending: a create that may have
+ * happened before a crash) — never an adopted resource, never anything unrecorded. Reverse dependency order;
+ * resources already gone are fine. Each deletion is struck from the record as it happens, so an interrupted
+ * teardown resumes too.
+ */
+import type { Context } from './context.js';
+import type { ResourceRecord, ResourceType } from './record.js';
+
+const ORDER: ResourceType[] = [
+  'oauth2_credential_provider',
+  'workload_identity',
+  'ram_policy_attachment',
+  'ram_policy',
+  'ram_role',
+  'identity_provider',
+  'ims_app_secret',
+  'ims_application',
+];
+
+const LABEL: Record<ResourceType, string> = {
+  oauth2_credential_provider: 'DingTalk credential provider',
+  workload_identity: 'workload identity',
+  ram_policy_attachment: 'policy attachment',
+  ram_policy: 'RAM policy',
+  ram_role: 'RAM role',
+  identity_provider: 'identity provider',
+  ims_app_secret: 'IMS application secret',
+  ims_application: 'IMS OAuth application',
+};
+
+/** The Python kit's keys that point at a resource, cleared when that resource is deleted. */
+const KIT_KEYS: Partial<Record<ResourceType, (r: ResourceRecord) => Array<[string, string | undefined]>>> = {
+  workload_identity: (r) => [['workload_identity_name', r.name]],
+  ram_role: (r) => [['role_arn', r.arn]],
+  identity_provider: (r) => [['identity_provider_name', r.name], ['oidc_issuer', undefined]],
+  ims_application: (r) => [['inbound_app_id', r.appId], ['inbound_app_name', r.name]],
+  oauth2_credential_provider: (r) => [['dingtalk_provider_name', r.name]],
+};
+
+export async function runTeardown(ctx: Context): Promise<number> {
+  const { file, cloud, io, opts } = ctx;
+  const record = file.record;
+  const mine = (record?.resources ?? []).filter((r) => r.status !== 'adopted');
+  mine.sort((a, b) => ORDER.indexOf(a.type) - ORDER.indexOf(b.type));
+  if (mine.length === 0) {
+    io.out(`Nothing to tear down: ${file.path} records no resources created by setup.`);
+    if (record && !opts.dryRun) {
+      file.record = undefined;
+      file.save();
+    }
+    return 0;
+  }
+  if (record?.accountId && !opts.dryRun) {
+    try {
+      const who = await cloud.callerIdentity();
+      if (who.accountId !== record.accountId) {
+        io.err(`teardown: the record is for account ${record.accountId}, but the credentials belong to account ${who.accountId}. Fix: use that account's credentials.`);
+        return 1;
+      }
+    } catch (e) {
+      io.err(`teardown: cannot identify the Alibaba Cloud account. ${e instanceof Error ? e.message : String(e)}`);
+      return 1;
+    }
+  }
+
+  io.out(`Plan: delete ${mine.length} resource${mine.length === 1 ? '' : 's'} recorded as created by setup in ${file.path}:`);
+  for (const r of mine) io.out(`  - delete  ${LABEL[r.type].padEnd(28)} ${r.type === 'ims_application' ? `${r.name} (${r.appId ?? 'id unknown'})` : r.name}${r.arn ? `  ${r.arn}` : ''}`);
+  const adopted = (record?.resources ?? []).filter((r) => r.status === 'adopted');
+  for (const r of adopted) io.out(`  = keep    ${LABEL[r.type].padEnd(28)} ${r.name}  (not created by setup)`);
+  if (opts.dryRun) {
+    io.out('Dry run: nothing was deleted.');
+    return 0;
+  }
+
+  let failures = 0;
+  for (const r of mine) {
+    try {
+      const gone = await remove(ctx, r);
+      const verb = r.type === 'ims_app_secret' ? 'deleted with its application' : gone ? 'deleted' : 'already gone';
+      io.out(`${verb}: ${LABEL[r.type]} ${r.name}`);
+      file.forget(r.type, r.name);
+      for (const [key, value] of KIT_KEYS[r.type]?.(r) ?? []) {
+        if (value === undefined || file.data[key] === value) delete file.data[key];
+      }
+      if (r.type === 'ims_app_secret') file.writeSecret('oidc_client_secret', undefined);
+      file.save();
+    } catch (e) {
+      failures += 1;
+      io.err(`teardown: could not delete ${LABEL[r.type]} ${r.name}. ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  if (failures) {
+    io.err(`teardown: ${failures} resource${failures === 1 ? '' : 's'} left; they stay recorded in ${file.path}. Fix the cause above and run teardown again.`);
+    return 1;
+  }
+  if (adopted.length === 0) {
+    file.record = undefined;
+    file.save();
+  } else {
+    file.record = { ...record!, resources: adopted };
+    file.save();
+  }
+  io.out('Teardown complete.');
+  return 0;
+}
+
+async function remove(ctx: Context, r: ResourceRecord): Promise<boolean> {
+  const { cloud } = ctx;
+  switch (r.type) {
+    case 'oauth2_credential_provider':
+      return cloud.deleteOAuth2Provider(r.name);
+    case 'workload_identity':
+      return cloud.deleteWorkloadIdentity(r.name);
+    case 'ram_policy_attachment': {
+      const [role, policy] = r.name.split('/') as [string, string];
+      return cloud.detachPolicyFromRole(policy, role);
+    }
+    case 'ram_policy':
+      return cloud.deletePolicy(r.name);
+    case 'ram_role':
+      return cloud.deleteRole(r.name);
+    case 'identity_provider':
+      return cloud.deleteIdentityProvider(r.name);
+    case 'ims_app_secret':
+      // Deleted with its application when setup created that too; a lone secret of an adopted app is not created by setup.
+      return true;
+    case 'ims_application':
+      if (!r.appId) return false; // the create never answered: nothing known to delete
+      return cloud.deleteApplication(r.appId);
+  }
+}

@@ -1,0 +1,413 @@
+import { mkdtempSync, readFileSync, existsSync, writeFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import CredentialModule, { Config as CredentialConfig } from '@alicloud/credentials';
+import type { AlibabaCloudCredential } from '../src/identity/agent-identity-client.js';
+import { runProvisioning } from '../src/provisioning/cli.js';
+import { freePort } from '../src/sandbox/index.js';
+import { startControlPlaneEmulator, type ControlPlaneEmulator, type ControlPlaneSeed } from '../src/sandbox/control-plane-emulator.js';
+
+const Credential = ((CredentialModule as unknown as { default?: unknown }).default ?? CredentialModule) as typeof CredentialModule.default;
+
+const AK = { accessKeyId: 'LTAIprovisioningTest01', accessKeySecret: 'prov-test-secret-0123456789abcdef' };
+const DINGTALK_SECRET = 'dingtalk-client-secret-must-never-leak-42';
+const DINGTALK_CLIENT_ID = 'dingprovtestapp01';
+
+/** Everything any command printed in this file, for the no-secrets check. */
+const allOutput: string[] = [];
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+let emu: ControlPlaneEmulator;
+let dir: string;
+let redirect: string;
+
+async function start(seed?: ControlPlaneSeed, allowedActions: string[] | '*' = '*'): Promise<void> {
+  emu = await startControlPlaneEmulator({ accessKeys: [{ ...AK, allowedActions }], ...(seed ? { seed } : {}) });
+}
+
+function credential(): AlibabaCloudCredential {
+  return new Credential(new CredentialConfig({ type: 'access_key', ...AK }));
+}
+
+async function run(command: 'setup' | 'teardown' | 'doctor', args: string[] = [], opts: { credential?: AlibabaCloudCredential; env?: Record<string, string> } = {}): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  const code = await runProvisioning(command, ['--no-prompt', ...args], {
+    cwd: dir,
+    credential: opts.credential ?? credential(),
+    env: {
+      AGENT_IDENTITY_CONTROL_ENDPOINT: emu.url,
+      ALIBABA_CLOUD_RAM_ENDPOINT: emu.url,
+      ALIBABA_CLOUD_STS_ENDPOINT: emu.url,
+      ALIBABA_CLOUD_IMS_ENDPOINT: emu.url,
+      APP_REDIRECT_URI: redirect,
+      DINGTALK_CLIENT_ID,
+      DINGTALK_CLIENT_SECRET: DINGTALK_SECRET,
+      OIDC_DISCOVERY_URL: emu.discoveryUrl,
+      ...opts.env,
+    },
+    stdout: (t) => void (stdout += t),
+    stderr: (t) => void (stderr += t),
+  });
+  allOutput.push(stdout, stderr);
+  return { code, stdout, stderr };
+}
+
+const configJson = () => JSON.parse(readFileSync(join(dir, '.config.json'), 'utf8')) as Record<string, unknown> & { dingtalk_mcp_setup?: { resources: Array<{ type: string; name: string; status: string; arn?: string }> } };
+const mutating = () => emu.calls.filter((c) => /^(Create|Update|Delete|Attach|Detach)/.test(c.action));
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'dingtalk-mcp-prov-'));
+  redirect = `http://127.0.0.1:${await freePort()}`;
+});
+afterEach(async () => {
+  await emu?.close();
+});
+
+afterAll(() => {
+  const everything = allOutput.join('\n');
+  for (const secret of [DINGTALK_SECRET, AK.accessKeySecret]) expect(everything).not.toContain(secret);
+});
+
+describe('setup', () => {
+  it('creates exactly the expected resources on an empty account, with the expected documents', async () => {
+    await start();
+    const r = await run('setup');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^Plan for account 1234567890123456/);
+
+    const s = emu.state();
+    const record = configJson();
+    const wiName = record.workload_identity_name as string;
+    expect(wiName).toMatch(/^dingtalk-mcp-[0-9a-f]{8}$/);
+    const wiArn = `acs:agentidentity:cn-beijing:1234567890123456:workloadidentitydirectory/default/workloadidentity/${wiName}`;
+    const providerArn = 'acs:agentidentity:cn-beijing:1234567890123456:tokenvault/default/oauth2credentialprovider/test-provider-for-dingtalk';
+
+    expect(s.roles.map((x) => x.RoleName)).toEqual([`AgentIdentityRole-${wiName}`]);
+    expect(JSON.parse(s.roles[0]!.AssumeRolePolicyDocument)).toEqual({
+      Version: '1',
+      Statement: [
+        {
+          Effect: 'Allow',
+          Action: ['sts:AssumeRole', 'sts:SetContext'],
+          Principal: { Service: ['workload.agentidentity.aliyuncs.com'] },
+          Condition: { StringEquals: { 'sts:RequestContext/agentidentity:WorkloadIdentityArn': wiArn } },
+        },
+      ],
+    });
+    expect(s.policies.map((p) => p.PolicyName)).toEqual([`AgentIdentityPolicy-AgentIdentityRole-${wiName}`]);
+    expect(JSON.parse(s.policies[0]!.versions[0]!.PolicyDocument)).toEqual({
+      Version: '1',
+      Statement: [{ Effect: 'Allow', Action: ['agentidentitydata:GetResourceOAuth2Token'], Resource: [wiArn, providerArn] }],
+    });
+    expect(s.attachments).toEqual({ [`agentidentityrole-${wiName}`]: [`Custom:AgentIdentityPolicy-AgentIdentityRole-${wiName}`] });
+    expect(s.workloadIdentities).toHaveLength(1);
+    expect(s.workloadIdentities[0]).toMatchObject({
+      WorkloadIdentityName: wiName,
+      WorkloadIdentityArn: wiArn,
+      RoleArn: s.roles[0]!.Arn,
+      AllowedResourceOAuth2ReturnURLs: [`${redirect}/callback`],
+    });
+    expect(s.workloadIdentities[0]!.IdentityProviderName).toBeUndefined();
+    expect(s.oauth2Providers).toHaveLength(1);
+    expect(s.oauth2Providers[0]).toMatchObject({ OAuth2CredentialProviderName: 'test-provider-for-dingtalk', CredentialProviderVendor: 'CustomOAuth2' });
+    expect(s.oauth2Providers[0]!.OAuth2ProviderConfig).toMatchObject({ CustomOAuth2ProviderConfig: { ClientId: DINGTALK_CLIENT_ID, ClientSecret: DINGTALK_SECRET } });
+    expect(s.identityProviders).toEqual([]);
+    expect(s.applications).toEqual([]);
+
+    // The record: the kit's keys plus every created resource with its ARN; no secret.
+    expect(record).toMatchObject({ region_id: 'cn-beijing', role_arn: s.roles[0]!.Arn, dingtalk_provider_name: 'test-provider-for-dingtalk' });
+    const resources = record.dingtalk_mcp_setup!.resources;
+    expect(resources.map((x) => [x.type, x.status])).toEqual([
+      ['ram_role', 'created'],
+      ['ram_policy', 'created'],
+      ['ram_policy_attachment', 'created'],
+      ['workload_identity', 'created'],
+      ['oauth2_credential_provider', 'created'],
+    ]);
+    expect(resources.find((x) => x.type === 'workload_identity')!.arn).toBe(wiArn);
+    expect(resources.find((x) => x.type === 'oauth2_credential_provider')!.arn).toBe(providerArn);
+    expect(readFileSync(join(dir, '.config.json'), 'utf8')).not.toContain(DINGTALK_SECRET);
+
+    // The config to paste names the resources, never a secret.
+    expect(r.stdout).toContain(`"AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME": "${wiName}"`);
+    expect(r.stdout).toContain('"ALIBABA_CLOUD_ACCESS_KEY_SECRET": "<your AccessKey secret>"');
+
+    // A second run changes nothing.
+    const before = mutating().length;
+    const again = await run('setup');
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('Everything is already in place');
+    expect(mutating().length).toBe(before);
+    expect(emu.state()).toEqual(s);
+  });
+
+  it('--dry-run prints the plan and changes nothing', async () => {
+    await start();
+    const r = await run('setup', ['--dry-run']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('+ create  RAM role');
+    expect(r.stdout).toContain('Dry run: nothing was changed (5 changes planned)');
+    expect(mutating()).toEqual([]);
+    expect(existsSync(join(dir, '.config.json'))).toBe(false);
+  });
+
+  it('a run failing at step 3 of 5 leaves a record; the re-run completes it', async () => {
+    await start();
+    emu.injectFault({ action: 'AttachPolicyToRole', status: 503, code: 'ServiceUnavailable' });
+    const failed = await run('setup');
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain('step 3 of 5 failed');
+    expect(failed.stderr).toContain('run `dingtalk-mcp setup` again to resume');
+    const partial = configJson().dingtalk_mcp_setup!.resources.map((x) => [x.type, x.status]);
+    expect(partial).toEqual([
+      ['ram_role', 'created'],
+      ['ram_policy', 'created'],
+      ['ram_policy_attachment', 'pending'],
+    ]);
+
+    const resumed = await run('setup');
+    expect(resumed.code).toBe(0);
+    expect(resumed.stdout).toContain('= ok      RAM role');
+    const s = emu.state();
+    expect(s.roles).toHaveLength(1);
+    expect(s.policies).toHaveLength(1);
+    expect(s.workloadIdentities).toHaveLength(1);
+    expect(s.oauth2Providers).toHaveLength(1);
+    expect(Object.values(s.attachments).flat()).toHaveLength(1);
+  });
+
+  it('a half-finished run is cleaned by teardown', async () => {
+    await start();
+    emu.injectFault({ action: 'CreateWorkloadIdentity', status: 403, code: 'NoPermission' });
+    const failed = await run('setup');
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain('AliyunAgentIdentityFullAccess');
+    const td = await run('teardown');
+    expect(td.code).toBe(0);
+    const s = emu.state();
+    expect([s.roles, s.policies, s.workloadIdentities, s.oauth2Providers]).toEqual([[], [], [], []]);
+  });
+
+  it('adopts an existing DingTalk provider and never deletes it; says how to get one when missing', async () => {
+    await start({ oauth2Providers: [{ OAuth2CredentialProviderName: 'console-made-dingtalk', CallbackURL: 'https://agentidentitydata.cn-beijing.aliyuncs.com/oauth2/callback/abc' }] });
+    const r = await run('setup', ['--provider', 'console-made-dingtalk'], { env: { DINGTALK_CLIENT_ID: '', DINGTALK_CLIENT_SECRET: '' } });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('= adopt   DingTalk credential provider console-made-dingtalk');
+    expect(r.stdout).toContain('https://agentidentitydata.cn-beijing.aliyuncs.com/oauth2/callback/abc');
+    expect(configJson().dingtalk_provider_name).toBe('console-made-dingtalk');
+    const td = await run('teardown');
+    expect(td.code).toBe(0);
+    expect(emu.state().oauth2Providers.map((p) => p.OAuth2CredentialProviderName)).toEqual(['console-made-dingtalk']);
+
+    const missing = await run('setup', ['--provider', 'nobody-made-this'], { env: { DINGTALK_CLIENT_ID: '', DINGTALK_CLIENT_SECRET: '' } });
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('nothing was changed');
+    expect(missing.stderr).toContain('AGENT_IDENTITY_DINGTALK_PROVIDER=<its name>');
+  });
+
+  it('names the missing RAM permission', async () => {
+    await start(undefined, ['agentidentity:*']);
+    const r = await run('setup');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('NoPermission');
+    expect(r.stderr).toContain('AliyunRAMFullAccess');
+  });
+});
+
+describe('setup --http', () => {
+  it('creates the OAuth app, its secret and the identity provider, and prints the HTTP settings', async () => {
+    await start();
+    const r = await run('setup', ['--http']);
+    expect(r.code).toBe(0);
+    const s = emu.state();
+    expect(s.applications).toHaveLength(1);
+    const app = s.applications[0]!;
+    expect(app).toMatchObject({ AppType: 'WebApp', SecretRequired: true, ProtocolVersion: '2.1', RedirectUris: [`${redirect}/login/callback`] });
+    expect(app.secrets).toHaveLength(1);
+    expect(s.identityProviders).toEqual([expect.objectContaining({ DiscoveryURL: emu.discoveryUrl, AllowedAudience: [app.AppId] })]);
+    expect(s.workloadIdentities[0]!.IdentityProviderName).toBe(s.identityProviders[0]!.IdentityProviderName);
+    const record = configJson();
+    expect(record).toMatchObject({ inbound_app_id: app.AppId, identity_provider_name: s.identityProviders[0]!.IdentityProviderName });
+    // The app secret lives only in a 0600 file beside the record; never printed.
+    const secretsFile = join(dir, '.dingtalk-mcp.secrets.json');
+    expect(JSON.parse(readFileSync(secretsFile, 'utf8'))).toEqual({ oidc_client_secret: app.secrets[0]!.AppSecretValue });
+    expect(statSync(secretsFile).mode & 0o077).toBe(0);
+    expect(r.stdout + r.stderr).not.toContain(app.secrets[0]!.AppSecretValue);
+    expect(readFileSync(join(dir, '.config.json'), 'utf8')).not.toContain(app.secrets[0]!.AppSecretValue);
+    expect(r.stdout).toContain(`OIDC_CLIENT_ID=${app.AppId}`);
+    expect(r.stdout).toContain(`OIDC_AUDIENCE=${app.AppId}`);
+
+    const again = await run('setup', ['--http']);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('Everything is already in place');
+  });
+
+  it('teardown leaves an unrelated workload identity on the same identity provider untouched', async () => {
+    await start({
+      identityProviders: [{ IdentityProviderName: 'shared-idp', AllowedAudience: ['4711000000000000001'] }],
+      workloadIdentities: [{ WorkloadIdentityName: 'other-team-workload', IdentityProviderName: 'shared-idp', AllowedResourceOAuth2ReturnURLs: ['https://other.example/cb'] }],
+    });
+    emu.mutate((s) => {
+      s.identityProviders[0]!.DiscoveryURL = emu.discoveryUrl;
+      s.applications.push({
+        AppId: '4711000000000000001', AppName: 'team-login', DisplayName: 'team-login', AppType: 'WebApp', RedirectUris: [], PredefinedScopes: ['openid'], RequiredScopes: [],
+        SecretRequired: true, ProtocolVersion: '2.1', AccountId: emu.accountId, CreateDate: '2026-01-01T00:00:00Z', UpdateDate: '2026-01-01T00:00:00Z', secrets: [],
+      });
+    });
+    writeFileSync(join(dir, '.config.json'), JSON.stringify({ inbound_app_id: '4711000000000000001', note: 'kept' }));
+
+    const r = await run('setup', ['--http', '--identity-provider', 'shared-idp']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('= adopt   identity provider');
+    expect(r.stdout).toContain('= adopt   IMS OAuth application');
+    const mine = configJson().workload_identity_name as string;
+    expect(emu.state().workloadIdentities.map((w) => w.WorkloadIdentityName).sort()).toEqual([mine, 'other-team-workload'].sort());
+
+    const td = await run('teardown');
+    expect(td.code).toBe(0);
+    const s = emu.state();
+    expect(s.workloadIdentities.map((w) => w.WorkloadIdentityName)).toEqual(['other-team-workload']);
+    expect(s.identityProviders.map((p) => p.IdentityProviderName)).toEqual(['shared-idp']);
+    expect(s.applications.map((a) => a.AppId)).toEqual(['4711000000000000001']);
+    expect([s.roles, s.policies, s.oauth2Providers]).toEqual([[], [], []]);
+    expect(configJson()).toMatchObject({ note: 'kept', inbound_app_id: '4711000000000000001' });
+  });
+});
+
+describe('teardown', () => {
+  it('deletes exactly what setup created (role and policy included), tolerates what is already gone, supports --dry-run', async () => {
+    await start({ workloadIdentities: [{ WorkloadIdentityName: 'unrelated', AllowedResourceOAuth2ReturnURLs: [] }] });
+    expect((await run('setup')).code).toBe(0);
+    const wiName = configJson().workload_identity_name as string;
+
+    const dry = await run('teardown', ['--dry-run']);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toContain('Plan: delete 5 resources');
+    expect(emu.state().workloadIdentities).toHaveLength(2);
+
+    emu.mutate((s) => {
+      s.workloadIdentities = s.workloadIdentities.filter((w) => w.WorkloadIdentityName !== wiName);
+    });
+    const td = await run('teardown');
+    expect(td.code).toBe(0);
+    expect(td.stdout).toContain(`already gone: workload identity ${wiName}`);
+    const s = emu.state();
+    expect(s.workloadIdentities.map((w) => w.WorkloadIdentityName)).toEqual(['unrelated']);
+    expect([s.roles, s.policies, s.oauth2Providers, Object.values(s.attachments).flat()]).toEqual([[], [], [], []]);
+    expect(configJson().dingtalk_mcp_setup).toBeUndefined();
+    expect(configJson().workload_identity_name).toBeUndefined();
+
+    const again = await run('teardown');
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('Nothing to tear down');
+  });
+});
+
+describe('doctor', () => {
+  it('passes on a correct setup', async () => {
+    await start();
+    expect((await run('setup')).code).toBe(0);
+    const r = await run('doctor');
+    expect(r.stdout).toContain('All checks passed.');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/\[ok\] {3}1\. Alibaba Cloud credentials: from static_ak/);
+    expect(r.stdout).toContain('Document.Document.Write');
+  });
+
+  it('reports a missing return URL with its fix', async () => {
+    await start();
+    expect((await run('setup')).code).toBe(0);
+    emu.mutate((s) => {
+      s.workloadIdentities[0]!.AllowedResourceOAuth2ReturnURLs = ['https://elsewhere.example/callback'];
+    });
+    const r = await run('doctor');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`[FAIL] 2. workload identity: ${configJson().workload_identity_name as string} does not allow the return URL ${redirect}/callback`);
+    expect(r.stdout).toMatch(/fix: run `dingtalk-mcp setup`.*AllowedResourceOAuth2ReturnURLs/);
+    // setup repairs what it created
+    expect((await run('setup')).code).toBe(0);
+    expect((await run('doctor')).code).toBe(0);
+  });
+
+  it('reports a missing provider with its fix', async () => {
+    await start();
+    expect((await run('setup')).code).toBe(0);
+    emu.mutate((s) => {
+      s.oauth2Providers = [];
+    });
+    const r = await run('doctor');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('[FAIL] 3. DingTalk credential provider: test-provider-for-dingtalk does not exist');
+    expect(r.stdout).toContain('fix: create it in the Agent Identity console');
+  });
+
+  it('reports a role that may not fetch tokens', async () => {
+    await start();
+    expect((await run('setup')).code).toBe(0);
+    emu.mutate((s) => {
+      s.policies[0]!.versions[0]!.PolicyDocument = JSON.stringify({ Version: '1', Statement: [{ Effect: 'Allow', Action: ['agentidentitydata:GetResourceAPIKey'], Resource: ['*'] }] });
+    });
+    const r = await run('doctor');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('may not call agentidentitydata:GetResourceOAuth2Token');
+  });
+
+  it('reports a wrong audience (HTTP mode) with its fix', async () => {
+    await start();
+    expect((await run('setup', ['--http'])).code).toBe(0);
+    emu.mutate((s) => {
+      s.identityProviders[0]!.AllowedAudience = ['some-other-client'];
+    });
+    const r = await run('doctor', ['--http']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/\[FAIL\] 7\. identity provider \(HTTP mode\): .*AllowedAudience \(some-other-client\) does not include \d+/);
+    expect(r.stdout).toContain('fix: add');
+  });
+
+  it('reports missing credentials with its fix, and skips what needs them', async () => {
+    await start();
+    const none = { getCredential: async () => Promise.reject(new Error('unable to get credentials from any of the providers in the chain')) } as unknown as AlibabaCloudCredential;
+    const r = await run('doctor', [], { credential: none });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('[FAIL] 1. Alibaba Cloud credentials: none found');
+    expect(r.stdout).toContain('fix: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET');
+    expect(r.stdout).toContain('[skip] 2. workload identity');
+  });
+
+  it('reports a busy callback port', async () => {
+    await start();
+    expect((await run('setup')).code).toBe(0);
+    const { createServer } = await import('node:net');
+    const blocker = createServer();
+    const port = Number(new URL(redirect).port);
+    await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', resolve));
+    try {
+      const r = await run('doctor');
+      expect(r.code).toBe(1);
+      expect(r.stdout).toContain(`port ${port} on 127.0.0.1 is in use`);
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+  });
+});
+
+describe('--sandbox', () => {
+  it('runs setup, doctor and teardown against the in-process emulator', async () => {
+    await start(); // unused here; keeps afterEach simple
+    for (const command of ['setup', 'doctor', 'teardown'] as const) {
+      let out = '';
+      const code = await runProvisioning(command, ['--sandbox', '--redirect-uri', redirect], { cwd: dir, env: {}, stdout: (t) => void (out += t), stderr: (t) => void (out += t) });
+      allOutput.push(out);
+      expect(code, out).toBe(0);
+    }
+    expect(existsSync(join(dir, '.config.json'))).toBe(false);
+  });
+});
