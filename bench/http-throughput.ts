@@ -19,19 +19,7 @@ async function main(): Promise<void> {
   const sandbox = await startSandbox({ callbackUrl: `${base}/callback`, oidc: { loginRedirectUri: `${base}/login/callback` } });
   const child = spawn(process.execPath, [fileURLToPath(new URL('../src/cli.js', import.meta.url)), '--transport', 'http', '--port', new URL(base).port], {
     stdio: ['ignore', 'ignore', 'inherit'], // the server logs warnings only
-    env: {
-      PATH: process.env.PATH ?? '',
-      AGENT_IDENTITY_ENDPOINT: sandbox.agentIdentityUrl,
-      AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: sandbox.workloadIdentityName,
-      ALIBABA_CLOUD_ACCESS_KEY_ID: sandbox.accessKeyId,
-      ALIBABA_CLOUD_ACCESS_KEY_SECRET: sandbox.accessKeySecret,
-      DINGTALK_API_BASE: sandbox.dingtalkUrl,
-      APP_REDIRECT_URI: base,
-      OIDC_ISSUER: sandbox.oidc!.issuer,
-      OIDC_CLIENT_ID: SANDBOX.oidcClientId,
-      DINGTALK_MCP_RATE_LIMIT: '100000',
-      DINGTALK_MCP_LOG_LEVEL: 'warn',
-    },
+    env: sandbox.serverEnv(base, { DINGTALK_MCP_RATE_LIMIT: '100000', DINGTALK_MCP_LOG_LEVEL: 'warn' }),
   });
   await new Promise<void>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`the server exited (${code}) before listening`)));

@@ -26,16 +26,7 @@ async function main(): Promise<void> {
       command: process.execPath,
       args: [fileURLToPath(new URL('../src/cli.js', import.meta.url))],
       stderr: 'ignore',
-      env: {
-        PATH: process.env.PATH ?? '',
-        AGENT_IDENTITY_ENDPOINT: sandbox.agentIdentityUrl,
-        AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: sandbox.workloadIdentityName,
-        ALIBABA_CLOUD_ACCESS_KEY_ID: sandbox.accessKeyId,
-        ALIBABA_CLOUD_ACCESS_KEY_SECRET: sandbox.accessKeySecret,
-        DINGTALK_API_BASE: sandbox.dingtalkUrl,
-        APP_REDIRECT_URI: appRedirectUri,
-        DINGTALK_MCP_LOG_LEVEL: 'warn',
-      },
+      env: sandbox.serverEnv(appRedirectUri, { DINGTALK_MCP_LOG_LEVEL: 'warn' }),
     }),
   );
   const args = { document: sandbox.sampleDocumentId, content: '# bench\n\n' + 'lorem ipsum '.repeat(200) };

@@ -41,17 +41,7 @@ async function main(): Promise<void> {
     command: process.execPath,
     args: [cli],
     stderr: 'pipe',
-    env: {
-      PATH: process.env.PATH ?? '',
-      AGENT_IDENTITY_ENDPOINT: sandbox.agentIdentityUrl,
-      AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: sandbox.workloadIdentityName,
-      AGENT_IDENTITY_DINGTALK_PROVIDER: sandbox.providerName,
-      ALIBABA_CLOUD_ACCESS_KEY_ID: sandbox.accessKeyId,
-      ALIBABA_CLOUD_ACCESS_KEY_SECRET: sandbox.accessKeySecret,
-      DINGTALK_API_BASE: sandbox.dingtalkUrl,
-      APP_REDIRECT_URI: appRedirectUri,
-      AGENT_IDENTITY_USER_ID: 'demo-user',
-    },
+    env: sandbox.serverEnv(appRedirectUri, { AGENT_IDENTITY_USER_ID: 'demo-user' }),
   });
   transport.stderr?.on('data', (chunk: Buffer) => {
     for (const line of chunk.toString().split('\n').filter(Boolean)) process.stderr.write(dim(`  server │ ${line}`) + '\n');

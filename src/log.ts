@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { JWT_LIKE } from './redact.js';
 
 /** Logs go to stderr only: in stdio mode stdout belongs to the MCP protocol. */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
@@ -23,7 +24,6 @@ export interface LoggerOptions {
 
 // Anything that looks like a bearer credential is scrubbed even if a caller slips up:
 // JWTs, and values of fields whose names say they are secret.
-const JWT_PATTERN = /eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g;
 const SECRET_FIELD = /token|secret|password|authorization|jwt|credential|cookie|apikey|api_key/i;
 
 export function createLogger(options: LoggerOptions = {}, base: Record<string, unknown> = {}): Logger {
@@ -32,7 +32,7 @@ export function createLogger(options: LoggerOptions = {}, base: Record<string, u
   const secrets = (options.secrets ?? []).filter((s) => s.length >= 6);
 
   const scrub = (text: string): string => {
-    let out = text.replace(JWT_PATTERN, '[redacted-jwt]');
+    let out = text.replace(JWT_LIKE, '[redacted-jwt]');
     for (const s of secrets) out = out.split(s).join('[redacted]');
     return out;
   };

@@ -31,22 +31,13 @@ async function startHttpServer(url: string, env: Record<string, string> = {}): P
   const port = new URL(url).port;
   const child = spawn(process.execPath, [CLI, '--transport', 'http', '--port', port], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      PATH: process.env.PATH ?? '',
-      AGENT_IDENTITY_ENDPOINT: sandbox.agentIdentityUrl,
-      AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: sandbox.workloadIdentityName,
-      ALIBABA_CLOUD_ACCESS_KEY_ID: sandbox.accessKeyId,
-      ALIBABA_CLOUD_ACCESS_KEY_SECRET: sandbox.accessKeySecret,
-      DINGTALK_API_BASE: sandbox.dingtalkUrl,
+    env: sandbox.serverEnv(url, {
       DINGTALK_RETRY_BASE_DELAY_MS: '5',
-      APP_REDIRECT_URI: url,
-      OIDC_ISSUER: sandbox.oidc!.issuer,
-      OIDC_CLIENT_ID: SANDBOX.oidcClientId,
       DINGTALK_MCP_STATE_SECRET: STATE_SECRET,
       DINGTALK_MCP_RATE_LIMIT: '10000',
       DINGTALK_MCP_LOG_LEVEL: 'debug',
       ...env,
-    },
+    }),
   });
   let stderr = '';
   let stdout = '';

@@ -126,16 +126,7 @@ describe('first write, URL elicitation, the browser, the same call completes', (
       command: process.execPath,
       args: [CLI],
       stderr: 'pipe',
-      env: {
-        PATH: process.env.PATH ?? '',
-        AGENT_IDENTITY_ENDPOINT: stack.sandbox.agentIdentityUrl,
-        AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: stack.sandbox.workloadIdentityName,
-        ALIBABA_CLOUD_ACCESS_KEY_ID: stack.sandbox.accessKeyId,
-        ALIBABA_CLOUD_ACCESS_KEY_SECRET: stack.sandbox.accessKeySecret,
-        DINGTALK_API_BASE: stack.sandbox.dingtalkUrl,
-        APP_REDIRECT_URI: stack.appRedirectUri,
-        AGENT_IDENTITY_USER_ID: 'user-v1-sdk',
-      },
+      env: stack.sandbox.serverEnv(stack.appRedirectUri, { AGENT_IDENTITY_USER_ID: 'user-v1-sdk' }),
     });
     transport.stderr?.on('data', (c: Buffer) => allServerStderr.push(c.toString()));
     const client = new Client({ name: 'v1-client', version: '1.0.0' }, { capabilities: { elicitation: { url: {} } } });

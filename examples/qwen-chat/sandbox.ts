@@ -44,17 +44,7 @@ export async function startChatSandbox(options: ChatSandboxOptions = {}): Promis
       entry: {
         command: process.execPath,
         args: [DINGTALK_CLI],
-        env: {
-          AGENT_IDENTITY_ENDPOINT: upstream.agentIdentityUrl,
-          AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: upstream.workloadIdentityName,
-          AGENT_IDENTITY_DINGTALK_PROVIDER: upstream.providerName,
-          ALIBABA_CLOUD_ACCESS_KEY_ID: upstream.accessKeyId,
-          ALIBABA_CLOUD_ACCESS_KEY_SECRET: upstream.accessKeySecret,
-          DINGTALK_API_BASE: upstream.dingtalkUrl,
-          APP_REDIRECT_URI: appRedirectUri,
-          AGENT_IDENTITY_USER_ID: options.userId ?? 'sandbox-user',
-          ...options.serverEnv,
-        },
+        env: upstream.serverEnv(appRedirectUri, { AGENT_IDENTITY_USER_ID: options.userId ?? 'sandbox-user', ...options.serverEnv }),
       },
     },
     { name: 'billing', missing: [], entry: { url: billing.url, headers: { Authorization: `Bearer ${billing.apiKey}` } } },

@@ -16,6 +16,7 @@ import OpenApiModule, { Config as OpenApiConfig, OpenApiRequest, Params } from '
 import CredentialModule, { Config as CredentialConfig } from '@alicloud/credentials';
 import { AgentIdentityError } from './types.js';
 import { silentLogger, type Logger } from '../log.js';
+import { safeServiceMessage } from '../redact.js';
 
 // Both packages are CommonJS with `exports.default = Client`. Node's ESM loader hands us `module.exports`
 // (class on `.default`); bundlers/test runners with CJS interop hand us the class itself. Accept both.
@@ -190,17 +191,7 @@ export function hintFor(action: string, code: string, httpStatus?: number): stri
   return 'See the Agent Identity documentation for this error code.';
 }
 
-const JWT_LIKE = /eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g;
-const OPAQUE_RUN = /[A-Za-z0-9+/_=.-]{40,}/g;
 
-/** A service message is shown only if it contains none of the sensitive values of the request. */
-function safeServiceMessage(message: unknown, sensitive: string[]): string | undefined {
-  if (typeof message !== 'string' || message.length === 0) return undefined;
-  for (const s of sensitive) if (s && s.length >= 4 && message.includes(s)) return undefined;
-  // Scrub before truncating, so a cut-off token cannot slip through; long opaque runs look like credentials.
-  const text = message.replace(JWT_LIKE, '[redacted-jwt]').replace(OPAQUE_RUN, '[redacted]');
-  return text.length > 300 ? text.slice(0, 300) + '…' : text;
-}
 
 interface SdkErrorLike {
   code?: unknown;

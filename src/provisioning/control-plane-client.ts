@@ -18,6 +18,7 @@ import OpenApiModule, { Config as OpenApiConfig, OpenApiRequest, Params } from '
 import CredentialModule from '@alicloud/credentials';
 import type { AlibabaCloudCredential } from '../identity/agent-identity-client.js';
 import { silentLogger, type Logger } from '../log.js';
+import { safeServiceMessage } from '../redact.js';
 
 function cjsDefault<T>(mod: { default: T }): T {
   return typeof mod === 'function' ? (mod as unknown as T) : mod.default;
@@ -124,15 +125,7 @@ export function controlPlaneHint(product: Product, action: string, code: string,
 }
 
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ReadTimeout', 'ConnectTimeout', 'RequestTimeout']);
-const JWT_LIKE = /eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g;
-const OPAQUE_RUN = /[A-Za-z0-9+/_=.-]{40,}/g;
 
-function safeServiceMessage(message: unknown, sensitive: string[]): string | undefined {
-  if (typeof message !== 'string' || message.length === 0) return undefined;
-  for (const s of sensitive) if (s && s.length >= 4 && message.includes(s)) return undefined;
-  const text = message.replace(JWT_LIKE, '[redacted-jwt]').replace(OPAQUE_RUN, '[redacted]');
-  return text.length > 300 ? text.slice(0, 300) + '…' : text;
-}
 
 export type ParamValue = string | number | boolean | undefined;
 

@@ -8,7 +8,7 @@
  * `AuthorizationURL = <host>/oauth2/authorize?request_uri=<SessionURI>`, IdP callback
  * `<host>/oauth2/callback/<id>`, then a redirect to `ResourceOAuth2ReturnURL?session_uri=…&state=<CustomState>`.
  *
- * Signatures are verified (./acs-signature.ts, shared with the control-plane emulator) with an independent implementation of Alibaba Cloud's V3 scheme
+ * Signatures are verified (./acs-rpc.ts, shared with the control-plane emulator) with an independent implementation of Alibaba Cloud's V3 scheme
  * (`ACS3-HMAC-SHA256`: canonical request → SHA-256 → HMAC-SHA256, headers `Authorization`, `x-acs-date`,
  * `x-acs-signature-nonce`, `x-acs-content-sha256`, `x-acs-action`, `x-acs-version`, `x-acs-security-token`)
  * and of the V2 RPC scheme (`HMAC-SHA1`, `Signature` query parameter), as @alicloud/openapi-client sends them.
@@ -24,11 +24,14 @@ import {
   AcsError as RpcError,
   createSignatureVerifier,
   firstHeader,
+  isStringArray,
+  jsonParam,
   readBody,
+  requiredParam,
   safeEqual,
   toSingleValues,
   V2_SYSTEM_PARAMS,
-} from './acs-signature.js';
+} from './acs-rpc.js';
 
 export const EMULATED_API_VERSION = '2025-11-27';
 
@@ -400,11 +403,6 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
 
   // ---- actions -----------------------------------------------------------------------------------
 
-  function required(params: Record<string, string>, name: string): string {
-    const v = params[name];
-    if (v === undefined || v === '') throw new RpcError(400, `MissingParameter.${name}`, `The input parameter "${name}" that is mandatory for processing this request is not supplied.`);
-    return v;
-  }
 
   function workloadNamed(name: string): EmulatorWorkloadIdentity {
     const w = workloads.get(name);
@@ -412,20 +410,7 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
     return w;
   }
 
-  function parseJsonParam<T>(params: Record<string, string>, name: string, check: (v: unknown) => v is T): T | undefined {
-    const raw = params[name];
-    if (raw === undefined || raw === '') return undefined;
-    let value: unknown;
-    try {
-      value = JSON.parse(raw);
-    } catch {
-      throw new RpcError(400, `InvalidParameter.${name}`, `The parameter ${name} is not valid JSON.`);
-    }
-    if (!check(value)) throw new RpcError(400, `InvalidParameter.${name}`, `The parameter ${name} has an invalid shape.`);
-    return value;
-  }
 
-  const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
   const isStringMap = (v: unknown): v is Record<string, string> =>
     !!v && typeof v === 'object' && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string');
 
@@ -480,14 +465,14 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
 
   const handlers: Record<string, Handler> = {
     async GetWorkloadAccessToken(params) {
-      const name = required(params, 'WorkloadIdentityName');
+      const name = requiredParam(params, 'WorkloadIdentityName');
       workloadNamed(name);
       return { WorkloadAccessToken: mintWorkloadToken({ workloadIdentityName: name, user: undefined, artifact: undefined }) };
     },
 
     async GetWorkloadAccessTokenForUserId(params) {
-      const name = required(params, 'WorkloadIdentityName');
-      const userId = required(params, 'UserId');
+      const name = requiredParam(params, 'WorkloadIdentityName');
+      const userId = requiredParam(params, 'UserId');
       workloadNamed(name);
       return {
         WorkloadAccessToken: mintWorkloadToken({ workloadIdentityName: name, user: `uid:${userId}`, artifact: { kind: 'userId', userId } }),
@@ -495,8 +480,8 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
     },
 
     async GetWorkloadAccessTokenForJWT(params) {
-      const name = required(params, 'WorkloadIdentityName');
-      const jwt = required(params, 'UserToken');
+      const name = requiredParam(params, 'WorkloadIdentityName');
+      const jwt = requiredParam(params, 'UserToken');
       workloadNamed(name);
       const claims = await verifyUserJwt(jwt);
       return {
@@ -510,8 +495,8 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
     },
 
     async AssumeRoleForWorkloadIdentity(params) {
-      const wt = verifyWorkloadToken(required(params, 'WorkloadAccessToken'));
-      const roleSessionName = required(params, 'RoleSessionName');
+      const wt = verifyWorkloadToken(requiredParam(params, 'WorkloadAccessToken'));
+      const roleSessionName = requiredParam(params, 'RoleSessionName');
       if (!/^[\w.@-]{2,64}$/.test(roleSessionName)) {
         throw new RpcError(400, 'InvalidParameter.RoleSessionName', 'The parameter RoleSessionName is invalid.');
       }
@@ -567,14 +552,14 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
     },
 
     async GetResourceOAuth2Token(params, principal) {
-      const wt = verifyWorkloadToken(required(params, 'WorkloadAccessToken'));
+      const wt = verifyWorkloadToken(requiredParam(params, 'WorkloadAccessToken'));
       checkStsBinding(principal, wt);
-      const providerName = required(params, 'ResourceCredentialProviderName');
-      const flow = required(params, 'OAuth2Flow');
+      const providerName = requiredParam(params, 'ResourceCredentialProviderName');
+      const flow = requiredParam(params, 'OAuth2Flow');
       // MODELED/UNVERIFIED: only USER_FEDERATION is known to exist (reference §2).
       if (flow !== 'USER_FEDERATION') throw new RpcError(400, 'InvalidParameter.OAuth2Flow', `The OAuth2Flow "${flow}" is not supported.`);
-      const scopes = parseJsonParam(params, 'Scopes', isStringArray) ?? [];
-      const customParameters = parseJsonParam(params, 'CustomParameters', isStringMap) ?? {};
+      const scopes = jsonParam(params, 'Scopes', isStringArray) ?? [];
+      const customParameters = jsonParam(params, 'CustomParameters', isStringMap) ?? {};
       const force = parseBool(params, 'ForceAuthentication') ?? false;
       const returnUrl = params.ResourceOAuth2ReturnURL;
       const customState = params.CustomState;
@@ -652,11 +637,11 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
     },
 
     async CompleteResourceTokenAuth(params) {
-      const sessionUri = required(params, 'SessionURI');
-      const identifier = parseJsonParam(params, 'UserIdentifier', (v): v is { UserId?: unknown; UserJWT?: unknown } =>
+      const sessionUri = requiredParam(params, 'SessionURI');
+      const identifier = jsonParam(params, 'UserIdentifier', (v): v is { UserId?: unknown; UserJWT?: unknown } =>
         !!v && typeof v === 'object' && !Array.isArray(v),
       );
-      if (!identifier) required(params, 'UserIdentifier');
+      if (!identifier) requiredParam(params, 'UserIdentifier');
       const userId = identifier?.UserId;
       const userJwt = identifier?.UserJWT;
       if ((userId !== undefined && typeof userId !== 'string') || (userJwt !== undefined && typeof userJwt !== 'string') || (userId === undefined && userJwt === undefined)) {
@@ -686,9 +671,9 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
     },
 
     async GetResourceAPIKey(params, principal) {
-      const wt = verifyWorkloadToken(required(params, 'WorkloadAccessToken'));
+      const wt = verifyWorkloadToken(requiredParam(params, 'WorkloadAccessToken'));
       checkStsBinding(principal, wt);
-      const name = required(params, 'ResourceCredentialProviderName');
+      const name = requiredParam(params, 'ResourceCredentialProviderName');
       const p = apiKeyProviders.get(name);
       if (!p) throw new RpcError(404, 'EntityNotExists.APIKeyCredentialProvider', `The API key credential provider "${name}" does not exist.`);
       return { APIKey: p.apiKey };

@@ -11,7 +11,7 @@
  *
  * Parameter and response field names follow the generated SDKs (aliyun/alibabacloud-typescript-sdk,
  * `agentidentity-20250901`, `ram-20150501`, `sts-20150401`, `ims-20190815`; see docs/provisioning.md).
- * Requests are RPC `POST /`, signed V3 (`ACS3-HMAC-SHA256`) or V2, verified by ./acs-signature.ts.
+ * Requests are RPC `POST /`, signed V3 (`ACS3-HMAC-SHA256`) or V2, verified by ./acs-rpc.ts.
  *
  * Error codes. VERIFIED: `EntityAlreadyExists.IdentityProvider`, `EntityAlreadyExists.OAuth2CredentialProvider`,
  * `EntityNotExists.IdentityProvider`, `EntityNotExists.OAuth2CredentialProvider` (reference §1.3, the kit's
@@ -27,7 +27,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { AcsError, createSignatureVerifier, firstHeader, readRpcInput } from './acs-signature.js';
+import { AcsError, createSignatureVerifier, firstHeader, isStringArray, jsonParam, readRpcInput, requiredParam } from './acs-rpc.js';
 
 export const CONTROL_PLANE_VERSIONS = {
   agentidentity: '2025-09-01',
@@ -292,31 +292,11 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
 
   // ---- helpers -----------------------------------------------------------------------------------
 
-  function required(params: Record<string, string>, name: string): string {
-    const v = params[name];
-    if (v === undefined || v === '') {
-      throw new AcsError(400, `MissingParameter.${name}`, `The input parameter "${name}" that is mandatory for processing this request is not supplied.`);
-    }
-    return v;
-  }
 
-  function jsonParam<T>(params: Record<string, string>, name: string, check: (v: unknown) => v is T): T | undefined {
-    const raw = params[name];
-    if (raw === undefined || raw === '') return undefined;
-    let value: unknown;
-    try {
-      value = JSON.parse(raw);
-    } catch {
-      throw new AcsError(400, `InvalidParameter.${name}`, `The parameter ${name} is not valid JSON.`);
-    }
-    if (!check(value)) throw new AcsError(400, `InvalidParameter.${name}`, `The parameter ${name} has an invalid shape.`);
-    return value;
-  }
-  const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
   const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
 
   function policyDocument(params: Record<string, string>, name: string): string {
-    const raw = required(params, name);
+    const raw = requiredParam(params, name);
     try {
       const doc = JSON.parse(raw) as { Statement?: unknown };
       if (!isObject(doc) || !Array.isArray(doc.Statement)) throw new Error('no Statement');
@@ -398,7 +378,7 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
   const handlers: Record<string, Handler> = {
     // AgentIdentity 2025-09-01
     CreateWorkloadIdentity(p) {
-      const name = required(p, 'WorkloadIdentityName');
+      const name = requiredParam(p, 'WorkloadIdentityName');
       if (findWi(name)) throw new AcsError(409, 'EntityAlreadyExists.WorkloadIdentity', `The workload identity "${name}" already exists.`);
       const idp = p.IdentityProviderName || undefined;
       if (idp) idpOrThrow(idp);
@@ -418,10 +398,10 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
       return { WorkloadIdentity: { ...w } };
     },
     GetWorkloadIdentity(p) {
-      return { WorkloadIdentity: { ...wiOrThrow(required(p, 'WorkloadIdentityName')) } };
+      return { WorkloadIdentity: { ...wiOrThrow(requiredParam(p, 'WorkloadIdentityName')) } };
     },
     UpdateWorkloadIdentity(p) {
-      const w = wiOrThrow(required(p, 'WorkloadIdentityName'));
+      const w = wiOrThrow(requiredParam(p, 'WorkloadIdentityName'));
       const urls = jsonParam(p, 'AllowedResourceOAuth2ReturnURLs', isStringArray);
       if (urls) w.AllowedResourceOAuth2ReturnURLs = urls;
       if (p.RoleArn) w.RoleArn = p.RoleArn;
@@ -434,7 +414,7 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
       return {};
     },
     DeleteWorkloadIdentity(p) {
-      const w = wiOrThrow(required(p, 'WorkloadIdentityName'));
+      const w = wiOrThrow(requiredParam(p, 'WorkloadIdentityName'));
       state.workloadIdentities = state.workloadIdentities.filter((x) => x !== w);
       return {};
     },
@@ -446,7 +426,7 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
       return { WorkloadIdentities: page.map((w) => ({ ...w })), TotalCount: state.workloadIdentities.length, MaxResults: max, ...(next ? { NextToken: next } : {}) };
     },
     CreateIdentityProvider(p) {
-      const name = required(p, 'IdentityProviderName');
+      const name = requiredParam(p, 'IdentityProviderName');
       if (findIdp(name)) throw new AcsError(409, 'EntityAlreadyExists.IdentityProvider', `The identity provider "${name}" already exists.`);
       const now = isoSeconds();
       const idp: EmuIdentityProvider = {
@@ -462,10 +442,10 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
       return { IdentityProvider: { ...idp } };
     },
     GetIdentityProvider(p) {
-      return { IdentityProvider: { ...idpOrThrow(required(p, 'IdentityProviderName')) } };
+      return { IdentityProvider: { ...idpOrThrow(requiredParam(p, 'IdentityProviderName')) } };
     },
     UpdateIdentityProvider(p) {
-      const idp = idpOrThrow(required(p, 'IdentityProviderName'));
+      const idp = idpOrThrow(requiredParam(p, 'IdentityProviderName'));
       const aud = jsonParam(p, 'AllowedAudience', isStringArray);
       if (aud) idp.AllowedAudience = aud;
       if (p.DiscoveryURL) idp.DiscoveryURL = p.DiscoveryURL;
@@ -474,7 +454,7 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
       return {};
     },
     DeleteIdentityProvider(p) {
-      const idp = idpOrThrow(required(p, 'IdentityProviderName'));
+      const idp = idpOrThrow(requiredParam(p, 'IdentityProviderName'));
       // MODELED: a provider still bound to workload identities cannot go.
       if (state.workloadIdentities.some((w) => w.IdentityProviderName === idp.IdentityProviderName)) {
         throw new AcsError(409, 'DeleteConflict.IdentityProvider.WorkloadIdentity', 'The identity provider is still used by workload identities.');
@@ -483,7 +463,7 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
       return {};
     },
     CreateOAuth2CredentialProvider(p) {
-      const name = required(p, 'OAuth2CredentialProviderName');
+      const name = requiredParam(p, 'OAuth2CredentialProviderName');
       if (findProvider(name)) throw new AcsError(409, 'EntityAlreadyExists.OAuth2CredentialProvider', `The OAuth2 credential provider "${name}" already exists.`);
       const config = jsonParam(p, 'OAuth2ProviderConfig', isObject);
       const now = isoSeconds();
@@ -502,17 +482,17 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
       return { OAuth2CredentialProvider: providerView(provider) };
     },
     GetOAuth2CredentialProvider(p) {
-      return { OAuth2CredentialProvider: providerView(providerOrThrow(required(p, 'OAuth2CredentialProviderName'))) };
+      return { OAuth2CredentialProvider: providerView(providerOrThrow(requiredParam(p, 'OAuth2CredentialProviderName'))) };
     },
     DeleteOAuth2CredentialProvider(p) {
-      const provider = providerOrThrow(required(p, 'OAuth2CredentialProviderName'));
+      const provider = providerOrThrow(requiredParam(p, 'OAuth2CredentialProviderName'));
       state.oauth2Providers = state.oauth2Providers.filter((x) => x !== provider);
       return {};
     },
 
     // RAM 2015-05-01
     CreateRole(p) {
-      const name = required(p, 'RoleName');
+      const name = requiredParam(p, 'RoleName');
       if (findRole(name)) throw new AcsError(409, 'EntityAlreadyExists.Role', 'The role already exists.');
       const now = isoSeconds();
       const role: EmuRole = {
@@ -529,17 +509,17 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
       return { Role: roleView(role) };
     },
     GetRole(p) {
-      return { Role: roleView(roleOrThrow(required(p, 'RoleName'))) };
+      return { Role: roleView(roleOrThrow(requiredParam(p, 'RoleName'))) };
     },
     UpdateRole(p) {
-      const role = roleOrThrow(required(p, 'RoleName'));
+      const role = roleOrThrow(requiredParam(p, 'RoleName'));
       if (p.NewAssumeRolePolicyDocument) role.AssumeRolePolicyDocument = policyDocument(p, 'NewAssumeRolePolicyDocument');
       if (p.NewDescription !== undefined) role.Description = p.NewDescription;
       role.UpdateDate = isoSeconds();
       return { Role: roleView(role) };
     },
     DeleteRole(p) {
-      const role = roleOrThrow(required(p, 'RoleName'));
+      const role = roleOrThrow(requiredParam(p, 'RoleName'));
       if ((state.attachments[role.RoleName.toLowerCase()] ?? []).length > 0) {
         throw new AcsError(409, 'DeleteConflict.Role.Policy', 'The role cannot have any attached policies when you delete it.');
       }
@@ -547,7 +527,7 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
       return {};
     },
     CreatePolicy(p) {
-      const name = required(p, 'PolicyName');
+      const name = requiredParam(p, 'PolicyName');
       if (findPolicy(name)) throw new AcsError(409, 'EntityAlreadyExists.Policy', 'The policy already exists.');
       const now = isoSeconds();
       const policy: EmuPolicy = {
@@ -563,7 +543,7 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
       return { Policy: policyView(policy) };
     },
     GetPolicy(p) {
-      const policy = policyOrThrow(required(p, 'PolicyName'), required(p, 'PolicyType'));
+      const policy = policyOrThrow(requiredParam(p, 'PolicyName'), requiredParam(p, 'PolicyType'));
       const v = policy.versions.find((x) => x.VersionId === policy.DefaultVersion)!;
       const attachmentCount = Object.values(state.attachments).filter((list) => list.includes(`${policy.PolicyType}:${policy.PolicyName}`)).length;
       return {
@@ -572,7 +552,7 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
       };
     },
     CreatePolicyVersion(p) {
-      const policy = policyOrThrow(required(p, 'PolicyName'));
+      const policy = policyOrThrow(requiredParam(p, 'PolicyName'));
       const doc = policyDocument(p, 'PolicyDocument');
       if (policy.versions.length >= 5) {
         if (p.RotateStrategy !== 'DeleteOldestNonDefaultVersionWhenLimitExceeded') {
@@ -589,7 +569,7 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
       return { PolicyVersion: { ...version, IsDefaultVersion: policy.DefaultVersion === version.VersionId } };
     },
     DeletePolicy(p) {
-      const policy = policyOrThrow(required(p, 'PolicyName'));
+      const policy = policyOrThrow(requiredParam(p, 'PolicyName'));
       const key = `Custom:${policy.PolicyName}`;
       if (Object.values(state.attachments).some((list) => list.includes(key))) {
         throw new AcsError(409, 'DeleteConflict.Policy.Role', 'The policy is attached to a role; detach it first.');
@@ -601,18 +581,18 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
       return {};
     },
     AttachPolicyToRole(p) {
-      const type = required(p, 'PolicyType');
-      const policy = policyOrThrow(required(p, 'PolicyName'), type);
-      const role = roleOrThrow(required(p, 'RoleName'));
+      const type = requiredParam(p, 'PolicyType');
+      const policy = policyOrThrow(requiredParam(p, 'PolicyName'), type);
+      const role = roleOrThrow(requiredParam(p, 'RoleName'));
       const list = state.attachments[role.RoleName.toLowerCase()] ?? [];
       if (list.includes(`${type}:${policy.PolicyName}`)) throw new AcsError(409, 'EntityAlreadyExists.Role.Policy', 'The policy is already attached to the role.');
       attach(role.RoleName, type, policy.PolicyName);
       return {};
     },
     DetachPolicyFromRole(p) {
-      const type = required(p, 'PolicyType');
-      const policyName = required(p, 'PolicyName');
-      const role = roleOrThrow(required(p, 'RoleName'));
+      const type = requiredParam(p, 'PolicyType');
+      const policyName = requiredParam(p, 'PolicyName');
+      const role = roleOrThrow(requiredParam(p, 'RoleName'));
       const key = role.RoleName.toLowerCase();
       const list = state.attachments[key] ?? [];
       const entry = list.find((e) => e.toLowerCase() === `${type}:${policyName}`.toLowerCase());
@@ -621,7 +601,7 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
       return {};
     },
     ListPoliciesForRole(p) {
-      const role = roleOrThrow(required(p, 'RoleName'));
+      const role = roleOrThrow(requiredParam(p, 'RoleName'));
       const list = state.attachments[role.RoleName.toLowerCase()] ?? [];
       const policies = list.map((entry) => {
         const [type, name] = entry.split(':') as [string, string];
@@ -652,9 +632,9 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
 
     // IMS 2019-08-15
     CreateApplication(p) {
-      const appName = required(p, 'AppName');
-      const displayName = required(p, 'DisplayName');
-      const appType = required(p, 'AppType');
+      const appName = requiredParam(p, 'AppName');
+      const displayName = requiredParam(p, 'DisplayName');
+      const appType = requiredParam(p, 'AppType');
       if (!['WebApp', 'NativeApp', 'ServerApp'].includes(appType)) throw new AcsError(400, 'InvalidParameter.AppType', 'The parameter AppType is invalid.');
       if (displayName.length > 24) throw new AcsError(400, 'InvalidParameter.DisplayName.Length', 'The display name can be up to 24 characters.');
       const split = (v: string | undefined) => (v ?? '').split(';').map((s) => s.trim()).filter(Boolean);
@@ -679,15 +659,15 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
       return { Application: appView(app) };
     },
     GetApplication(p) {
-      return { Application: appView(appOrThrow(required(p, 'AppId'))) };
+      return { Application: appView(appOrThrow(requiredParam(p, 'AppId'))) };
     },
     DeleteApplication(p) {
-      const app = appOrThrow(required(p, 'AppId'));
+      const app = appOrThrow(requiredParam(p, 'AppId'));
       state.applications = state.applications.filter((x) => x !== app);
       return {};
     },
     CreateAppSecret(p) {
-      const app = appOrThrow(required(p, 'AppId'));
+      const app = appOrThrow(requiredParam(p, 'AppId'));
       if (app.secrets.length >= 2) throw new AcsError(409, 'LimitExceeded.AppSecret', 'An application can have at most two secrets.'); // MODELED
       const secret = { AppSecretId: randomUUID(), AppSecretValue: randomBytes(36).toString('base64url'), CreateDate: isoSeconds() };
       app.secrets.push(secret);

@@ -34,6 +34,11 @@ export interface Sandbox {
   sampleDocumentId: string;
   sampleDocumentLink: string;
   documentViewerUrl(documentId: string): string;
+  /**
+   * The environment of a `dingtalk-mcp` process configured against this sandbox exactly as it
+   * would be against Alibaba Cloud (endpoints, workload identity, AccessKey), plus `extra`.
+   */
+  serverEnv(appRedirectUri: string, extra?: Record<string, string>): Record<string, string>;
   agentIdentity: AgentIdentityEmulator;
   dingtalk: DingTalkEmulator;
   /** HTTP mode only: the emulated OpenID Connect identity provider. */
@@ -120,6 +125,19 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     sampleDocumentId: SANDBOX.sampleDocumentId,
     sampleDocumentLink: `https://alidocs.dingtalk.com/i/nodes/${SANDBOX.sampleDocumentId}?utm_scene=team_space`,
     documentViewerUrl: (id) => `${dingtalk.url}/sandbox/docs/${encodeURIComponent(id)}`,
+    serverEnv: (appRedirectUri, extra = {}) => ({
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      AGENT_IDENTITY_ENDPOINT: agentIdentity.url,
+      AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: SANDBOX.workloadIdentityName,
+      AGENT_IDENTITY_DINGTALK_PROVIDER: SANDBOX.providerName,
+      ALIBABA_CLOUD_ACCESS_KEY_ID: SANDBOX.accessKeyId,
+      ALIBABA_CLOUD_ACCESS_KEY_SECRET: accessKeySecret,
+      DINGTALK_API_BASE: dingtalk.url,
+      APP_REDIRECT_URI: appRedirectUri,
+      ...(oidc ? { OIDC_ISSUER: oidc.issuer, OIDC_CLIENT_ID: SANDBOX.oidcClientId } : {}),
+      ...extra,
+    }),
     agentIdentity,
     dingtalk,
     oidc,

@@ -46,22 +46,13 @@ export async function connectServer(stack: Stack, options: ConnectOptions = {}):
     command: process.execPath,
     args: [CLI],
     stderr: 'pipe',
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '/tmp',
-      AGENT_IDENTITY_ENDPOINT: sandbox.agentIdentityUrl,
-      AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: sandbox.workloadIdentityName,
-      AGENT_IDENTITY_DINGTALK_PROVIDER: sandbox.providerName,
-      ALIBABA_CLOUD_ACCESS_KEY_ID: sandbox.accessKeyId,
-      ALIBABA_CLOUD_ACCESS_KEY_SECRET: sandbox.accessKeySecret,
-      DINGTALK_API_BASE: sandbox.dingtalkUrl,
+    env: sandbox.serverEnv(stack.appRedirectUri, {
       DINGTALK_RETRY_BASE_DELAY_MS: '5',
-      APP_REDIRECT_URI: stack.appRedirectUri,
       AGENT_IDENTITY_USER_ID: options.userId ?? 'alice',
       DINGTALK_MCP_STATE_SECRET: STATE_SECRET,
       DINGTALK_MCP_LOG_LEVEL: 'debug',
       ...options.env,
-    },
+    }),
   });
   let stderr = '';
   transport.stderr?.on('data', (chunk: Buffer) => {

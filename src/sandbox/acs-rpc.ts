@@ -225,3 +225,28 @@ export function createSignatureVerifier<P>(lookup: SecretLookup<P>): SignatureVe
 
   return { verifyV3, verifyV2 };
 }
+
+/** A required RPC parameter, or the service's MissingParameter error. */
+export function requiredParam(params: Record<string, string>, name: string): string {
+  const v = params[name];
+  if (v === undefined || v === '') {
+    throw new AcsError(400, `MissingParameter.${name}`, `The input parameter "${name}" that is mandatory for processing this request is not supplied.`);
+  }
+  return v;
+}
+
+/** A JSON-string parameter (reference/agent-identity.md §1: structured params travel as JSON strings). */
+export function jsonParam<T>(params: Record<string, string>, name: string, check: (v: unknown) => v is T): T | undefined {
+  const raw = params[name];
+  if (raw === undefined || raw === '') return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw new AcsError(400, `InvalidParameter.${name}`, `The parameter ${name} is not valid JSON.`);
+  }
+  if (!check(value)) throw new AcsError(400, `InvalidParameter.${name}`, `The parameter ${name} has an invalid shape.`);
+  return value;
+}
+
+export const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
