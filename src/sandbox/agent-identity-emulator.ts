@@ -18,7 +18,6 @@
  */
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import querystring from 'node:querystring';
 import {
   AcsError as RpcError,
@@ -32,6 +31,7 @@ import {
   toSingleValues,
   V2_SYSTEM_PARAMS,
 } from './acs-rpc.js';
+import { listen } from './listen.js';
 
 export const EMULATED_API_VERSION = '2025-11-27';
 
@@ -883,15 +883,7 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  baseUrl = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+  baseUrl = await listen(server, host, options.port);
 
   const matchVault = (filter: { user: string; providerName?: string; workloadIdentityName?: string }) =>
     [...vault.entries()].filter(

@@ -26,8 +26,8 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { AcsError, createSignatureVerifier, firstHeader, isStringArray, jsonParam, readRpcInput, requiredParam } from './acs-rpc.js';
+import { listen } from './listen.js';
 
 export const CONTROL_PLANE_VERSIONS = {
   agentidentity: '2025-09-01',
@@ -764,15 +764,7 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  baseUrl = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+  baseUrl = await listen(server, host, options.port);
 
   const snapshot = (): ControlPlaneState => structuredClone(state);
 

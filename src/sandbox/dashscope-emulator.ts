@@ -19,7 +19,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listen } from './listen.js';
 
 export const SANDBOX_DASHSCOPE_API_KEY = 'sk-sandbox0000dashscope0000key';
 
@@ -323,11 +323,7 @@ export async function startDashScopeEmulator(options: DashScopeEmulatorOptions =
   };
 
   const server = createServer((req, res) => void handle(req, res));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
-  });
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = await listen(server, '127.0.0.1', options.port);
   return {
     url,
     baseUrl: `${url}/compatible-mode/v1`,

@@ -14,7 +14,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listen } from './listen.js';
 
 export interface EmulatorApp {
   clientId: string;
@@ -631,15 +631,7 @@ The app <strong>${escapeHtml(app.name ?? app.clientId)}</strong> asks to access 
 
   // ---- lifecycle ----------------------------------------------------------------------------------------------------
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  const url = await listen(server, host, options.port);
 
   return {
     url,

@@ -7,8 +7,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
+import { listen } from './listen.js';
 
 export interface OidcUser {
   sub: string;
@@ -204,8 +204,7 @@ export async function startOidcEmulator(options: OidcEmulatorOptions): Promise<O
     json(res, 404, { error: 'not_found' });
   }
 
-  await new Promise<void>((resolve) => server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve));
-  issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  issuer = await listen(server, options.host, options.port);
 
   return {
     get issuer() {
