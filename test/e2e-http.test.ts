@@ -14,6 +14,7 @@ import { allServerStderr, CLI, STATE_SECRET, textOf, waitFor } from './helpers/s
 const ALICE = 'alice-1001';
 const BOB = 'bob-2002';
 const CAROL = 'carol-3003';
+const DAVE = 'dave-4004';
 const DOC_ALICE = 'AliceDocument0001';
 const DOC_BOB = 'BobDocument0002';
 
@@ -257,6 +258,38 @@ describe('the whole flow over HTTP', () => {
     } finally {
       await alice.client.close();
       await bob.client.close();
+    }
+  });
+});
+
+describe('the bundled Qwen chat client against this HTTP mode', () => {
+  it('signs in through the 401 and protected-resource metadata, then a write goes through the consent flow', async () => {
+    const { McpHub } = await import('../examples/qwen-chat/mcp-hub.js');
+    const { TokenFile } = await import('../examples/qwen-chat/oauth.js');
+    const { scriptedTerminal } = await import('../examples/qwen-chat/terminal.js');
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const terminal = scriptedTerminal(() => 'y');
+    const pages: string[] = [];
+    // One browser for both: the identity provider's sign-in (OAuth) and this server's /connect link.
+    const opener = async (url: string) => {
+      const visit = await followAuthorizationLink(url, { oidcSub: DAVE, unionId: sandbox.dingtalk.users[1]!.unionId });
+      pages.push(visit.body);
+    };
+    const hub = new McpHub({ consent: { terminal, opener }, tokenFile: new TokenFile(join(mkdtempSync(join(tmpdir(), 'chat-http-')), 'oauth.json')) });
+    try {
+      await hub.connectAll([{ name: 'dingtalk', missing: [], entry: { url: `${base}/mcp` } }]);
+      expect(hub.failures).toEqual([]);
+      const outcome = await hub.callTool('dingtalk__write_dingtalk_doc', { document: DOC_ALICE, content: 'via the Qwen chat client' });
+      expect(outcome).toMatchObject({ isError: false });
+      expect(sandbox.dingtalk.getDocument(DOC_ALICE)?.content).toBe('via the Qwen chat client');
+      expect(pages).toHaveLength(2);
+      expect(pages[1]).toContain('DingTalk access granted');
+      // The model-facing text never carries a token.
+      for (const v of sandbox.agentIdentity.vault.list()) expect(outcome.text).not.toContain(v.accessToken);
+    } finally {
+      await hub.close();
     }
   });
 });

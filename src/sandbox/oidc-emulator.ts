@@ -60,6 +60,7 @@ export const DEFAULT_OIDC_USERS: OidcUser[] = [
   { sub: 'alice-1001', name: 'Alice (sandbox)' },
   { sub: 'bob-2002', name: 'Bob (sandbox)' },
   { sub: 'carol-3003', name: 'Carol (sandbox)' },
+  { sub: 'dave-4004', name: 'Dave (sandbox)' },
 ];
 
 interface SigningKey {
