@@ -15,6 +15,7 @@ const ALICE = 'alice-1001';
 const BOB = 'bob-2002';
 const CAROL = 'carol-3003';
 const DAVE = 'dave-4004';
+const ERIN = 'erin-5005';
 const DOC_ALICE = 'AliceDocument0001';
 const DOC_BOB = 'BobDocument0002';
 
@@ -66,7 +67,9 @@ async function startHttpServer(url: string, env: Record<string, string> = {}): P
 
 beforeAll(async () => {
   base = `http://127.0.0.1:${await freePort()}`;
-  sandbox = await startSandbox({ callbackUrl: `${base}/callback`, oidc: { loginRedirectUri: `${base}/login/callback` } });
+  // One user per test that needs a first-time consent: the server caches each user's DingTalk token.
+  const users = [ALICE, BOB, CAROL, DAVE, ERIN].map((sub) => ({ sub, name: sub }));
+  sandbox = await startSandbox({ callbackUrl: `${base}/callback`, oidc: { loginRedirectUri: `${base}/login/callback`, users } });
   sandbox.dingtalk.seedDocument(DOC_ALICE, { title: 'Alice', content: '' });
   sandbox.dingtalk.seedDocument(DOC_BOB, { title: 'Bob', content: '' });
   server = await startHttpServer(base);
@@ -198,6 +201,40 @@ describe('the whole flow over HTTP', () => {
     } finally {
       await client.close();
     }
+  });
+
+  it('/callback requires the binding cookie set by /connect: a replayed callback URL from another browser binds nothing', async () => {
+    const { client } = await connect(ERIN, { era: 'modern', urlElicitation: false });
+    try {
+      const first = await client.callTool({ name: 'write_dingtalk_doc', arguments: { document: DOC_BOB, content: 'x' } });
+      const link = /(http:\/\/\S+\/connect\/[A-Za-z0-9_-]+)/.exec(textOf(first))?.[1];
+      expect(link).toBeDefined();
+      // Erin's browser signs in and consents, but stops before our /callback...
+      const cookies = new Map<string, string>();
+      const visit = await followAuthorizationLink(link!, { oidcSub: ERIN, cookies, stopAt: `${base}/callback` });
+      const callbackUrl = visit.finalUrl;
+      expect(new URL(callbackUrl).pathname).toBe('/callback');
+      const completes = aiCalls('CompleteResourceTokenAuth').length;
+      // ...and the callback URL, replayed from a browser without Erin's cookies, is refused.
+      const stranger = await fetch(callbackUrl, { redirect: 'manual' });
+      expect(stranger.status).toBe(403);
+      expect(aiCalls('CompleteResourceTokenAuth').length).toBe(completes);
+      // Erin's own browser completes it.
+      const own = await fetch(callbackUrl, { redirect: 'manual', headers: { cookie: [...cookies].map(([k, v]) => `${k}=${v}`).join('; ') } });
+      expect(own.status).toBe(200);
+      expect(aiCalls('CompleteResourceTokenAuth').length).toBe(completes + 1);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('DELETE ends a 2025 session', async () => {
+    const { client, transport } = await connect(ALICE, { era: 'legacy' });
+    const sessionId = transport.sessionId!;
+    const headers = { authorization: `Bearer ${await token(ALICE)}`, 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-11-25' };
+    expect((await fetch(`${base}/mcp`, { method: 'DELETE', headers })).status).toBe(200);
+    expect((await post({ jsonrpc: '2.0', id: 5, method: 'tools/list' }, headers)).status).toBe(404);
+    await client.close().catch(() => {});
   });
 
   it('a v1 SDK client (2025-11-25) completes the flow too', async () => {

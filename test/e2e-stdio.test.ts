@@ -217,6 +217,28 @@ describe('first write, URL elicitation, the browser, the same call completes', (
   });
 });
 
+describe('cancellation', () => {
+  it('the client cancelling a call that waits for consent stops the wait; nothing is written', async () => {
+    const server = await connectServer(stack, { era: 'legacy', userId: 'user-cancel' });
+    try {
+      const controller = new AbortController();
+      server.client.setRequestHandler('elicitation/create', async () => {
+        // The user agreed to open the link but never finishes; the client gives up.
+        setTimeout(() => controller.abort(), 50);
+        return { action: 'accept' };
+      });
+      const writes = overwrites().length;
+      await expect(
+        server.client.callTool({ name: 'write_dingtalk_doc', arguments: { document: doc(), content: 'never' } }, { timeout: 60_000, signal: controller.signal }),
+      ).rejects.toThrow();
+      await waitFor(() => server.stderr().includes('outcome=cancelled'), 'the server to log the cancelled call');
+      expect(overwrites().length).toBe(writes);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('session binding on /callback', () => {
   it('refuses forged, expired and replayed states and binds nothing', async () => {
     const server = await connectServer(stack, { era: 'modern', urlElicitation: false, userId: 'user-binding' });

@@ -19,8 +19,10 @@ export interface FollowOptions {
   unionId?: string;
   /** HTTP mode: which account to choose on the emulated identity provider's sign-in page. */
   oidcSub?: string;
-  /** Cookies to send (issue 3's same-user check uses a cookie). */
+  /** Cookies to send (issue 3's same-user check uses a cookie); filled in as the browser goes. */
   cookies?: Map<string, string>;
+  /** Stop before visiting a URL that starts with this (tests: hold a callback in hand). */
+  stopAt?: string;
   maxHops?: number;
 }
 
@@ -31,6 +33,7 @@ export async function followAuthorizationLink(link: string, options: FollowOptio
   let init: RequestInit = { method: 'GET' };
   for (let hop = 0; hop < (options.maxHops ?? 20); hop++) {
     assertLoopback(url);
+    if (options.stopAt && url.startsWith(options.stopAt)) return { trail, status: 0, body: '', finalUrl: url };
     const res = await fetch(url, { ...init, redirect: 'manual', headers: { ...(init.headers as Record<string, string>), ...cookieHeader(cookies) } });
     remember(cookies, res);
     trail.push({ url, status: res.status });

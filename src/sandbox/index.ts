@@ -5,7 +5,7 @@ import { createRemoteJWKSet, jwtVerify } from 'jose';
 import type { Logger } from '../log.js';
 import { startAgentIdentityEmulator, type AgentIdentityEmulator } from './agent-identity-emulator.js';
 import { startDingTalkEmulator, type DingTalkEmulator } from './dingtalk-emulator.js';
-import { startOidcEmulator, type OidcEmulator } from './oidc-emulator.js';
+import { startOidcEmulator, type OidcEmulator, type OidcUser } from './oidc-emulator.js';
 
 // A CommonJS package: Node hands us `module.exports` (class on `.default`); some loaders unwrap it already.
 const Credential = ((CredentialModule as unknown as { default?: unknown }).default ?? CredentialModule) as typeof CredentialModule.default;
@@ -51,7 +51,7 @@ export interface SandboxOptions {
   callbackUrl: string | string[];
   logger?: Logger;
   /** HTTP mode: also emulate the identity provider; `loginRedirectUri` is the server's `<APP_REDIRECT_URI>/login/callback`. */
-  oidc?: { loginRedirectUri: string };
+  oidc?: { loginRedirectUri: string; users?: OidcUser[] };
 }
 
 /** Start emulated Agent Identity and DingTalk on 127.0.0.1, wired to each other (DESIGN decision 11). */
@@ -68,6 +68,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const oidc = options.oidc
     ? await startOidcEmulator({
         audience: SANDBOX.oidcClientId,
+        users: options.oidc.users,
         clients: [{ clientId: SANDBOX.oidcClientId, redirectUris: [options.oidc.loginRedirectUri] }],
       })
     : undefined;
