@@ -433,6 +433,20 @@ describe('upstream faults', () => {
   });
 });
 
+describe('the README\'s first command', () => {
+  it('npm run demo -- --yes walks the whole flow and prints the document', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const demo = fileURLToPath(new URL('../dist/examples/demo.js', import.meta.url));
+    const run = spawnSync(process.execPath, [demo, '--yes'], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '' } });
+    expect(run.status).toBe(0);
+    expect(run.stdout).toContain('The server asks you to authorize');
+    expect(run.stdout).toContain('| cn-beijing | 1,234.56 |');
+    expect(run.stdout).toContain('Agent Identity calls for it: 0');
+    expect(run.stdout).toContain('Demo finished.');
+  });
+});
+
 describe('configuration errors', () => {
   it('a missing workload identity fails at start with one message naming the fix', async () => {
     const { spawnSync } = await import('node:child_process');
