@@ -2,8 +2,7 @@
 import { ConfigError, loadConfig, settingsTable, type Config } from './config.js';
 import { createLogger } from './log.js';
 import { createRuntime, secretsOf, type RuntimeOverrides } from './runtime.js';
-import { SANDBOX, startSandbox, type Sandbox } from './sandbox/index.js';
-import { serveHttpTransport } from './transports/http.js';
+import type { Sandbox } from './sandbox/index.js';
 import { serveStdioTransport } from './transports/stdio.js';
 import { VERSION } from './version.js';
 
@@ -52,6 +51,8 @@ async function main(argv: string[]): Promise<void> {
   const overrides: RuntimeOverrides = { logger };
   let sandbox: Sandbox | undefined;
   if (config.sandbox) {
+    // Loaded only when needed, like the HTTP transport below: stdio cold start stays lean.
+    const { SANDBOX, startSandbox } = await import('./sandbox/index.js');
     const http = config.transport === 'http';
     sandbox = await startSandbox({ callbackUrl: config.callbackUrl, logger, oidc: http ? { loginRedirectUri: `${config.appRedirectUri}/login/callback` } : undefined });
     config = {
@@ -73,7 +74,8 @@ async function main(argv: string[]): Promise<void> {
   }
 
   const runtime = createRuntime(config, overrides);
-  const transport = config.transport === 'http' ? await serveHttpTransport(runtime) : serveStdioTransport(runtime);
+  const transport =
+    config.transport === 'http' ? await (await import('./transports/http.js')).serveHttpTransport(runtime) : serveStdioTransport(runtime);
 
   let stopping = false;
   const stop = async (why: string) => {
