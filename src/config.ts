@@ -144,7 +144,11 @@ const schema = z.object({
   maxBody: z.string().regex(/^\d+(b|kb|mb)$/i, 'must look like 1mb or 500kb'),
 });
 
-export type Config = z.output<typeof schema> & { callbackUrl: string };
+export type Config = z.output<typeof schema> & {
+  callbackUrl: string;
+  /** stdio: the user id fell back to the OS user name (nobody chose it). */
+  userIdFromOs: boolean;
+};
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -191,6 +195,7 @@ export function loadConfig({ argv = [], env = process.env, cwd = process.cwd() }
     const v = flags[s.key];
     if (v !== undefined) raw[s.key] = v;
   }
+  const userIdFromOs = raw.userId === undefined;
   raw.userId ??= safeUserName();
 
   const parsed = schema.safeParse(raw);
@@ -214,7 +219,7 @@ export function loadConfig({ argv = [], env = process.env, cwd = process.cwd() }
   }
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const config = parsed.data;
-  return { ...config, callbackUrl: `${config.appRedirectUri}/callback` };
+  return { ...config, callbackUrl: `${config.appRedirectUri}/callback`, userIdFromOs };
 }
 
 function describeProblem(setting: Setting | undefined, message: string): string {

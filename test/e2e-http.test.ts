@@ -16,6 +16,7 @@ const BOB = 'bob-2002';
 const CAROL = 'carol-3003';
 const DAVE = 'dave-4004';
 const ERIN = 'erin-5005';
+const FRANK = 'frank-6006';
 const DOC_ALICE = 'AliceDocument0001';
 const DOC_BOB = 'BobDocument0002';
 
@@ -68,7 +69,7 @@ async function startHttpServer(url: string, env: Record<string, string> = {}): P
 beforeAll(async () => {
   base = `http://127.0.0.1:${await freePort()}`;
   // One user per test that needs a first-time consent: the server caches each user's DingTalk token.
-  const users = [ALICE, BOB, CAROL, DAVE, ERIN].map((sub) => ({ sub, name: sub }));
+  const users = [ALICE, BOB, CAROL, DAVE, ERIN, FRANK].map((sub) => ({ sub, name: sub }));
   sandbox = await startSandbox({ callbackUrl: `${base}/callback`, oidc: { loginRedirectUri: `${base}/login/callback`, users } });
   sandbox.dingtalk.seedDocument(DOC_ALICE, { title: 'Alice', content: '' });
   sandbox.dingtalk.seedDocument(DOC_BOB, { title: 'Bob', content: '' });
@@ -76,10 +77,22 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await server?.stop();
+  // Nothing the HTTP servers wrote may contain a bearer JWT, a DingTalk or STS secret, or an AccessKey secret.
+  const stderr = allServerStderr.join('');
+  expect(stderr).toContain('serving MCP over streamable HTTP');
+  const secrets = [...bearers, sandbox.accessKeySecret, STATE_SECRET, ...sandbox.agentIdentity.issuedSecrets(), ...sandbox.agentIdentity.sessions().map((s) => s.sessionUri)];
+  expect(secrets.length).toBeGreaterThan(10);
+  for (const secret of secrets) expect(stderr).not.toContain(secret);
   await sandbox?.close();
 });
 
-const token = (sub: string, extra: Partial<Parameters<NonNullable<Sandbox['oidc']>['mintAccessToken']>[0]> = {}) => sandbox.oidc!.mintAccessToken({ sub, ...extra });
+/** Every bearer token handed to a client, for the leak check at the end. */
+const bearers: string[] = [];
+const token = async (sub: string, extra: Partial<Parameters<NonNullable<Sandbox['oidc']>['mintAccessToken']>[0]> = {}) => {
+  const minted = await sandbox.oidc!.mintAccessToken({ sub, ...extra });
+  bearers.push(minted);
+  return minted;
+};
 const aiCalls = (action: string) => sandbox.agentIdentity.calls.filter((c) => c.action === action);
 
 async function connect(sub: string, options: { era?: 'legacy' | 'modern'; urlElicitation?: boolean; url?: string } = {}) {
@@ -223,6 +236,29 @@ describe('the whole flow over HTTP', () => {
       const own = await fetch(callbackUrl, { redirect: 'manual', headers: { cookie: [...cookies].map(([k, v]) => `${k}=${v}`).join('; ') } });
       expect(own.status).toBe(200);
       expect(aiCalls('CompleteResourceTokenAuth').length).toBe(completes + 1);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('one user with two links open in one browser: each keeps its own binding cookie', async () => {
+    const { client } = await connect(FRANK, { era: 'modern', urlElicitation: false });
+    try {
+      const linkOf = async () => /(http:\/\/\S+\/connect\/[A-Za-z0-9_-]+)/.exec(textOf(await client.callTool({ name: 'write_dingtalk_doc', arguments: { document: DOC_BOB, content: 'x' } })))![1]!;
+      const first = await linkOf();
+      const second = await linkOf();
+      const alarms = () => server.stderr().split('authorization link opened by a different user').length;
+      const alarmsBefore = alarms();
+      const cookies = new Map<string, string>();
+      const one = await followAuthorizationLink(first, { oidcSub: FRANK, cookies, stopAt: `${base}/callback` });
+      const two = await followAuthorizationLink(second, { oidcSub: FRANK, cookies, stopAt: `${base}/callback` });
+      const jar = { cookie: [...cookies].map(([k, v]) => `${k}=${v}`).join('; ') };
+      const done = await fetch(one.finalUrl, { headers: jar });
+      expect(done.status).toBe(200);
+      expect(await done.text()).toContain('DingTalk access granted');
+      // The second link's authorization was settled by the first: already used, not "someone else".
+      expect((await fetch(two.finalUrl, { headers: jar })).status).toBe(409);
+      expect(alarms()).toBe(alarmsBefore); // no false "someone else" alarm for Frank
     } finally {
       await client.close();
     }

@@ -171,6 +171,28 @@ describe('first write, URL elicitation, the browser, the same call completes', (
     });
   }
 
+  it('two calls of one user waiting at once: one consent completes both', async () => {
+    const server = await connectServer(stack, { era: 'legacy', userId: 'user-twice' });
+    try {
+      const urls: string[] = [];
+      server.client.setRequestHandler('elicitation/create', async (request) => {
+        urls.push((request.params as { url: string }).url);
+        // Only the first link is ever opened.
+        if (urls.length === 1) setTimeout(() => void followAuthorizationLink(urls[0]!), 300);
+        return { action: 'accept' };
+      });
+      const [a, b] = await Promise.all([
+        server.client.callTool({ name: 'write_dingtalk_doc', arguments: { document: doc(), content: 'twice A' } }, { timeout: 60_000 }),
+        server.client.callTool({ name: 'write_dingtalk_doc', arguments: { document: doc(), content: 'twice B' } }, { timeout: 60_000 }),
+      ]);
+      expect(urls).toHaveLength(2);
+      expect([a.isError, b.isError]).toEqual([undefined, undefined]);
+      expect(['twice A', 'twice B']).toContain(stack.sandbox.dingtalk.getDocument(doc())?.content);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('a declined or cancelled elicitation ends the call with a clear message and writes nothing', async () => {
     for (const [era, action] of [['legacy', 'decline'], ['modern', 'cancel']] as const) {
       const server = await connectServer(stack, { era, userId: `user-${action}` });
@@ -473,6 +495,8 @@ describe('secrets', () => {
       ...stack.sandbox.agentIdentity.vault.list().map((v) => v.accessToken),
       ...stack.sandbox.agentIdentity.calls.flatMap((c) => [c.params.WorkloadAccessToken, c.params.UserToken]),
       ...stack.sandbox.agentIdentity.sessions().map((s) => s.sessionUri),
+      ...stack.sandbox.agentIdentity.issuedSecrets(),
+      STATE_SECRET,
     ].filter((s): s is string => typeof s === 'string' && s.length > 0);
     expect(secrets.length).toBeGreaterThan(5);
     for (const secret of secrets) expect(stderr).not.toContain(secret);

@@ -211,7 +211,8 @@ async function finish(deps: LadderDeps, req: LadderRequest, entry: PendingAuthor
       const outcome = await deps.broker.getDingTalkToken(req.user, {
         returnUrl: deps.callbackUrl,
         customState: deps.state.sign(entry.id, entry.expiresAt),
-        sessionUri: entry.sessionUri,
+        // Completed through another link of this user: the token is in the vault, not on this session.
+        sessionUri: entry.completedBySibling ? undefined : entry.sessionUri,
         signal: req.ctx.mcpReq.signal,
       });
       deps.pending.delete(entry.id);

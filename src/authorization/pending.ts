@@ -17,6 +17,8 @@ export interface PendingAuthorization {
   callbackConsumed: boolean;
   settlement?: Settlement;
   failureMessage?: string;
+  /** Completed because another authorization of the same user completed: its token is in the vault. */
+  completedBySibling?: boolean;
 }
 
 type Listener = (settlement: Settlement) => void;
@@ -27,6 +29,8 @@ type Listener = (settlement: Settlement) => void;
  */
 export class PendingAuthorizations {
   private readonly entries = new Map<string, PendingAuthorization>();
+  /** Ids per user, oldest first. */
+  private readonly byUser = new Map<string, Set<string>>();
   private readonly listeners = new Map<string, Set<Listener>>();
   private readonly sweeper: NodeJS.Timeout;
 
@@ -51,12 +55,18 @@ export class PendingAuthorizations {
     const entry: PendingAuthorization = {
       id, user, sessionUri, authorizationUrl, createdAt: now, expiresAt: now + this.options.ttlMs, callbackConsumed: false,
     };
-    // Bound memory per user: the oldest unsettled links of a user are retired first.
+    // Bound memory per user: past the limit, the user's oldest links are retired first.
     const key = userKey(user);
-    const mine = [...this.entries.values()].filter((e) => userKey(e.user) === key && !e.settlement);
+    const mine = [...(this.byUser.get(key) ?? [])];
     const max = this.options.maxPerUser ?? 5;
-    for (const old of mine.slice(0, Math.max(0, mine.length - max + 1))) this.settle(old.id, 'expired');
+    for (const old of mine.slice(0, Math.max(0, mine.length - max + 1))) {
+      this.settle(old, 'expired');
+      this.delete(old);
+    }
     this.entries.set(id, entry);
+    let ids = this.byUser.get(key);
+    if (!ids) this.byUser.set(key, (ids = new Set()));
+    ids.add(id);
     return entry;
   }
 
@@ -71,10 +81,24 @@ export class PendingAuthorizations {
   settle(id: string, settlement: Settlement, failureMessage?: string): void {
     const entry = this.entries.get(id);
     if (!entry || entry.settlement) return;
+    this.finish(entry, settlement, failureMessage);
+    if (settlement === 'completed') {
+      // Calls of the same user waiting on other links need not wait any more: the vault has the token.
+      for (const sibling of this.byUser.get(userKey(entry.user)) ?? []) {
+        const other = this.entries.get(sibling);
+        if (other && !other.settlement) {
+          other.completedBySibling = true;
+          this.finish(other, 'completed');
+        }
+      }
+    }
+  }
+
+  private finish(entry: PendingAuthorization, settlement: Settlement, failureMessage?: string): void {
     entry.settlement = settlement;
     entry.failureMessage = failureMessage;
-    const listeners = this.listeners.get(id);
-    this.listeners.delete(id);
+    const listeners = this.listeners.get(entry.id);
+    this.listeners.delete(entry.id);
     for (const l of listeners ?? []) l(settlement);
   }
 
@@ -134,8 +158,14 @@ export class PendingAuthorizations {
 
   /** Forget an entry whose outcome has been used. */
   delete(id: string): void {
+    const entry = this.entries.get(id);
     this.entries.delete(id);
     this.listeners.delete(id);
+    if (!entry) return;
+    const key = userKey(entry.user);
+    const ids = this.byUser.get(key);
+    ids?.delete(id);
+    if (ids?.size === 0) this.byUser.delete(key);
   }
 
   get size(): number {
@@ -146,8 +176,9 @@ export class PendingAuthorizations {
     const now = this.now();
     for (const [id, entry] of this.entries) {
       if (!entry.settlement && entry.expiresAt <= now) this.settle(id, 'expired');
-      // Settled entries linger briefly so a late retry can still learn how they ended.
-      if (entry.expiresAt + this.options.ttlMs <= now) this.delete(id);
+      // An expired link can never be used again; settled ones linger briefly so a late 2026-07-28
+      // retry can still learn how they ended.
+      if (entry.settlement === 'expired' || entry.expiresAt + this.options.ttlMs <= now) this.delete(id);
     }
   }
 

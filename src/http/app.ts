@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { createMcpExpressApp } from '@modelcontextprotocol/express';
+import { hostHeaderValidation, originValidation } from '@modelcontextprotocol/express';
 import { NodeStreamableHTTPServerTransport, toNodeHandler, toWebRequest } from '@modelcontextprotocol/node';
 import { createMcpHandler, isInitializeRequest, isLegacyRequest } from '@modelcontextprotocol/server';
 import { InFlight } from '../in-flight.js';
@@ -45,9 +45,14 @@ export function createHttpApp(runtime: Runtime, oidc?: OidcProvider): HttpApp {
   const loopbackNames = ['localhost', '127.0.0.1', '[::1]'];
   const allowedHosts = config.allowedHosts ?? [...new Set([hostnameForHeader(new URL(base).hostname), ...loopbackNames])];
 
-  const app = createMcpExpressApp({ host: config.host, allowedHosts, allowedOrigins: config.allowedOrigins ?? allowedHosts, jsonLimit: config.maxBody });
+  const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
+  // DNS rebinding: Host and Origin on every route, before anything else runs.
+  app.use(hostHeaderValidation(allowedHosts));
+  app.use(originValidation(config.allowedOrigins ?? allowedHosts));
+  // Bodies are parsed only for /mcp, and only after the caller is authenticated.
+  const json = express.json({ limit: config.maxBody });
 
   // RFC 9728: where clients learn which authorization server issues tokens for /mcp.
   app.get(metadataPath, (_req, res) => {
@@ -69,21 +74,21 @@ export function createHttpApp(runtime: Runtime, oidc?: OidcProvider): HttpApp {
     });
   });
 
+  const trustedProxy = config.trustedProxyHeader && config.trustedProxies ? { header: config.trustedProxyHeader, proxies: config.trustedProxies } : undefined;
   const login = createBrowserLogin({
     appRedirectUri: base,
     signer: runtime.state.signer,
     logger,
-    oidc: oidc && config.oidcClientId ? { provider: oidc, clientId: config.oidcClientId, clientSecret: config.oidcClientSecret } : undefined,
-    trustedProxy: config.trustedProxyHeader && config.trustedProxies ? { header: config.trustedProxyHeader, proxies: config.trustedProxies } : undefined,
+    // One way to know the browser user, like /mcp: the trusted gateway when configured, else our sign-in.
+    ...(trustedProxy ? { trustedProxy } : oidc && config.oidcClientId ? { oidc: { provider: oidc, clientId: config.oidcClientId, clientSecret: config.oidcClientSecret } } : {}),
   });
   app.use(login.router);
   app.use(browserRoutes({ pending: runtime.pending, state: runtime.state, broker: runtime.broker, logger, verifyBrowserUser: login.verifyBrowserUser }));
 
   // Who is calling: a verified bearer JWT, or (opt-in) a trusted gateway's header.
-  const authenticate =
-    config.trustedProxyHeader && config.trustedProxies
-      ? trustedProxyAuth(config.trustedProxyHeader, config.trustedProxies, logger)
-      : bearerAuth(oidc!, config.oidcAudience ?? config.oidcClientId ?? '', `${base}${metadataPath}`, logger);
+  const authenticate = trustedProxy
+    ? trustedProxyAuth(trustedProxy.header, trustedProxy.proxies, logger)
+    : bearerAuth(oidc!, config.oidcAudience ?? config.oidcClientId ?? '', `${base}${metadataPath}`, logger);
 
   const limiter = new RateLimiter(config.rateLimitPerMinute, 60_000);
   const rateLimit = (req: Request, res: Response, next: NextFunction) => {
@@ -154,7 +159,7 @@ export function createHttpApp(runtime: Runtime, oidc?: OidcProvider): HttpApp {
     res.once('close', requests.enter());
     next();
   };
-  app.post('/mcp', track, authenticate, rateLimit, route);
+  app.post('/mcp', track, authenticate, json, rateLimit, route);
   app.get('/mcp', authenticate, route);
   app.delete('/mcp', authenticate, route);
 

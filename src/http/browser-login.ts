@@ -2,12 +2,15 @@ import express, { type Request, type Response } from 'express';
 import type { PendingAuthorization } from '../authorization/pending.js';
 import type { Signer } from '../authorization/signer.js';
 import type { Logger } from '../log.js';
+import { gatewayUser } from './caller.js';
 import type { OidcProvider } from './oidc.js';
 import { sendPage, setPageSecurityHeaders } from './pages.js';
 
+// One cookie per sign-in in progress and per authorization, so a user with two links open in one
+// browser keeps both working.
 const LOGIN_COOKIE = 'dtmcp_login';
-const FLOW_COOKIE = 'dtmcp_oidc';
-const BIND_COOKIE = 'dtmcp_bind';
+const FLOW_COOKIE = (state: string) => `dtmcp_oidc_${state}`;
+const BIND_COOKIE = (pendingId: string) => `dtmcp_bind_${pendingId}`;
 const LOGIN_TTL_MS = 60 * 60_000;
 const FLOW_TTL_MS = 10 * 60_000;
 
@@ -36,9 +39,14 @@ export function createBrowserLogin(options: BrowserLoginOptions) {
   const { signer, logger, appRedirectUri } = options;
   const secure = appRedirectUri.startsWith('https:');
   const loginRedirectUri = `${appRedirectUri}/login/callback`;
+  // Over https, `__Host-` cookies: host-only, Secure, Path=/ — a sibling subdomain cannot plant them.
+  const cookieName = (name: string) => (secure ? `__Host-${name}` : name);
+  const fromGateway = options.trustedProxy ? gatewayUser(options.trustedProxy.header, options.trustedProxy.proxies) : undefined;
 
   const setCookie = (res: Response, name: string, value: string, maxAgeMs: number) =>
-    res.cookie(name, value, { httpOnly: true, sameSite: 'lax', secure, path: '/', maxAge: maxAgeMs });
+    res.cookie(cookieName(name), value, { httpOnly: true, sameSite: 'lax', secure, path: '/', maxAge: maxAgeMs });
+  const getCookie = (req: Request, name: string) => readCookie(req, cookieName(name));
+  const clearCookie = (res: Response, name: string) => res.clearCookie(cookieName(name), { path: '/', secure, httpOnly: true, sameSite: 'lax' });
 
   const refuse = (res: Response, entry: PendingAuthorization, why: string) => {
     logger.warn('security: authorization link opened by a different user; refused', { pending: entry.id.slice(0, 6), why });
@@ -53,12 +61,11 @@ export function createBrowserLogin(options: BrowserLoginOptions) {
 
   /** The browser user: the trusted gateway's header, or our signed login cookie. */
   const browserUser = (req: Request): BrowserUser | undefined => {
-    if (options.trustedProxy) {
-      const from = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-      const value = req.headers[options.trustedProxy.header];
-      return options.trustedProxy.proxies.includes(from) && typeof value === 'string' && value ? { sub: value } : undefined;
+    if (fromGateway) {
+      const userId = fromGateway(req);
+      return userId ? { sub: userId } : undefined;
     }
-    const cookie = readCookie(req, LOGIN_COOKIE);
+    const cookie = getCookie(req, LOGIN_COOKIE);
     if (!cookie) return undefined;
     const opened = signer.open<BrowserUser>('browser-login', cookie);
     return opened.ok ? opened.value : undefined;
@@ -69,14 +76,14 @@ export function createBrowserLogin(options: BrowserLoginOptions) {
 
   async function verifyBrowserUser(req: Request, res: Response, entry: PendingAuthorization, stage: 'connect' | 'callback'): Promise<boolean> {
     if (stage === 'callback') {
-      const bound = readCookie(req, BIND_COOKIE);
+      const bound = getCookie(req, BIND_COOKIE(entry.id));
       const opened = bound ? signer.open<{ pid: string; sub: string }>('authorization-binding', bound) : undefined;
       const user = browserUser(req);
       if (!opened?.ok || opened.value.pid !== entry.id || !user || user.sub !== opened.value.sub || !sameUser(user, entry)) {
         refuse(res, entry, opened?.ok ? 'binding cookie for another user or authorization' : 'no binding cookie from /connect');
         return false;
       }
-      res.clearCookie(BIND_COOKIE, { path: '/' });
+      clearCookie(res, BIND_COOKIE(entry.id));
       return true;
     }
 
@@ -86,8 +93,15 @@ export function createBrowserLogin(options: BrowserLoginOptions) {
         sendPage(res, 401, 'Sign-in required', 'Open this link through your organization\'s gateway so it can tell who you are.');
         return false;
       }
-      const login = await options.oidc.provider.beginLogin(options.oidc.clientId, loginRedirectUri);
-      setCookie(res, FLOW_COOKIE, signer.seal('oidc-flow', { state: login.state, verifier: login.verifier, nonce: login.nonce, returnTo: `/connect/${entry.id}` }, Date.now() + FLOW_TTL_MS), FLOW_TTL_MS);
+      let login: Awaited<ReturnType<OidcProvider['beginLogin']>>;
+      try {
+        login = await options.oidc.provider.beginLogin(options.oidc.clientId, loginRedirectUri);
+      } catch (e) {
+        logger.error('cannot start the browser sign-in', { error: (e as Error).message });
+        sendPage(res, 502, 'Sign-in is unavailable', 'The identity provider cannot be reached right now. Try the link again in a minute.');
+        return false;
+      }
+      setCookie(res, FLOW_COOKIE(login.state), signer.seal('oidc-flow', { state: login.state, verifier: login.verifier, nonce: login.nonce, returnTo: `/connect/${entry.id}` }, Date.now() + FLOW_TTL_MS), FLOW_TTL_MS);
       setPageSecurityHeaders(res);
       res.redirect(302, login.url);
       return false;
@@ -96,16 +110,17 @@ export function createBrowserLogin(options: BrowserLoginOptions) {
       refuse(res, entry, 'browser user differs from the pending authorization\'s user');
       return false;
     }
-    setCookie(res, BIND_COOKIE, signer.seal('authorization-binding', { pid: entry.id, sub: user.sub }, entry.expiresAt), Math.max(1000, entry.expiresAt - Date.now()));
+    setCookie(res, BIND_COOKIE(entry.id), signer.seal('authorization-binding', { pid: entry.id, sub: user.sub }, entry.expiresAt), Math.max(1000, entry.expiresAt - Date.now()));
     return true;
   }
 
   const router = express.Router();
   router.get('/login/callback', async (req, res) => {
-    const flowCookie = readCookie(req, FLOW_COOKIE);
+    const state = typeof req.query.state === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(req.query.state) ? req.query.state : undefined;
+    const flowCookie = state ? getCookie(req, FLOW_COOKIE(state)) : undefined;
     const flow = flowCookie ? signer.open<{ state: string; verifier: string; nonce: string; returnTo: string }>('oidc-flow', flowCookie) : undefined;
     const code = typeof req.query.code === 'string' ? req.query.code : undefined;
-    if (!options.oidc || !flow?.ok || req.query.state !== flow.value.state || !code) {
+    if (!options.oidc || !state || !flow?.ok || state !== flow.value.state || !code) {
       logger.warn('security: sign-in callback refused', { reason: !flow?.ok ? 'no sign-in in progress' : 'state mismatch or no code' });
       return sendPage(res, 400, 'Sign-in could not be completed', 'This sign-in response does not match a sign-in started in this browser. Open the authorization link again.');
     }
@@ -113,7 +128,7 @@ export function createBrowserLogin(options: BrowserLoginOptions) {
       const claims = await options.oidc.provider.finishLogin({ code, verifier: flow.value.verifier, nonce: flow.value.nonce, clientId: options.oidc.clientId, clientSecret: options.oidc.clientSecret, redirectUri: loginRedirectUri });
       const expiresAt = Math.min(Date.now() + LOGIN_TTL_MS, (claims.exp ?? 0) * 1000 || Date.now() + LOGIN_TTL_MS);
       setCookie(res, LOGIN_COOKIE, signer.seal('browser-login', { sub: claims.sub, iss: claims.iss } satisfies BrowserUser, expiresAt), expiresAt - Date.now());
-      res.clearCookie(FLOW_COOKIE, { path: '/' });
+      clearCookie(res, FLOW_COOKIE(state));
       // Only ever back to one of our /connect pages: never an open redirect.
       const returnTo = /^\/connect\/[A-Za-z0-9_-]+$/.test(flow.value.returnTo) ? flow.value.returnTo : '/';
       setPageSecurityHeaders(res);

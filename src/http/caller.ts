@@ -58,13 +58,12 @@ export function bearerAuth(oidc: OidcProvider, audience: string, resourceMetadat
  * the request comes from one of the configured proxy addresses. Anyone else gets 401.
  */
 export function trustedProxyAuth(header: string, proxies: string[], logger: Logger) {
-  const allowed = new Set(proxies.map(normalizeAddress));
+  const fromGateway = gatewayUser(header, proxies);
   return (req: Request, res: Response, next: NextFunction) => {
-    const from = normalizeAddress(req.socket.remoteAddress ?? '');
-    const value = req.headers[header];
-    const userId = typeof value === 'string' ? value.trim() : undefined;
-    if (!allowed.has(from) || !userId || userId.length > 256) {
-      logger.warn('security: request refused by trusted-proxy mode', { from, header: userId ? 'present' : 'missing' });
+    const userId = fromGateway(req);
+    if (!userId) {
+      const from = normalizeAddress(req.socket.remoteAddress ?? '');
+      logger.warn('security: request refused by trusted-proxy mode', { from, header: req.headers[header] ? 'present' : 'missing' });
       res.status(401).set('WWW-Authenticate', 'Bearer error="invalid_token"').json({ error: 'invalid_token', error_description: `Requests must come through the trusted gateway, which sets ${header}.` });
       return;
     }
@@ -79,6 +78,18 @@ export function trustedProxyAuth(header: string, proxies: string[], logger: Logg
   };
 }
 
-function normalizeAddress(address: string): string {
+/** The user id a trusted gateway vouches for: its header, only on requests from its addresses. */
+export function gatewayUser(header: string, proxies: string[]): (req: Request) => string | undefined {
+  const allowed = new Set(proxies.map(normalizeAddress));
+  return (req) => {
+    if (!allowed.has(normalizeAddress(req.socket.remoteAddress ?? ''))) return undefined;
+    const value = req.headers[header];
+    const userId = typeof value === 'string' ? value.trim() : '';
+    return userId && userId.length <= 256 ? userId : undefined;
+  };
+}
+
+/** The peer address as configured by people: IPv4-mapped IPv6 (`::ffff:10.0.0.1`) as plain IPv4. */
+export function normalizeAddress(address: string): string {
   return address.startsWith('::ffff:') ? address.slice(7) : address;
 }

@@ -129,6 +129,11 @@ export class AgentIdentityBroker implements IdentityBroker {
     const key = userKey(user);
     this.dingTalkTokens.delete(key);
     this.dingTalkGeneration.set(key, (this.dingTalkGeneration.get(key) ?? 0) + 1);
+    // Generations matter only while a fetch is in flight; forget the others so the map stays small.
+    if (this.dingTalkGeneration.size > 1024) {
+      const busy = new Set([...this.inflightToken.keys()].map((k) => k.slice(0, k.lastIndexOf('|', k.lastIndexOf('|') - 1))));
+      for (const k of this.dingTalkGeneration.keys()) if (!busy.has(k)) this.dingTalkGeneration.delete(k);
+    }
   }
 
   /** For a health check: does the server's credential chain yield credentials? Never reveals them. */
@@ -173,7 +178,7 @@ export class AgentIdentityBroker implements IdentityBroker {
 
     if (result.accessToken) {
       if ((this.dingTalkGeneration.get(key) ?? 0) === generation) {
-        this.dingTalkTokens.set(key, { value: result.accessToken, expiresAt: this.now() + this.tokenMaxAgeMs });
+        remember(this.dingTalkTokens, key, { value: result.accessToken, expiresAt: this.now() + this.tokenMaxAgeMs }, this.now());
       }
       this.logger.debug('dingtalk token obtained', { user: hashUserId(key), requestId: result.requestId });
       return { status: 'token', accessToken: result.accessToken };
@@ -255,7 +260,7 @@ export class AgentIdentityBroker implements IdentityBroker {
       const token = result.workloadAccessToken;
       const exp = jwtExpiryMs(token);
       const expiresAt = exp ?? this.now() + DEFAULT_WORKLOAD_TOKEN_TTL_MS;
-      this.workloadTokens.set(key, { value: token, expiresAt });
+      remember(this.workloadTokens, key, { value: token, expiresAt }, this.now());
       // A new workload token makes STS credentials minted from the old one stale.
       this.stsCredentials.delete(key);
       return token;
@@ -278,10 +283,21 @@ export class AgentIdentityBroker implements IdentityBroker {
         securityToken: result.securityToken,
         expiration: result.expiration,
       };
-      this.stsCredentials.set(artifact, { value, expiresAt });
+      remember(this.stsCredentials, artifact, { value, expiresAt }, this.now());
       return value;
     });
   }
+}
+
+/** Caches are bounded: expired entries go when a map grows, and past the cap the oldest go first. */
+const MAX_CACHED = 10_000;
+const PRUNE_ABOVE = 1_024;
+
+function remember<T>(map: Map<string, Expiring<T>>, key: string, entry: Expiring<T>, now: number): void {
+  map.delete(key); // re-insert: Map order is then oldest-first
+  map.set(key, entry);
+  if (map.size > PRUNE_ABOVE) for (const [k, v] of map) if (v.expiresAt <= now) map.delete(k);
+  while (map.size > MAX_CACHED) map.delete(map.keys().next().value as string);
 }
 
 /** The workload token and STS credentials belong to the exact artifact that minted them (never the raw JWT as key). */

@@ -166,6 +166,8 @@ export interface AgentIdentityEmulator {
   /** Mark vaulted tokens expired by time, so the next use refreshes them through the provider. */
   expireVaultToken(filter: { user: string; providerName?: string; workloadIdentityName?: string }): number;
   sessions(): SessionInfo[];
+  /** Every secret the emulator handed out (STS secrets and security tokens, vaulted access and refresh tokens), for leak checks. */
+  issuedSecrets(): string[];
   /** The `<emulator>/oauth2/callback/<id>` URL of a provider (to register at the IdP). */
   callbackUrl(providerName: string): string;
   injectFault(fault: InjectedFault): void;
@@ -915,6 +917,10 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
       for (const [, e] of found) e.expiresAt = now() - 1;
       return found.length;
     },
+    issuedSecrets: () => [
+      ...[...stsByAccessKeyId.values()].flatMap((r) => [r.accessKeySecret, r.securityToken]),
+      ...[...vault.values()].flatMap((v) => [v.accessToken, v.refreshToken ?? '']).filter(Boolean),
+    ],
     sessions: () =>
       [...sessions.values()].map((s) => ({
         sessionUri: s.sessionUri,

@@ -16,8 +16,10 @@ export async function serveHttpTransport(runtime: Runtime): Promise<{ url: strin
   }
   const http = createHttpApp(runtime, oidc);
   const server = createHttpServer(http.app);
-  server.requestTimeout = 0; // tool calls may wait minutes for the user's consent
-  server.headersTimeout = 60_000;
+  // Limits on how long a request may take to *arrive* (slow-loris); answers may take minutes
+  // (a call waiting for consent) and are not affected.
+  server.headersTimeout = 20_000;
+  server.requestTimeout = 30_000;
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>

@@ -1,5 +1,6 @@
 import { createServer as createHttpServer } from 'node:http';
 import express from 'express';
+import { hostHeaderValidation, originValidation } from '@modelcontextprotocol/express';
 import { serveStdio } from '@modelcontextprotocol/server/stdio';
 import { browserRoutes } from '../http/browser-routes.js';
 import { configuredUser, type Runtime } from '../runtime.js';
@@ -15,6 +16,9 @@ export function serveStdioTransport(runtime: Runtime): { close(): Promise<void> 
 
   const app = express();
   app.disable('x-powered-by');
+  // DNS rebinding: a web page must not reach these loopback pages under another name.
+  const loopbackNames = ['localhost', '127.0.0.1', '[::1]'];
+  app.use(hostHeaderValidation(loopbackNames), originValidation(loopbackNames));
   app.use(browserRoutes({ pending: runtime.pending, state: runtime.state, broker: runtime.broker, logger }));
   const listener = createHttpServer(app);
   const redirect = new URL(config.appRedirectUri);
@@ -35,6 +39,11 @@ export function serveStdioTransport(runtime: Runtime): { close(): Promise<void> 
     logger.warn('APP_REDIRECT_URI is not a loopback address, but stdio mode listens on 127.0.0.1 only; put a tunnel or proxy in front, or use http://localhost:<port>', { appRedirectUri: config.appRedirectUri });
   }
 
+  if (!config.userJwt && config.userIdFromOs && !config.sandbox) {
+    // Agent Identity keys DingTalk authorizations by this id: two people who share a workload
+    // identity and an OS user name would share one DingTalk authorization.
+    logger.warn(`AGENT_IDENTITY_USER_ID is not set: acting as the OS user "${config.userId}". Set AGENT_IDENTITY_USER_ID to an id unique to you (or AGENT_IDENTITY_USER_JWT) if others use the same workload identity.`);
+  }
   const deps = runtime.toolDeps(() => user);
   const connection = serveStdio(() => createServer(deps), {
     onerror: (error) => logger.warn('stdio transport error', { error: error.message }),
