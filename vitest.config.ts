@@ -8,5 +8,7 @@ export default defineConfig({
     hookTimeout: 30_000,
     // Several suites start emulators and servers; two cores, so keep it calm.
     maxWorkers: 2,
+    // The default report, then one plain "N passed, N failed" line for CI.
+    reporters: ['default', './test/summary-reporter.ts'],
   },
 });
