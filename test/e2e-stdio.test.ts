@@ -193,6 +193,28 @@ describe('first write, URL elicitation, the browser, the same call completes', (
     }
   });
 
+  it('--open-browser (stdio rung 3): a client without URL elicitation also gets the link opened locally', async () => {
+    const { mkdtempSync, writeFileSync, readFileSync, chmodSync, existsSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    // A stand-in for the system's opener (xdg-open on Linux) that records what it was asked to open.
+    const bin = mkdtempSync(join(tmpdir(), 'opener-'));
+    const opened = join(bin, 'opened.txt');
+    writeFileSync(join(bin, 'xdg-open'), `#!/bin/sh\necho "$1" >> "${opened}"\n`);
+    chmodSync(join(bin, 'xdg-open'), 0o755);
+    const server = await connectServer(stack, { urlElicitation: false, userId: 'user-open-browser', env: { DINGTALK_MCP_OPEN_BROWSER: 'true', PATH: `${bin}:${process.env.PATH ?? ''}` } });
+    try {
+      const result = await server.client.callTool({ name: 'write_dingtalk_doc', arguments: { document: doc(), content: 'x' } });
+      const text = textOf(result);
+      expect(text).toContain('It was also opened in your browser.');
+      const link = /(http:\/\/127\.0\.0\.1:\d+\/connect\/[A-Za-z0-9_-]+)/.exec(text)![1]!;
+      await waitFor(() => existsSync(opened), 'the opener to run');
+      expect(readFileSync(opened, 'utf8').trim()).toBe(link);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('a declined or cancelled elicitation ends the call with a clear message and writes nothing', async () => {
     for (const [era, action] of [['legacy', 'decline'], ['modern', 'cancel']] as const) {
       const server = await connectServer(stack, { era, userId: `user-${action}` });
