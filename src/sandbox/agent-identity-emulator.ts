@@ -31,7 +31,7 @@ import {
   toSingleValues,
   V2_SYSTEM_PARAMS,
 } from './acs-rpc.js';
-import { listen } from './listen.js';
+import { listen, shutdown } from './listen.js';
 
 export const EMULATED_API_VERSION = '2025-11-27';
 
@@ -949,10 +949,6 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
     clearFaults() {
       faults = [];
     },
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.closeAllConnections();
-        server.close((err) => (err ? reject(err) : resolve()));
-      }),
+    close: () => shutdown(server),
   };
 }

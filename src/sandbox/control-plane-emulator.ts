@@ -27,7 +27,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { AcsError, createSignatureVerifier, firstHeader, isStringArray, jsonParam, readRpcInput, requiredParam } from './acs-rpc.js';
-import { listen } from './listen.js';
+import { listen, shutdown } from './listen.js';
 
 export const CONTROL_PLANE_VERSIONS = {
   agentidentity: '2025-09-01',
@@ -783,11 +783,7 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
     clearFaults() {
       faults = [];
     },
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.closeAllConnections();
-        server.close((err) => (err ? reject(err) : resolve()));
-      }),
+    close: () => shutdown(server),
   };
 }
 

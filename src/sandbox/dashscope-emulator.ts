@@ -19,7 +19,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { listen } from './listen.js';
+import { listen, shutdown } from './listen.js';
 
 export const SANDBOX_DASHSCOPE_API_KEY = 'sk-sandbox0000dashscope0000key';
 
@@ -335,11 +335,7 @@ export async function startDashScopeEmulator(options: DashScopeEmulatorOptions =
     clearFaults() {
       faults.length = 0;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections?.();
-        server.close(() => resolve());
-      }),
+    close: () => shutdown(server),
   };
 }
 

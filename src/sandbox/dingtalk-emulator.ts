@@ -14,7 +14,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { listen } from './listen.js';
+import { listen, shutdown } from './listen.js';
 
 export interface EmulatorApp {
   clientId: string;
@@ -640,10 +640,7 @@ The app <strong>${escapeHtml(app.name ?? app.clientId)}</strong> asks to access 
     async close() {
       for (const t of timers) clearTimeout(t);
       timers.clear();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      await shutdown(server);
     },
     addApp(app) {
       apps.set(app.clientId, app);

@@ -13,3 +13,11 @@ export async function listen(server: Server, host = '127.0.0.1', port = 0): Prom
   const address = server.address() as AddressInfo;
   return `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
 }
+
+/** Stop an emulator's server, dropping open keep-alive connections so tests end promptly. */
+export function shutdown(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}

@@ -8,7 +8,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
-import { listen } from './listen.js';
+import { listen, shutdown } from './listen.js';
 
 export interface OidcUser {
   sub: string;
@@ -218,11 +218,7 @@ export async function startOidcEmulator(options: OidcEmulatorOptions): Promise<O
     },
     registerClient: (client) => void clients.set(client.clientId, client),
     hits,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close: () => shutdown(server),
   };
 }
 
