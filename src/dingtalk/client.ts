@@ -7,7 +7,7 @@
  *   (reference §4, §5). Overwrite replaces the whole document, so repeating it is idempotent and safe.
  * - Errors are mapped to DingTalkError (reference §4 error shape `{code, requestid, message}`).
  */
-import { Agent, request } from 'undici';
+import type { Agent, request as undiciRequest } from 'undici';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
 import { DingTalkError } from './types.js';
@@ -76,7 +76,7 @@ export class DingTalkClient {
   private readonly maxRetries: number;
   private readonly retryBaseDelayMs: number;
   private readonly logger: Logger;
-  private readonly agent: Agent;
+  private undici?: Promise<{ agent: Agent; request: typeof undiciRequest }>;
   private closed = false;
 
   constructor(options: DingTalkClientOptions = {}) {
@@ -89,12 +89,15 @@ export class DingTalkClient {
     this.maxRetries = Math.max(0, Math.floor(options.maxRetries ?? 3));
     this.retryBaseDelayMs = Math.max(0, options.retryBaseDelayMs ?? 1000);
     this.logger = (options.logger ?? silentLogger).child({ component: 'dingtalk' });
-    this.agent = new Agent({
-      keepAliveTimeout: 30_000,
-      keepAliveMaxTimeout: 60_000,
-      connections: 32,
-      connect: { timeout: this.timeoutMs },
-    });
+  }
+
+  /** undici is loaded on the first call, not at start-up: the stdio server answers `initialize` sooner. */
+  private http(): Promise<{ agent: Agent; request: typeof undiciRequest }> {
+    this.undici ??= import('undici').then((m) => ({
+      agent: new m.Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 60_000, connections: 32, connect: { timeout: this.timeoutMs } }),
+      request: m.request,
+    }));
+    return this.undici;
   }
 
   /**
@@ -157,7 +160,7 @@ export class DingTalkClient {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.agent.close();
+    if (this.undici) await (await this.undici).agent.close();
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -251,11 +254,12 @@ export class DingTalkClient {
         accept: 'application/json',
       };
       if (op.body !== undefined) headers['content-type'] = 'application/json';
+      const { agent, request } = await this.http();
       const response = await request(this.baseUrl + op.path, {
         method: op.method,
         headers,
         signal: controller.signal,
-        dispatcher: this.agent,
+        dispatcher: agent,
         ...(op.body !== undefined ? { body: op.body } : {}),
       });
       const text = await response.body.text();

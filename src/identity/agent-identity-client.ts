@@ -12,8 +12,8 @@
  * No method ever logs or puts into an error message a token, JWT, AccessKey secret or security token:
  * SDK error messages can embed request data, so errors are rebuilt from code / HTTP status / RequestId.
  */
-import OpenApiModule, { Config as OpenApiConfig, OpenApiRequest, Params } from '@alicloud/openapi-client';
-import CredentialModule, { Config as CredentialConfig } from '@alicloud/credentials';
+import type OpenApiModule from '@alicloud/openapi-client';
+import type CredentialModule from '@alicloud/credentials';
 import { AgentIdentityError } from './types.js';
 import { silentLogger, type Logger } from '../log.js';
 import { safeServiceMessage } from '../redact.js';
@@ -23,11 +23,24 @@ import { safeServiceMessage } from '../redact.js';
 function cjsDefault<T>(mod: { default: T }): T {
   return typeof mod === 'function' ? (mod as unknown as T) : mod.default;
 }
-const OpenApiClient = cjsDefault(OpenApiModule);
-const Credential = cjsDefault(CredentialModule);
 
-export type AlibabaCloudCredential = InstanceType<typeof Credential>;
-type OpenApiClientInstance = InstanceType<typeof OpenApiClient>;
+/** The Alibaba Cloud SDK, loaded on first use: serving MCP starts without paying for it. */
+async function importSdk() {
+  const [openapi, credentials] = await Promise.all([import('@alicloud/openapi-client'), import('@alicloud/credentials')]);
+  return {
+    OpenApiClient: cjsDefault(openapi.default),
+    OpenApiConfig: openapi.Config,
+    OpenApiRequest: openapi.OpenApiRequest,
+    Params: openapi.Params,
+    Credential: cjsDefault(credentials.default),
+    CredentialConfig: credentials.Config,
+  };
+}
+let sdk: ReturnType<typeof importSdk> | undefined;
+const loadSdk = () => (sdk ??= importSdk());
+
+export type AlibabaCloudCredential = InstanceType<typeof CredentialModule.default>;
+type OpenApiClientInstance = InstanceType<typeof OpenApiModule.default>;
 type RuntimeOptionsArg = Parameters<OpenApiClientInstance['callApi']>[2];
 
 export const AGENT_IDENTITY_DATA_API_VERSION = '2025-11-27';
@@ -212,7 +225,7 @@ interface CallSpec {
 export class AgentIdentityClient {
   readonly regionId: string;
   readonly endpoint: Endpoint;
-  private readonly credential: AlibabaCloudCredential;
+  private credential: AlibabaCloudCredential | undefined;
   private readonly timeoutMs: number;
   private readonly logger: Logger;
   private serverClient: OpenApiClientInstance | undefined;
@@ -221,7 +234,7 @@ export class AgentIdentityClient {
   constructor(options: AgentIdentityClientOptions) {
     this.regionId = options.regionId ?? DEFAULT_REGION_ID;
     this.endpoint = resolveEndpoint(this.regionId, options.endpoint);
-    this.credential = options.credential ?? new Credential();
+    this.credential = options.credential; // default chain, built on first use
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.logger = (options.logger ?? silentLogger).child({ component: 'agent-identity-client' });
   }
@@ -333,7 +346,7 @@ export class AgentIdentityClient {
   /** Whether the credential chain yields usable credentials. Never reveals them. */
   async checkCredentials(): Promise<CredentialCheck> {
     try {
-      const model = await this.credential.getCredential();
+      const model = await (await this.serverCredential()).getCredential();
       const usable = model.type === 'bearer' ? Boolean(model.bearerToken) : Boolean(model.accessKeyId && model.accessKeySecret);
       if (!usable) return { ok: false, reason: 'The credential chain returned incomplete credentials.' };
       return { ok: true, type: model.type ?? 'unknown', ...(model.providerName ? { providerName: model.providerName } : {}) };
@@ -344,7 +357,14 @@ export class AgentIdentityClient {
 
   // ---------------------------------------------------------------------------------------------
 
-  private openApiClient(signing?: CallSpec['signing']): OpenApiClientInstance {
+  private async serverCredential(): Promise<AlibabaCloudCredential> {
+    const { Credential } = await loadSdk();
+    this.credential ??= new Credential();
+    return this.credential;
+  }
+
+  private async openApiClient(signing?: CallSpec['signing']): Promise<OpenApiClientInstance> {
+    const { OpenApiClient, OpenApiConfig, Credential, CredentialConfig } = await loadSdk();
     const base = {
       endpoint: this.endpoint.host,
       protocol: this.endpoint.protocol,
@@ -363,13 +383,15 @@ export class AgentIdentityClient {
       );
       return new OpenApiClient(new OpenApiConfig({ ...base, credential }));
     }
-    this.serverClient ??= new OpenApiClient(new OpenApiConfig({ ...base, credential: this.credential }));
+    const credential = await this.serverCredential();
+    this.serverClient ??= new OpenApiClient(new OpenApiConfig({ ...base, credential }));
     return this.serverClient;
   }
 
   private async call(spec: CallSpec): Promise<Record<string, unknown>> {
     const { action } = spec;
-    const client = this.openApiClient(spec.signing);
+    const client = await this.openApiClient(spec.signing);
+    const { Params, OpenApiRequest } = await loadSdk();
     const params = new Params({
       action,
       version: AGENT_IDENTITY_DATA_API_VERSION,

@@ -1,8 +1,5 @@
-import { createServer as createHttpServer } from 'node:http';
-import express from 'express';
-import { hostHeaderValidation, originValidation } from '@modelcontextprotocol/express';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { serveStdio } from '@modelcontextprotocol/server/stdio';
-import { browserRoutes } from '../http/browser-routes.js';
 import { configuredUser, type Runtime } from '../runtime.js';
 import { createServer } from '../server.js';
 
@@ -13,13 +10,49 @@ import { createServer } from '../server.js';
 export function serveStdioTransport(runtime: Runtime): { close(): Promise<void> } {
   const { config, logger } = runtime;
   const user = configuredUser(config);
+  if (!config.userJwt && config.userIdFromOs && !config.sandbox) {
+    // Agent Identity keys DingTalk authorizations by this id: two people who share a workload
+    // identity and an OS user name would share one DingTalk authorization.
+    logger.warn(`AGENT_IDENTITY_USER_ID is not set: acting as the OS user "${config.userId}". Set AGENT_IDENTITY_USER_ID to an id unique to you (or AGENT_IDENTITY_USER_JWT) if others use the same workload identity.`);
+  }
 
+  const deps = runtime.toolDeps(() => user);
+  const connection = serveStdio(() => createServer(deps), {
+    onerror: (error) => logger.warn('stdio transport error', { error: error.message }),
+  });
+  logger.info('serving MCP over stdio', { user: config.userJwt ? 'from AGENT_IDENTITY_USER_JWT' : 'from AGENT_IDENTITY_USER_ID' });
+
+  // The browser pages start right after: `initialize` need not wait for the web stack to load.
+  const listening = startBrowserPages(runtime).catch((e: unknown) => {
+    runtime.callbackProblem = `the authorization pages could not start (${(e as Error).message}).`;
+    logger.error('authorization pages not listening', { reason: runtime.callbackProblem });
+    return undefined;
+  });
+
+  return {
+    async close() {
+      await connection.close().catch(() => {});
+      const listener = await listening;
+      if (listener?.listening) await new Promise<void>((resolve) => listener.close(() => resolve()));
+      listener?.closeAllConnections();
+    },
+  };
+}
+
+async function startBrowserPages(runtime: Runtime): Promise<HttpServer> {
+  const { config, logger } = runtime;
+  const [{ default: express }, { hostHeaderValidation, originValidation }, { browserRoutes }] = await Promise.all([
+    import('express'),
+    import('@modelcontextprotocol/express'),
+    import('../http/browser-routes.js'),
+  ]);
   const app = express();
   app.disable('x-powered-by');
   // DNS rebinding: a web page must not reach these loopback pages under another name.
   const loopbackNames = ['localhost', '127.0.0.1', '[::1]'];
   app.use(hostHeaderValidation(loopbackNames), originValidation(loopbackNames));
   app.use(browserRoutes({ pending: runtime.pending, state: runtime.state, broker: runtime.broker, logger }));
+
   const listener = createHttpServer(app);
   const redirect = new URL(config.appRedirectUri);
   const port = Number(redirect.port || (redirect.protocol === 'https:' ? 443 : 80));
@@ -38,23 +71,5 @@ export function serveStdioTransport(runtime: Runtime): { close(): Promise<void> 
   if (!['localhost', '127.0.0.1', '[::1]'].includes(redirect.hostname)) {
     logger.warn('APP_REDIRECT_URI is not a loopback address, but stdio mode listens on 127.0.0.1 only; put a tunnel or proxy in front, or use http://localhost:<port>', { appRedirectUri: config.appRedirectUri });
   }
-
-  if (!config.userJwt && config.userIdFromOs && !config.sandbox) {
-    // Agent Identity keys DingTalk authorizations by this id: two people who share a workload
-    // identity and an OS user name would share one DingTalk authorization.
-    logger.warn(`AGENT_IDENTITY_USER_ID is not set: acting as the OS user "${config.userId}". Set AGENT_IDENTITY_USER_ID to an id unique to you (or AGENT_IDENTITY_USER_JWT) if others use the same workload identity.`);
-  }
-  const deps = runtime.toolDeps(() => user);
-  const connection = serveStdio(() => createServer(deps), {
-    onerror: (error) => logger.warn('stdio transport error', { error: error.message }),
-  });
-  logger.info('serving MCP over stdio', { user: config.userJwt ? 'from AGENT_IDENTITY_USER_JWT' : 'from AGENT_IDENTITY_USER_ID' });
-
-  return {
-    async close() {
-      await connection.close().catch(() => {});
-      await new Promise<void>((resolve) => (listener.listening ? listener.close(() => resolve()) : resolve()));
-      listener.closeAllConnections();
-    },
-  };
+  return listener;
 }
