@@ -411,3 +411,201 @@ describe('--sandbox', () => {
     expect(existsSync(join(dir, '.config.json'))).toBe(false);
   });
 });
+
+describe('ownership (review fixes)', () => {
+  const WI = 'wi-own';
+  const ROLE = `AgentIdentityRole-${WI}`;
+  const POLICY = `AgentIdentityPolicy-${ROLE}`;
+  const wiArn = `acs:agentidentity:cn-beijing:1234567890123456:workloadidentitydirectory/default/workloadidentity/${WI}`;
+  const providerArn = 'acs:agentidentity:cn-beijing:1234567890123456:tokenvault/default/oauth2credentialprovider/test-provider-for-dingtalk';
+  const exactTrust = (arn = wiArn) =>
+    JSON.stringify({
+      Version: '1',
+      Statement: [
+        {
+          Effect: 'Allow',
+          Action: ['sts:AssumeRole', 'sts:SetContext'],
+          Principal: { Service: ['workload.agentidentity.aliyuncs.com'] },
+          Condition: { StringEquals: { 'sts:RequestContext/agentidentity:WorkloadIdentityArn': arn } },
+        },
+      ],
+    });
+  const foreignTrust = JSON.stringify({ Version: '1', Statement: [{ Effect: 'Allow', Action: 'sts:AssumeRole', Principal: { RAM: ['acs:ram::999:root'] } }] });
+  const recorded = (type: string) => configJson().dingtalk_mcp_setup?.resources.find((r) => r.type === type);
+
+  it('fix 1: a create refused with EntityAlreadyExists is never claimed: a foreign role blocks, is never changed, teardown leaves it', async () => {
+    await start({ roles: [{ RoleName: ROLE, AssumeRolePolicyDocument: foreignTrust }] });
+    // The race: setup reads "no such role", someone else creates it, setup's CreateRole is refused.
+    emu.injectFault({ action: 'GetRole', status: 404, code: 'EntityNotExist.Role' });
+    const first = await run('setup', ['--workload-identity', WI]);
+    expect(first.code).toBe(1);
+    expect(first.stderr).toContain(`RAM role ${ROLE} was created by someone else while setup ran`);
+    expect(recorded('ram_role')).toBeUndefined();
+
+    const again = await run('setup', ['--workload-identity', WI]);
+    expect(again.code).toBe(1);
+    expect(again.stdout).toContain(`! blocked  RAM role`);
+    expect(emu.state().roles[0]!.AssumeRolePolicyDocument).toBe(foreignTrust);
+    expect(emu.calls.filter((c) => c.action === 'UpdateRole' || c.action === 'AttachPolicyToRole')).toEqual([]);
+
+    expect((await run('teardown')).code).toBe(0);
+    expect(emu.state().roles.map((r) => r.RoleName)).toEqual([ROLE]);
+  });
+
+  it('fix 1: a workload identity created by someone else mid-run is adopted when it fits, never recorded as created, kept by teardown', async () => {
+    await start({ workloadIdentities: [{ WorkloadIdentityName: WI, RoleArn: `acs:ram::1234567890123456:role/${ROLE.toLowerCase()}`, AllowedResourceOAuth2ReturnURLs: [] }] });
+    emu.mutate((s) => {
+      s.workloadIdentities[0]!.AllowedResourceOAuth2ReturnURLs = [`${redirect}/callback`];
+    });
+    emu.injectFault({ action: 'GetWorkloadIdentity', status: 404, code: 'EntityNotExists.WorkloadIdentity' });
+    const r = await run('setup', ['--workload-identity', WI]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`adopted workload identity ${WI} (someone else created it while setup ran`);
+    expect(recorded('workload_identity')?.status).toBe('adopted');
+    const td = await run('teardown');
+    expect(td.code).toBe(0);
+    expect(emu.state().workloadIdentities.map((w) => w.WorkloadIdentityName)).toEqual([WI]);
+    expect(emu.state().roles).toEqual([]);
+  });
+
+  it('fix 2: teardown deletes only what still has the identity setup recorded', async () => {
+    await start({ roles: [{ RoleName: 'ProductionRole', AssumeRolePolicyDocument: foreignTrust }] });
+    expect((await run('setup', ['--workload-identity', WI])).code).toBe(0);
+    expect(recorded('ram_role')).toMatchObject({ status: 'created', identity: emu.state().roles.find((r) => r.RoleName === ROLE)!.RoleId });
+    // Someone deletes setup's provider and makes their own under the same name.
+    emu.mutate((s) => {
+      s.oauth2Providers = [{ OAuth2CredentialProviderName: 'test-provider-for-dingtalk', CredentialProviderArn: providerArn, CreateTime: '2099-01-01T00:00:00Z', UpdateTime: '2099-01-01T00:00:00Z', Description: 'someone else' }];
+    });
+    // A hand-edited record points the workload identity entry at someone else's resource name.
+    const data = configJson();
+    const wiEntry = data.dingtalk_mcp_setup!.resources.find((x) => x.type === 'workload_identity')!;
+    emu.mutate((s) => {
+      s.workloadIdentities.push({ ...s.workloadIdentities[0]!, WorkloadIdentityName: 'prod-workload', CreateTime: '2020-01-01T00:00:00Z' });
+    });
+    wiEntry.name = 'prod-workload';
+    writeFileSync(join(dir, '.config.json'), JSON.stringify(data));
+
+    const td = await run('teardown');
+    expect(td.stderr).toContain('DingTalk credential provider test-provider-for-dingtalk was re-created by someone else after setup; left untouched');
+    expect(td.stderr).toContain('workload identity prod-workload was re-created by someone else after setup; left untouched');
+    const s = emu.state();
+    expect(s.oauth2Providers.map((p) => p.Description)).toEqual(['someone else']);
+    expect(s.workloadIdentities.map((w) => w.WorkloadIdentityName)).toContain('prod-workload');
+    expect(s.roles.map((r) => r.RoleName)).toEqual(['ProductionRole']);
+    expect(s.policies).toEqual([]);
+  });
+
+  it('fix 2: teardown refuses a record without accountId, and leaves resources whose identity was never recorded', async () => {
+    await start();
+    expect((await run('setup', ['--workload-identity', WI])).code).toBe(0);
+    const data = configJson() as Record<string, unknown> & { dingtalk_mcp_setup: { accountId?: string; resources: Array<Record<string, unknown>> } };
+    delete data.dingtalk_mcp_setup.accountId;
+    writeFileSync(join(dir, '.config.json'), JSON.stringify(data));
+    const refused = await run('teardown');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('does not say which account and region');
+    expect(mutating().filter((c) => c.action.startsWith('Delete') || c.action.startsWith('Detach'))).toEqual([]);
+
+    // A record from before identities (or a pending create) is not proof: left untouched until setup confirms it.
+    data.dingtalk_mcp_setup.accountId = emu.accountId;
+    for (const r of data.dingtalk_mcp_setup.resources) delete r.identity;
+    writeFileSync(join(dir, '.config.json'), JSON.stringify(data));
+    const unproven = await run('teardown');
+    expect(unproven.code).toBe(1);
+    expect(unproven.stderr).toContain(`RAM role ${ROLE} exists, but setup never learned its identity`);
+    expect(emu.state().roles).toHaveLength(1);
+    expect((await run('setup', ['--workload-identity', WI])).code).toBe(0);
+    expect((await run('teardown')).code).toBe(0);
+    expect(emu.state().roles).toEqual([]);
+  });
+
+  it('fix 3: teardown works only in the recorded region; setup does not switch regions under a record', async () => {
+    await start();
+    expect((await run('setup', ['--workload-identity', WI])).code).toBe(0);
+    const byFlag = await run('teardown', ['--region', 'cn-hangzhou']);
+    expect(byFlag.code).toBe(1);
+    expect(byFlag.stderr).toContain('the record is for region cn-beijing, but --region / AGENT_IDENTITY_REGION_ID says cn-hangzhou');
+    const byEnv = await run('teardown', [], { env: { AGENT_IDENTITY_REGION_ID: 'cn-hangzhou' } });
+    expect(byEnv.code).toBe(1);
+    const moved = await run('setup', ['--workload-identity', WI, '--region', 'cn-hangzhou']);
+    expect(moved.code).toBe(1);
+    expect(moved.stderr).toContain('run `dingtalk-mcp teardown` first, or use another --config');
+    expect(mutating().filter((c) => !c.action.startsWith('Create') && c.action !== 'AttachPolicyToRole')).toEqual([]);
+    expect(configJson().dingtalk_mcp_setup).toMatchObject({ regionId: 'cn-beijing' });
+    expect((await run('teardown', ['--region', 'cn-beijing'])).code).toBe(0);
+    expect(emu.state().roles).toEqual([]);
+  });
+
+  it('fix 4: an IMS application whose create answer was lost is found by name (ListApplications) by setup and teardown', async () => {
+    const { Cloud } = await import('../src/provisioning/cloud.js');
+    const { ControlPlaneError } = await import('../src/provisioning/control-plane-client.js');
+    const original = Cloud.prototype.createWebApplication;
+    let lose = 0;
+    Cloud.prototype.createWebApplication = async function (this: InstanceType<typeof Cloud>, a) {
+      const created = await original.call(this, a);
+      if (lose > 0) {
+        lose -= 1;
+        throw new ControlPlaneError('IMS CreateApplication failed: NetworkError.', 'ims', 'CreateApplication', 'NetworkError');
+      }
+      return created;
+    };
+    try {
+      await start();
+      lose = 1;
+      expect((await run('setup', ['--http', '--workload-identity', WI])).code).toBe(1);
+      expect(recorded('ims_application')).toMatchObject({ status: 'pending' });
+      expect(emu.state().applications).toHaveLength(1);
+      // teardown finds it by name
+      expect((await run('teardown')).code).toBe(0);
+      expect(emu.state().applications).toEqual([]);
+
+      lose = 1;
+      expect((await run('setup', ['--http', '--workload-identity', WI])).code).toBe(1);
+      const resumed = await run('setup', ['--http', '--workload-identity', WI]);
+      expect(resumed.code, resumed.stderr).toBe(0);
+      const apps = emu.state().applications;
+      expect(apps).toHaveLength(1);
+      expect(recorded('ims_application')).toMatchObject({ status: 'created', appId: apps[0]!.AppId, identity: apps[0]!.AppId });
+      expect(emu.calls.some((c) => c.product === 'ims' && c.action === 'ListApplications' && c.status === 200)).toBe(true);
+      expect((await run('teardown')).code).toBe(0);
+      expect(emu.state().applications).toEqual([]);
+    } finally {
+      Cloud.prototype.createWebApplication = original;
+    }
+  });
+
+  it('fix 5: a role is adopted only with exactly the expected trust policy, and an adopted role is never changed', async () => {
+    const withExtra = JSON.stringify({ Version: '1', Statement: [...JSON.parse(exactTrust()).Statement, { Effect: 'Allow', Action: 'sts:AssumeRole', Principal: { RAM: ['acs:ram::999:root'] } }] });
+    const noCondition = JSON.stringify({ Version: '1', Statement: [{ Effect: 'Allow', Action: ['sts:AssumeRole', 'sts:SetContext'], Principal: { Service: ['workload.agentidentity.aliyuncs.com'] } }] });
+    for (const [doc, problem] of [
+      [withExtra, 'its trust policy has 2 statements'],
+      [noCondition, 'Condition is not exactly StringEquals'],
+    ] as const) {
+      await start({ roles: [{ RoleName: ROLE, AssumeRolePolicyDocument: doc }] });
+      const r = await run('setup', ['--workload-identity', WI]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(problem);
+      expect(mutating()).toEqual([]);
+      await emu.close();
+    }
+
+    // Exact trust but without setup's policy: blocked, never attached.
+    await start({ roles: [{ RoleName: ROLE, AssumeRolePolicyDocument: exactTrust() }] });
+    const lacking = await run('setup', ['--workload-identity', WI]);
+    expect(lacking.code).toBe(1);
+    expect(lacking.stderr).toContain(`the RAM role ${ROLE} was not created by setup, so setup never attaches a policy to it`);
+    expect(mutating()).toEqual([]);
+    await emu.close();
+
+    // Exact trust with the policy attached: adopted as is, and teardown keeps both.
+    const doc = JSON.stringify({ Version: '1', Statement: [{ Effect: 'Allow', Action: ['agentidentitydata:GetResourceOAuth2Token'], Resource: [wiArn, providerArn] }] });
+    await start({ roles: [{ RoleName: ROLE, AssumeRolePolicyDocument: exactTrust() }], policies: [{ PolicyName: POLICY, PolicyDocument: doc, attachTo: [ROLE] }] });
+    const ok = await run('setup', ['--workload-identity', WI]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain('= adopt   RAM role');
+    expect(emu.calls.filter((c) => ['UpdateRole', 'AttachPolicyToRole', 'CreatePolicyVersion'].includes(c.action))).toEqual([]);
+    expect((await run('teardown')).code).toBe(0);
+    expect(emu.state().roles.map((r) => r.RoleName)).toEqual([ROLE]);
+    expect(emu.state().policies.map((p) => p.PolicyName)).toEqual([POLICY]);
+  });
+});

@@ -85,7 +85,11 @@ export async function runProvisioning(command: ProvisioningCommand | string, arg
 
     const build = (quiet: boolean): Context => {
       const file = new ConfigFile(resolve(cwd, opts.configFile));
-      const cloud = new Cloud(new ControlPlaneClient({ regionId: opts.regionId ?? file.string('region_id') ?? 'cn-beijing', endpoints: opts.endpoints, ...(credential ? { credential } : {}) }));
+      // Teardown works only in the recorded region (it refuses a different explicit one); the others resolve the
+      // region like resolveNames (context.ts).
+      const recorded = file.record?.regionId;
+      const regionId = (command === 'teardown' ? recorded : undefined) ?? opts.regionId ?? file.string('region_id') ?? recorded ?? 'cn-beijing';
+      const cloud = new Cloud(new ControlPlaneClient({ regionId, endpoints: opts.endpoints, ...(credential ? { credential } : {}) }));
       return {
         opts,
         file,

@@ -20,7 +20,12 @@
  * STS 2015-04-01 (sts-20150401): GetCallerIdentity → {AccountId, Arn, IdentityType, PrincipalId, UserId, RoleId}
  * IMS 2019-08-15 (ims-20190815): CreateApplication {AppName, DisplayName, AppType, RedirectUris (`;`-separated),
  *   PredefinedScopes, RequiredScopes, ProtocolVersion, SecretRequired} → {Application{AppId, …}};
- *   GetApplication / DeleteApplication {AppId}; CreateAppSecret {AppId} → {AppSecret{AppSecretId, AppSecretValue}}
+ *   GetApplication / DeleteApplication {AppId}; CreateAppSecret {AppId} → {AppSecret{AppSecretId, AppSecretValue}};
+ *   ListApplications (no parameters) → {Applications{Application[{AppId, AppName, CreateDate, …}]}}
+ *
+ * Identities that are never reused by a re-created resource of the same name (what teardown compares before
+ * deleting): RAM Role `RoleId` (CreateRole/GetRole), RAM Policy `CreateDate` (CreatePolicy/GetPolicy `Policy`),
+ * AgentIdentity `CreateTime` (Create/Get WorkloadIdentity, IdentityProvider, OAuth2CredentialProvider), IMS `AppId`.
  */
 import { ControlPlaneError, type ControlPlaneClient } from './control-plane-client.js';
 
@@ -30,37 +35,46 @@ export interface WorkloadIdentity {
   roleArn?: string;
   identityProviderName?: string;
   returnUrls: string[];
+  createTime?: string;
 }
 export interface IdentityProvider {
   name: string;
   arn?: string;
   discoveryUrl?: string;
   audience: string[];
+  createTime?: string;
 }
 export interface OAuth2Provider {
   name: string;
   arn?: string;
   vendor?: string;
   callbackUrl?: string;
+  createTime?: string;
 }
 export interface Role {
   name: string;
   arn: string;
   trustPolicy: string;
+  /** RoleId: unique, never reused by a re-created role of the same name. */
+  id?: string;
+  createDate?: string;
 }
 export interface Policy {
   name: string;
   type: string;
   document?: string;
+  createDate?: string;
 }
 export interface Application {
   appId: string;
   appName?: string;
   redirectUris: string[];
+  createDate?: string;
 }
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 const strs = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
+const opt = (key: string, v: unknown): Record<string, string> => (str(v) ? { [key]: str(v)! } : {});
 const obj = (v: unknown): Record<string, unknown> => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
 
 /** `undefined` when the entity does not exist; other errors propagate. */
@@ -92,6 +106,7 @@ function toWorkloadIdentity(v: unknown): WorkloadIdentity {
     ...(str(w.RoleArn) ? { roleArn: str(w.RoleArn) } : {}),
     ...(str(w.IdentityProviderName) ? { identityProviderName: str(w.IdentityProviderName) } : {}),
     returnUrls: strs(w.AllowedResourceOAuth2ReturnURLs),
+    ...opt('createTime', w.CreateTime),
   };
 }
 
@@ -102,6 +117,7 @@ function toIdentityProvider(v: unknown): IdentityProvider {
     ...(str(p.IdentityProviderArn) ? { arn: str(p.IdentityProviderArn) } : {}),
     ...(str(p.DiscoveryURL) ? { discoveryUrl: str(p.DiscoveryURL) } : {}),
     audience: strs(p.AllowedAudience),
+    ...opt('createTime', p.CreateTime),
   };
 }
 
@@ -112,17 +128,18 @@ function toProvider(v: unknown): OAuth2Provider {
     ...(str(p.CredentialProviderArn) ? { arn: str(p.CredentialProviderArn) } : {}),
     ...(str(p.CredentialProviderVendor) ? { vendor: str(p.CredentialProviderVendor) } : {}),
     ...(str(p.CallbackURL) ? { callbackUrl: str(p.CallbackURL) } : {}),
+    ...opt('createTime', p.CreateTime),
   };
 }
 
 function toRole(v: unknown): Role {
   const r = obj(v);
-  return { name: str(r.RoleName) ?? '', arn: str(r.Arn) ?? '', trustPolicy: str(r.AssumeRolePolicyDocument) ?? '' };
+  return { name: str(r.RoleName) ?? '', arn: str(r.Arn) ?? '', trustPolicy: str(r.AssumeRolePolicyDocument) ?? '', ...opt('id', r.RoleId), ...opt('createDate', r.CreateDate) };
 }
 
 function toApplication(v: unknown): Application {
   const a = obj(v);
-  return { appId: str(a.AppId) ?? '', ...(str(a.AppName) ? { appName: str(a.AppName) } : {}), redirectUris: strs(obj(a.RedirectUris).RedirectUri) };
+  return { appId: str(a.AppId) ?? '', ...opt('appName', a.AppName), redirectUris: strs(obj(a.RedirectUris).RedirectUri), ...opt('createDate', a.CreateDate) };
 }
 
 export class Cloud {
@@ -229,12 +246,15 @@ export class Cloud {
     return orUndefined(
       this.client.call('ram', 'GetPolicy', { PolicyName: name, PolicyType: type }).then((b) => {
         const doc = str(obj(b.DefaultPolicyVersion).PolicyDocument);
-        return { name: str(obj(b.Policy).PolicyName) ?? name, type: str(obj(b.Policy).PolicyType) ?? type, ...(doc ? { document: doc } : {}) };
+        const p = obj(b.Policy);
+        return { name: str(p.PolicyName) ?? name, type: str(p.PolicyType) ?? type, ...(doc ? { document: doc } : {}), ...opt('createDate', p.CreateDate) };
       }),
     );
   }
-  async createPolicy(p: { name: string; document: string; description: string }): Promise<void> {
-    await this.client.call('ram', 'CreatePolicy', { PolicyName: p.name, PolicyDocument: p.document, Description: p.description });
+  async createPolicy(p: { name: string; document: string; description: string }): Promise<Policy> {
+    const b = await this.client.call('ram', 'CreatePolicy', { PolicyName: p.name, PolicyDocument: p.document, Description: p.description });
+    const policy = obj(b.Policy);
+    return { name: str(policy.PolicyName) ?? p.name, type: 'Custom', document: p.document, ...opt('createDate', policy.CreateDate) };
   }
   /** A new default version; the oldest non-default one is rotated out when RAM's version limit is reached. */
   async setPolicyDocument(name: string, document: string): Promise<void> {
@@ -248,13 +268,9 @@ export class Cloud {
   deletePolicy(name: string): Promise<boolean> {
     return deleted(this.client.call('ram', 'DeletePolicy', { PolicyName: name, CascadingDelete: true }));
   }
+  /** Errors propagate, `EntityAlreadyExists.*` included: an attachment someone else made is not setup's. */
   async attachPolicyToRole(policyName: string, roleName: string, type = 'Custom'): Promise<void> {
-    try {
-      await this.client.call('ram', 'AttachPolicyToRole', { PolicyType: type, PolicyName: policyName, RoleName: roleName });
-    } catch (e) {
-      if (e instanceof ControlPlaneError && e.alreadyExists) return; // already attached: the goal state
-      throw e;
-    }
+    await this.client.call('ram', 'AttachPolicyToRole', { PolicyType: type, PolicyName: policyName, RoleName: roleName });
   }
   detachPolicyFromRole(policyName: string, roleName: string, type = 'Custom'): Promise<boolean> {
     return deleted(this.client.call('ram', 'DetachPolicyFromRole', { PolicyType: type, PolicyName: policyName, RoleName: roleName }));
@@ -282,6 +298,12 @@ export class Cloud {
       SecretRequired: true,
     });
     return toApplication(b.Application);
+  }
+  /** Every OAuth application of the account (IMS ListApplications takes no parameters and does not page). */
+  async listApplications(): Promise<Application[]> {
+    const b = await this.client.call('ims', 'ListApplications', {});
+    const list = obj(b.Applications).Application;
+    return (Array.isArray(list) ? list : []).map(toApplication);
   }
   deleteApplication(appId: string): Promise<boolean> {
     return deleted(this.client.call('ims', 'DeleteApplication', { AppId: appId }));

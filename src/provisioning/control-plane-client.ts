@@ -111,7 +111,7 @@ export function controlPlaneHint(product: Product, action: string, code: string,
       case 'ram':
         return `Grant the RAM identity running this command AliyunRAMFullAccess, or at least ram:${action} (setup needs ram:CreateRole, GetRole, UpdateRole, CreatePolicy, GetPolicy, CreatePolicyVersion, AttachPolicyToRole, ListPoliciesForRole; teardown also DetachPolicyFromRole, DeletePolicy, DeleteRole).`;
       case 'ims':
-        return `Grant the RAM identity running this command AliyunRAMFullAccess, or at least ram:${action} (OAuth applications are RAM actions: ram:CreateApplication, ram:GetApplication, ram:CreateAppSecret, ram:DeleteApplication).`;
+        return `Grant the RAM identity running this command AliyunRAMFullAccess, or at least ram:${action} (OAuth applications are RAM actions: ram:CreateApplication, ram:GetApplication, ram:ListApplications, ram:CreateAppSecret, ram:DeleteApplication).`;
       case 'sts':
         return 'STS refused to identify the caller: check the credentials.';
     }

@@ -127,6 +127,45 @@ export function checkTrust(doc: string, workloadArn: string): TrustCheck {
   return { ok: true };
 }
 
+/**
+ * Setup adopts an existing role only when its trust policy is exactly {@link trustPolicy}: one statement, Allow,
+ * Principal only `Service` = the Agent Identity service, Action exactly `sts:AssumeRole` + `sts:SetContext`, Condition
+ * only `StringEquals` {WorkloadIdentityArn: this workload identity}. A single value may be a string or a one-element
+ * array, and order is free. Returns what differs, or undefined when it fits.
+ */
+export function trustProblem(doc: string, workloadArn: string): string | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(doc);
+  } catch {
+    return 'its trust policy is not valid JSON';
+  }
+  const p = (parsed ?? {}) as Record<string, unknown>;
+  const extraTop = Object.keys(p).filter((k) => k !== 'Version' && k !== 'Statement');
+  if (extraTop.length) return `its trust policy has other top-level keys (${extraTop.join(', ')})`;
+  const all = Array.isArray(p.Statement) ? (p.Statement as Array<Record<string, unknown>>) : [];
+  if (all.length !== 1) return `its trust policy has ${all.length} statements; exactly one is expected`;
+  const s = all[0] ?? {};
+  const extra = Object.keys(s).filter((k) => !['Effect', 'Action', 'Principal', 'Condition'].includes(k));
+  if (extra.length) return `its trust statement has other keys (${extra.join(', ')})`;
+  if (s.Effect !== 'Allow') return `its trust statement's Effect is ${String(s.Effect)}, not Allow`;
+  const principal = (s.Principal ?? {}) as Record<string, string | string[]>;
+  const principals = Object.keys(principal);
+  const services = list(principal.Service);
+  if (principals.length !== 1 || services.length !== 1 || services[0] !== WORKLOAD_SERVICE_PRINCIPAL) {
+    return `its trust statement's Principal is not only Service ${WORKLOAD_SERVICE_PRINCIPAL}`;
+  }
+  const actions = [...new Set(list(s.Action as string | string[]))].sort();
+  if (actions.join(',') !== 'sts:AssumeRole,sts:SetContext') return `its trust statement's Action is ${actions.join(' + ') || 'empty'}, not sts:AssumeRole + sts:SetContext`;
+  const cond = (s.Condition ?? {}) as Record<string, Record<string, string | string[]>>;
+  const eq = cond.StringEquals ?? {};
+  const values = list(eq[WORKLOAD_ARN_CONDITION]);
+  if (Object.keys(cond).length !== 1 || Object.keys(eq).length !== 1 || values.length !== 1 || values[0] !== workloadArn) {
+    return `its trust statement's Condition is not exactly StringEquals ${WORKLOAD_ARN_CONDITION} = ${workloadArn}`;
+  }
+  return undefined;
+}
+
 /** Does one of these policy documents allow GetResourceOAuth2Token on both the workload and the provider ARN? */
 export function allowsTokenFetch(docs: string[], workloadArn: string, providerArn: string): boolean {
   const allowed = (resource: string) =>

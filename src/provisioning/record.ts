@@ -3,9 +3,11 @@
  * `inbound_app_id`, `inbound_app_name`; reference §4) plus `dingtalk_provider_name` (read by the server) and
  * `dingtalk_mcp_setup`, the record of what `setup` created, so `teardown` deletes exactly that.
  *
- * Every resource is recorded as `pending` just before its create call and `created` (with its ARN) right after:
- * a crash in between leaves `pending`, which a re-run resolves (exists → ours; missing → create) and teardown
- * treats as possibly ours. Resources found already there are recorded as `adopted` and never deleted.
+ * Every resource is recorded as `pending` just before its create call and `created` (with its ARN and `identity`,
+ * see identity.ts) right after: a crash in between leaves `pending`, which a re-run resolves (exists → ours, its
+ * identity recorded; missing → create). A create refused because the name was taken meanwhile drops `pending`:
+ * that resource is someone else's. Resources found already there are recorded as `adopted` and never deleted.
+ * Teardown deletes a resource only when its current identity equals the recorded one.
  * Writes are atomic (temp file + rename) and keep every key the file already had.
  *
  * Secrets never go into this file. The one secret setup itself obtains — the IMS app secret in HTTP mode — goes to
@@ -32,8 +34,10 @@ export interface ResourceRecord {
   name: string;
   status: ResourceStatus;
   arn?: string;
-  /** IMS application of an app secret. */
+  /** IMS application (of an app secret). */
   appId?: string;
+  /** What a re-created resource of the same name never shares (identity.ts); set for created resources. */
+  identity?: string;
   at: string;
 }
 
@@ -88,13 +92,13 @@ export class ConfigFile {
     return this.record?.resources.find((x) => x.type === type && (name === undefined || x.name === name));
   }
 
-  /** Record (or update) one resource and save at once. */
+  /** Record (or replace) one resource's entry and save at once. */
   track(entry: Omit<ResourceRecord, 'at'>): void {
     const record = this.record;
     if (!record) throw new Error('no setup record to track resources in');
     const at = new Date().toISOString();
     const i = record.resources.findIndex((x) => x.type === entry.type && x.name === entry.name);
-    if (i >= 0) record.resources[i] = { ...record.resources[i]!, ...entry, at };
+    if (i >= 0) record.resources[i] = { ...entry, at };
     else record.resources.push({ ...entry, at });
     this.save();
   }

@@ -8,20 +8,23 @@
  * they already fit; otherwise the plan says what to fix).
  */
 import { randomUUID } from 'node:crypto';
-import { ControlPlaneError } from './control-plane-client.js';
+import type { Application, IdentityProvider, OAuth2Provider, Policy, Role, WorkloadIdentity } from './cloud.js';
 import type { Context, Names } from './context.js';
 import { freshRecord, issuerOf, resolveNames } from './context.js';
+import { createOrAdopt, GONE } from './create-step.js';
 import {
   allowsTokenFetch,
-  checkTrust,
   oauth2ProviderArn,
   permissionPolicy,
   policyArn,
   roleArn as ramRoleArn,
+  ROLE_ACTION,
   sameJson,
   trustPolicy,
+  trustProblem,
   workloadIdentityArn,
 } from './documents.js';
+import { appIdentity, applicationsNamed, attachmentIdentity, policyIdentity, readIdentity, roleIdentity } from './identity.js';
 import { printClientConfig } from './client-config.js';
 import type { ResourceRecord, ResourceType } from './record.js';
 
@@ -33,7 +36,8 @@ interface PlanItem {
   name: string;
   action: Action;
   detail?: string;
-  apply?: () => Promise<void>;
+  /** A returned line replaces the "created …" line (e.g. when the resource turned out to be someone else's). */
+  apply?: () => Promise<string | undefined | void>;
 }
 
 const SYMBOL: Record<Action, string> = { create: '+ create', update: '~ update', ok: '= ok    ', adopt: '= adopt ', blocked: '! blocked' };
@@ -51,8 +55,12 @@ interface Live {
   appId?: string;
   roleArn?: string;
   providerCallbackUrl?: string;
-  providerCreated?: boolean;
+  /** The role / app exists but is not setup's: never changed (no policy attached, no secret created). */
+  roleAdopted?: boolean;
+  appAdopted?: boolean;
 }
+
+type Owned = (type: ResourceType, name: string, identity: string | undefined) => boolean;
 
 export async function runSetup(ctx: Context): Promise<number> {
   const { opts, file, cloud, io } = ctx;
@@ -81,10 +89,18 @@ export async function runSetup(ctx: Context): Promise<number> {
   record ??= freshRecord(opts, opts.regionId ?? file.string('region_id') ?? 'cn-beijing');
   const names = resolveNames(opts, file, record.suffix);
   const http = opts.http || record.mode === 'http';
+  if (record.resources.length > 0 && names.regionId !== record.regionId) {
+    io.err(
+      `setup: ${file.path} records resources in region ${record.regionId}, but this run is for region ${names.regionId}. ` +
+        `Setup never switches regions under a record. Fix: run \`dingtalk-mcp teardown\` first, or use another --config for region ${names.regionId}.`,
+    );
+    return 1;
+  }
 
-  const owned = (type: ResourceType, name: string) => {
+  /** Setup's own: recorded as created (or pending), and not re-created by someone else since (identity.ts). */
+  const owned: Owned = (type, name, identity) => {
     const r = file.record?.resources.find((x) => x.type === type && x.name === name);
-    return r !== undefined && r.status !== 'adopted';
+    return r !== undefined && r.status !== 'adopted' && (r.identity === undefined || r.identity === identity);
   };
 
   const plan: PlanItem[] = [];
@@ -137,8 +153,8 @@ export async function runSetup(ctx: Context): Promise<number> {
     const counted = item.action === 'create' || item.action === 'update';
     if (counted) step += 1;
     try {
-      await item.apply();
-      if (counted) io.out(`[${step}/${total}] ${item.action === 'update' ? 'updated' : 'created'} ${item.label} ${item.name}`);
+      const line = await item.apply();
+      if (counted) io.out(`[${step}/${total}] ${line || `${item.action === 'update' ? 'updated' : 'created'} ${item.label} ${item.name}`}`);
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);
       io.err(`setup: step ${step} of ${total} failed (${item.label} ${item.name}). ${message}`);
@@ -177,36 +193,47 @@ function plannedNames(n: Names, http: boolean): Array<[string, string]> {
   ];
 }
 
-async function discover(
-  ctx: Context,
-  n: Names,
-  live: Live,
-  http: boolean,
-  owned: (type: ResourceType, name: string) => boolean,
-  plan: PlanItem[],
-): Promise<void> {
+async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned: Owned, plan: PlanItem[]): Promise<void> {
   const { cloud, file, opts } = ctx;
   const account = live.accountId!;
   const wiArn = workloadIdentityArn(n.regionId, account, n.workloadIdentity);
   const provArn = oauth2ProviderArn(n.regionId, account, n.provider);
   const track = (entry: Omit<ResourceRecord, 'at'>) => file.track(entry);
+  const withIdentity = (identity: string | undefined) => (identity ? { identity } : {});
 
   // ---- HTTP mode: OAuth application, its secret, identity provider ----
   if (http) {
     const appRec = file.find('ims_application');
+    let app: Application | undefined;
+    let appBlocked: string | undefined;
     const knownId = appRec?.appId ?? file.string('inbound_app_id');
-    const app = knownId ? await cloud.getApplication(knownId) : undefined;
-    const appOwned = appRec !== undefined && appRec.status !== 'adopted';
-    if (app) {
-      live.appId = app.appId;
-      const missing = !app.redirectUris.includes(n.loginRedirectUri);
+    if (appRec && appRec.status === 'pending' && !appRec.appId) {
+      // An earlier create's answer was lost: the application, if it was made, is known only by its name.
+      const named = await applicationsNamed(cloud, appRec.name);
+      if (named.length === 1) app = named[0];
+      else if (named.length > 1) {
+        appBlocked = `${named.length} IMS applications are named ${appRec.name} (${named.map((a) => a.appId).join(', ')}), so setup cannot tell which one its interrupted run created; delete the extra ones in the RAM console (OAuth applications) and run setup again`;
+      }
+    } else if (knownId) {
+      app = await cloud.getApplication(knownId);
+    }
+    const appOwned = app !== undefined && owned('ims_application', appRec?.name ?? '', appIdentity(app)) && (appRec?.appId === undefined || appRec.appId === app.appId);
+    const appTrack = (a: Application, status: 'created' | 'adopted') =>
+      track({ type: 'ims_application', name: status === 'created' ? n.appName : (a.appName ?? n.appName), appId: a.appId, status, ...(status === 'created' ? { arn: `acs:ram::${account}:application/${a.appId}`, identity: appIdentity(a) } : {}) });
+    if (appBlocked) {
+      plan.push({ type: 'ims_application', label: 'IMS OAuth application', name: n.appName, action: 'blocked', detail: appBlocked });
+    } else if (app) {
+      const found = app;
+      live.appId = found.appId;
+      live.appAdopted = !appOwned;
+      const missing = !found.redirectUris.includes(n.loginRedirectUri);
       plan.push({
         type: 'ims_application',
         label: 'IMS OAuth application',
-        name: `${app.appName ?? n.appName} (${app.appId})`,
+        name: `${found.appName ?? n.appName} (${found.appId})`,
         action: appOwned ? 'ok' : 'adopt',
         ...(missing ? { detail: `warning: its redirect URIs lack ${n.loginRedirectUri}; add it in the RAM console → OAuth applications` } : {}),
-        ...(appOwned ? {} : { apply: async () => track({ type: 'ims_application', name: app.appName ?? n.appName, appId: app.appId, status: 'adopted' }) }),
+        apply: async () => appTrack(found, appOwned ? 'created' : 'adopted'),
       });
     } else if (knownId && !appRec) {
       plan.push({
@@ -223,12 +250,25 @@ async function discover(
         name: n.appName,
         action: 'create',
         detail: `WebApp, redirect ${n.loginRedirectUri}`,
-        apply: async () => {
-          track({ type: 'ims_application', name: n.appName, status: 'pending' });
-          const created = await cloud.createWebApplication({ appName: n.appName, displayName: 'dingtalk-mcp', redirectUris: [n.loginRedirectUri], scopes: ['openid', 'profile', 'aliuid'] });
-          live.appId = created.appId;
-          track({ type: 'ims_application', name: n.appName, appId: created.appId, status: 'created', arn: `acs:ram::${account}:application/${created.appId}` });
-        },
+        apply: () =>
+          createOrAdopt(file, {
+            type: 'ims_application',
+            name: n.appName,
+            label: 'IMS OAuth application',
+            create: () => cloud.createWebApplication({ appName: n.appName, displayName: 'dingtalk-mcp', redirectUris: [n.loginRedirectUri], scopes: ['openid', 'profile', 'aliuid'] }),
+            created: (a) => {
+              live.appId = a.appId;
+              appTrack({ ...a, appName: n.appName }, 'created');
+            },
+            adopt: async () => {
+              const named = await applicationsNamed(cloud, n.appName);
+              if (named.length !== 1) return named.length ? `${named.length} applications have that name` : GONE;
+              live.appId = named[0]!.appId;
+              live.appAdopted = true;
+              appTrack(named[0]!, 'adopted');
+              return undefined;
+            },
+          }),
       });
     }
 
@@ -245,17 +285,24 @@ async function discover(
           ? {}
           : {
               apply: async () => {
+                if (live.appAdopted) return 'skipped IMS application secret: the application is not setup\'s, so its secret is yours to create (set OIDC_CLIENT_SECRET)';
                 const { secretId, secret } = await cloud.createAppSecret(live.appId!);
                 file.writeSecret('oidc_client_secret', secret); // mode 0600; never printed, never in .config.json
-                track({ type: 'ims_app_secret', name: secretId, appId: live.appId!, status: 'created' });
+                track({ type: 'ims_app_secret', name: secretId, appId: live.appId!, status: 'created', identity: secretId });
+                return undefined;
               },
             }),
       });
     }
 
     const idp = await cloud.getIdentityProvider(n.identityProvider);
-    const idpFits = (p: { discoveryUrl?: string; audience: string[] }) => p.discoveryUrl === n.discoveryUrl && live.appId !== undefined && p.audience.includes(live.appId);
+    const idpProblem = (p: IdentityProvider) =>
+      p.discoveryUrl === n.discoveryUrl && live.appId !== undefined && p.audience.includes(live.appId)
+        ? undefined
+        : `its DiscoveryURL (${p.discoveryUrl ?? 'none'}) or AllowedAudience (${p.audience.join(', ') || 'none'}) differ from ${n.discoveryUrl} / the app id; fix it in the Agent Identity console or pass --identity-provider <another name>`;
     const idpInput = () => ({ name: n.identityProvider, discoveryUrl: n.discoveryUrl, audience: [live.appId!] });
+    const idpTrack = (p: IdentityProvider | undefined, status: 'created' | 'adopted') =>
+      track({ type: 'identity_provider', name: n.identityProvider, status, ...(p?.arn ? { arn: p.arn } : {}), ...(status === 'created' ? withIdentity(p?.createTime) : {}) });
     if (!idp) {
       plan.push({
         type: 'identity_provider',
@@ -263,14 +310,23 @@ async function discover(
         name: n.identityProvider,
         action: 'create',
         detail: `discovery ${n.discoveryUrl}, audience = the app id`,
-        apply: async () => {
-          track({ type: 'identity_provider', name: n.identityProvider, status: 'pending' });
-          const created = await cloud.createIdentityProvider({ ...idpInput(), description: 'dingtalk-mcp: sign-in for HTTP mode' });
-          track({ type: 'identity_provider', name: n.identityProvider, status: 'created', ...(created.arn ? { arn: created.arn } : {}) });
-        },
+        apply: () =>
+          createOrAdopt(file, {
+            type: 'identity_provider',
+            name: n.identityProvider,
+            label: 'identity provider',
+            create: () => cloud.createIdentityProvider({ ...idpInput(), description: 'dingtalk-mcp: sign-in for HTTP mode' }),
+            created: async (p) => idpTrack(p.createTime ? p : ((await cloud.getIdentityProvider(n.identityProvider)) ?? p), 'created'),
+            adopt: async () => {
+              const p = await cloud.getIdentityProvider(n.identityProvider);
+              const problem = p ? idpProblem(p) : GONE;
+              if (!problem) idpTrack(p, 'adopted');
+              return problem;
+            },
+          }),
       });
-    } else if (owned('identity_provider', n.identityProvider)) {
-      const fits = idpFits(idp);
+    } else if (owned('identity_provider', n.identityProvider, idp.createTime)) {
+      const fits = idpProblem(idp) === undefined;
       plan.push({
         type: 'identity_provider',
         label: 'identity provider',
@@ -279,26 +335,28 @@ async function discover(
         ...(fits ? {} : { detail: 'discovery URL or audience differ' }),
         apply: async () => {
           if (!fits) await cloud.updateIdentityProvider(idpInput());
-          track({ type: 'identity_provider', name: n.identityProvider, status: 'created', ...(idp.arn ? { arn: idp.arn } : {}) });
+          idpTrack(idp, 'created');
         },
       });
-    } else if (idpFits(idp)) {
-      plan.push({ type: 'identity_provider', label: 'identity provider', name: n.identityProvider, action: 'adopt', apply: async () => track({ type: 'identity_provider', name: n.identityProvider, status: 'adopted', ...(idp.arn ? { arn: idp.arn } : {}) }) });
     } else {
-      plan.push({
-        type: 'identity_provider',
-        label: 'identity provider',
-        name: n.identityProvider,
-        action: 'blocked',
-        detail: `it exists but was not created by setup, and its DiscoveryURL (${idp.discoveryUrl ?? 'none'}) or AllowedAudience (${idp.audience.join(', ') || 'none'}) differ from ${n.discoveryUrl} / the app id; fix it in the Agent Identity console or pass --identity-provider <another name>`,
-      });
+      const problem = idpProblem(idp);
+      plan.push(
+        problem
+          ? { type: 'identity_provider', label: 'identity provider', name: n.identityProvider, action: 'blocked', detail: `it exists but was not created by setup, and ${problem}` }
+          : { type: 'identity_provider', label: 'identity provider', name: n.identityProvider, action: 'adopt', apply: async () => idpTrack(idp, 'adopted') },
+      );
     }
   }
 
-  // ---- RAM role ----
+  // ---- RAM role: adopted only when its trust policy is exactly setup's; an adopted role is never changed ----
   const expectedTrust = trustPolicy(wiArn);
   const role = await cloud.getRole(n.role);
-  const roleTrack = (status: ResourceRecord['status'], arn?: string) => track({ type: 'ram_role', name: n.role, status, arn: arn ?? ramRoleArn(account, n.role) });
+  const roleTrack = (r: Role | undefined, status: ResourceRecord['status']) =>
+    track({ type: 'ram_role', name: n.role, status, arn: r?.arn || ramRoleArn(account, n.role), ...(status === 'created' && r ? withIdentity(roleIdentity(r)) : {}) });
+  const roleProblem = (r: Role) => {
+    const problem = trustProblem(r.trustPolicy, wiArn);
+    return problem && `${problem}. Setup adopts an existing role only when its trust policy is exactly the one setup would write (see docs/provisioning.md); fix it in the RAM console or pass --workload-identity <another name>`;
+  };
   if (!role) {
     plan.push({
       type: 'ram_role',
@@ -306,42 +364,61 @@ async function discover(
       name: n.role,
       action: 'create',
       detail: `trusted by ${'workload.agentidentity.aliyuncs.com'} for this workload identity only`,
+      apply: () =>
+        createOrAdopt(file, {
+          type: 'ram_role',
+          name: n.role,
+          label: 'RAM role',
+          create: () => cloud.createRole({ name: n.role, trustPolicy: expectedTrust, description: `dingtalk-mcp: role of workload identity ${n.workloadIdentity}` }),
+          created: async (r) => {
+            const read = roleIdentity(r) ? r : ((await cloud.getRole(n.role)) ?? r);
+            live.roleArn = read.arn || ramRoleArn(account, n.role);
+            roleTrack({ ...read, arn: live.roleArn }, 'created');
+          },
+          adopt: async () => {
+            const r = await cloud.getRole(n.role);
+            const problem = r ? roleProblem(r) : GONE;
+            if (!problem) {
+              live.roleArn = r!.arn;
+              live.roleAdopted = true;
+              roleTrack(r, 'adopted');
+            }
+            return problem;
+          },
+        }),
+    });
+  } else if (owned('ram_role', n.role, roleIdentity(role))) {
+    live.roleArn = role.arn;
+    const fits = trustProblem(role.trustPolicy, wiArn) === undefined;
+    plan.push({
+      type: 'ram_role',
+      label: 'RAM role',
+      name: n.role,
+      action: fits ? 'ok' : 'update',
+      ...(fits ? {} : { detail: 'trust policy differs' }),
       apply: async () => {
-        roleTrack('pending');
-        const created = await cloud.createRole({ name: n.role, trustPolicy: expectedTrust, description: `dingtalk-mcp: role of workload identity ${n.workloadIdentity}` });
-        live.roleArn = created.arn || ramRoleArn(account, n.role);
-        roleTrack('created', live.roleArn);
+        if (!fits) await cloud.updateRoleTrust(n.role, expectedTrust);
+        roleTrack(role, 'created');
       },
     });
   } else {
     live.roleArn = role.arn;
-    if (owned('ram_role', n.role)) {
-      const fits = sameJson(role.trustPolicy, expectedTrust);
-      plan.push({
-        type: 'ram_role',
-        label: 'RAM role',
-        name: n.role,
-        action: fits ? 'ok' : 'update',
-        ...(fits ? {} : { detail: 'trust policy differs' }),
-        apply: async () => {
-          if (!fits) await cloud.updateRoleTrust(n.role, expectedTrust);
-          roleTrack('created', role.arn);
-        },
-      });
-    } else {
-      const trust = checkTrust(role.trustPolicy, wiArn);
-      plan.push(
-        trust.ok
-          ? { type: 'ram_role', label: 'RAM role', name: n.role, action: 'adopt', apply: async () => roleTrack('adopted', role.arn) }
-          : { type: 'ram_role', label: 'RAM role', name: n.role, action: 'blocked', detail: `it exists but was not created by setup, and ${trust.problem}; fix its trust policy in the RAM console or pass --workload-identity <another name>` },
-      );
-    }
+    live.roleAdopted = true;
+    const problem = roleProblem(role);
+    plan.push(
+      problem
+        ? { type: 'ram_role', label: 'RAM role', name: n.role, action: 'blocked', detail: `it exists but was not created by setup: ${problem}` }
+        : { type: 'ram_role', label: 'RAM role', name: n.role, action: 'adopt', detail: 'exists; used as is, never changed or deleted', apply: async () => roleTrack(role, 'adopted') },
+    );
   }
 
   // ---- RAM policy ----
   const expectedPolicy = permissionPolicy(wiArn, provArn);
   const policy = await cloud.getPolicy(n.policy);
-  const policyTrack = (status: ResourceRecord['status']) => track({ type: 'ram_policy', name: n.policy, status, arn: policyArn(account, n.policy) });
+  const policyTrack = (p: Policy | undefined, status: ResourceRecord['status']) =>
+    track({ type: 'ram_policy', name: n.policy, status, arn: policyArn(account, n.policy), ...(status === 'created' && p ? withIdentity(policyIdentity(p)) : {}) });
+  const policyProblem = (p: Policy) =>
+    allowsTokenFetch(p.document ? [p.document] : [], wiArn, provArn) ? undefined : 'it does not allow GetResourceOAuth2Token on this workload identity and provider; fix it or pass --workload-identity <another name>';
   if (!policy) {
     plan.push({
       type: 'ram_policy',
@@ -349,13 +426,22 @@ async function discover(
       name: n.policy,
       action: 'create',
       detail: 'only agentidentitydata:GetResourceOAuth2Token on this workload identity and provider',
-      apply: async () => {
-        policyTrack('pending');
-        await cloud.createPolicy({ name: n.policy, document: expectedPolicy, description: `dingtalk-mcp: least privilege for ${n.workloadIdentity}` });
-        policyTrack('created');
-      },
+      apply: () =>
+        createOrAdopt(file, {
+          type: 'ram_policy',
+          name: n.policy,
+          label: 'RAM policy',
+          create: () => cloud.createPolicy({ name: n.policy, document: expectedPolicy, description: `dingtalk-mcp: least privilege for ${n.workloadIdentity}` }),
+          created: async (p) => policyTrack(policyIdentity(p) ? p : ((await cloud.getPolicy(n.policy)) ?? p), 'created'),
+          adopt: async () => {
+            const p = await cloud.getPolicy(n.policy);
+            const problem = p ? policyProblem(p) : GONE;
+            if (!problem) policyTrack(p, 'adopted');
+            return problem;
+          },
+        }),
     });
-  } else if (owned('ram_policy', n.policy)) {
+  } else if (owned('ram_policy', n.policy, policyIdentity(policy))) {
     const fits = sameJson(policy.document, expectedPolicy);
     plan.push({
       type: 'ram_policy',
@@ -365,39 +451,74 @@ async function discover(
       ...(fits ? {} : { detail: 'document differs; a new default version' }),
       apply: async () => {
         if (!fits) await cloud.setPolicyDocument(n.policy, expectedPolicy);
-        policyTrack('created');
+        policyTrack(policy, 'created');
       },
     });
-  } else if (allowsTokenFetch(policy.document ? [policy.document] : [], wiArn, provArn)) {
-    plan.push({ type: 'ram_policy', label: 'RAM policy', name: n.policy, action: 'adopt', apply: async () => policyTrack('adopted') });
   } else {
-    plan.push({ type: 'ram_policy', label: 'RAM policy', name: n.policy, action: 'blocked', detail: 'it exists but was not created by setup, and does not allow GetResourceOAuth2Token on this workload identity and provider; fix it or pass --workload-identity <another name>' });
+    const problem = policyProblem(policy);
+    plan.push(
+      problem
+        ? { type: 'ram_policy', label: 'RAM policy', name: n.policy, action: 'blocked', detail: `it exists but was not created by setup, and ${problem}` }
+        : { type: 'ram_policy', label: 'RAM policy', name: n.policy, action: 'adopt', apply: async () => policyTrack(policy, 'adopted') },
+    );
   }
 
-  // ---- attachment ----
+  // ---- attachment: only ever to a role setup created ----
   const attachName = `${n.role}/${n.policy}`;
-  const attached = role && policy ? (await cloud.listPoliciesForRole(n.role)).some((p) => p.type === 'Custom' && p.name.toLowerCase() === n.policy.toLowerCase()) : false;
-  if (!attached) {
+  const isAttached = async () => (await cloud.listPoliciesForRole(n.role)).some((p) => p.type === 'Custom' && p.name.toLowerCase() === n.policy.toLowerCase());
+  const attached = role && policy ? await isAttached() : false;
+  const attachTrack = async (status: 'created' | 'adopted') =>
+    track({ type: 'ram_policy_attachment', name: attachName, status, ...(status === 'created' ? withIdentity((await readIdentity(cloud, 'ram_policy_attachment', attachName))?.identity) : {}) });
+  const notOurRole = (policyExists: boolean) =>
+    `the RAM role ${n.role} was not created by setup, so setup never attaches a policy to it (nor changes it otherwise). ` +
+    `Attach the custom policy ${n.policy} to it yourself in the RAM console${policyExists ? '' : ` (create it first, allowing only ${ROLE_ACTION} on ${wiArn} and ${provArn})`} and run setup again, or pass --workload-identity <another name> so setup creates its own role`;
+  if (attached) {
+    const mine = owned('ram_policy_attachment', attachName, attachmentIdentity(role!, policy!));
+    plan.push({ type: 'ram_policy_attachment', label: 'policy attachment', name: attachName, action: mine ? 'ok' : 'adopt', apply: () => attachTrack(mine ? 'created' : 'adopted') });
+  } else if (live.roleAdopted) {
+    plan.push({ type: 'ram_policy_attachment', label: 'policy attachment', name: attachName, action: 'blocked', detail: notOurRole(policy !== undefined) });
+  } else {
     plan.push({
       type: 'ram_policy_attachment',
       label: 'policy attachment',
       name: attachName,
       action: 'create',
       apply: async () => {
-        track({ type: 'ram_policy_attachment', name: attachName, status: 'pending' });
-        await cloud.attachPolicyToRole(n.policy, n.role);
-        track({ type: 'ram_policy_attachment', name: attachName, status: 'created' });
+        if (live.roleAdopted) {
+          // The role turned out to be someone else's during this run.
+          if (!(await isAttached())) throw new Error(`setup stopped before attaching: ${notOurRole(true)}.`);
+          await attachTrack('adopted');
+          return `adopted policy attachment ${attachName} (the role is not setup's)`;
+        }
+        return createOrAdopt(file, {
+          type: 'ram_policy_attachment',
+          name: attachName,
+          label: 'policy attachment',
+          create: () => cloud.attachPolicyToRole(n.policy, n.role),
+          created: () => attachTrack('created'),
+          adopt: async () => {
+            if (!(await isAttached())) return GONE;
+            await attachTrack('adopted');
+            return undefined;
+          },
+        });
       },
     });
-  } else {
-    const mine = owned('ram_policy_attachment', attachName);
-    plan.push({ type: 'ram_policy_attachment', label: 'policy attachment', name: attachName, action: mine ? 'ok' : 'adopt', apply: async () => track({ type: 'ram_policy_attachment', name: attachName, status: mine ? 'created' : 'adopted' }) });
   }
 
   // ---- workload identity ----
   const wi = await cloud.getWorkloadIdentity(n.workloadIdentity);
   const idpName = http ? n.identityProvider : undefined;
-  const wiTrack = (status: ResourceRecord['status'], arn?: string) => track({ type: 'workload_identity', name: n.workloadIdentity, status, arn: arn ?? wiArn });
+  const wiTrack = (w: WorkloadIdentity | undefined, status: ResourceRecord['status']) =>
+    track({ type: 'workload_identity', name: n.workloadIdentity, status, arn: w?.arn ?? wiArn, ...(status === 'created' ? withIdentity(w?.createTime) : {}) });
+  const wiProblems = (w: WorkloadIdentity) => {
+    const problems: string[] = [];
+    if (!w.returnUrls.includes(n.callbackUrl)) problems.push(`AllowedResourceOAuth2ReturnURLs lacks ${n.callbackUrl}`);
+    if (live.roleArn && w.roleArn?.toLowerCase() !== live.roleArn.toLowerCase()) problems.push(`RoleArn is ${w.roleArn ?? 'empty'}, not ${live.roleArn}`);
+    if (idpName && w.identityProviderName !== idpName) problems.push(`IdentityProviderName is ${w.identityProviderName ?? 'empty'}, not ${idpName}`);
+    return problems;
+  };
+  const wiFix = 'Fix it in the Agent Identity console, or pass --workload-identity <a new name> to let setup create its own';
   if (!wi) {
     plan.push({
       type: 'workload_identity',
@@ -405,24 +526,31 @@ async function discover(
       name: n.workloadIdentity,
       action: 'create',
       detail: `return URL ${n.callbackUrl}${idpName ? `, identity provider ${idpName}` : ''}`,
-      apply: async () => {
-        wiTrack('pending');
-        const created = await cloud.createWorkloadIdentity({
+      apply: () =>
+        createOrAdopt(file, {
+          type: 'workload_identity',
           name: n.workloadIdentity,
-          roleArn: live.roleArn!,
-          ...(idpName ? { identityProviderName: idpName } : {}),
-          returnUrls: [n.callbackUrl],
-          description: 'dingtalk-mcp: writes DingTalk documents as the user',
-        });
-        wiTrack('created', created.arn);
-      },
+          label: 'workload identity',
+          create: () =>
+            cloud.createWorkloadIdentity({
+              name: n.workloadIdentity,
+              roleArn: live.roleArn!,
+              ...(idpName ? { identityProviderName: idpName } : {}),
+              returnUrls: [n.callbackUrl],
+              description: 'dingtalk-mcp: writes DingTalk documents as the user',
+            }),
+          created: async (w) => wiTrack(w.createTime ? w : ((await cloud.getWorkloadIdentity(n.workloadIdentity)) ?? w), 'created'),
+          adopt: async () => {
+            const w = await cloud.getWorkloadIdentity(n.workloadIdentity);
+            const problems = w ? wiProblems(w) : [GONE];
+            if (problems.length === 0) wiTrack(w, 'adopted');
+            return problems.length ? `${problems.join('; ')}. ${wiFix}` : undefined;
+          },
+        }),
     });
   } else {
-    const problems: string[] = [];
-    if (!wi.returnUrls.includes(n.callbackUrl)) problems.push(`AllowedResourceOAuth2ReturnURLs lacks ${n.callbackUrl}`);
-    if (live.roleArn && wi.roleArn?.toLowerCase() !== live.roleArn.toLowerCase()) problems.push(`RoleArn is ${wi.roleArn ?? 'empty'}, not ${live.roleArn}`);
-    if (idpName && wi.identityProviderName !== idpName) problems.push(`IdentityProviderName is ${wi.identityProviderName ?? 'empty'}, not ${idpName}`);
-    if (owned('workload_identity', n.workloadIdentity)) {
+    const problems = wiProblems(wi);
+    if (owned('workload_identity', n.workloadIdentity, wi.createTime)) {
       plan.push({
         type: 'workload_identity',
         label: 'workload identity',
@@ -438,35 +566,36 @@ async function discover(
               returnUrls: [...new Set([...wi.returnUrls, n.callbackUrl])],
             });
           }
-          wiTrack('created', wi.arn);
+          wiTrack(wi, 'created');
         },
       });
     } else if (problems.length === 0) {
-      plan.push({ type: 'workload_identity', label: 'workload identity', name: n.workloadIdentity, action: 'adopt', apply: async () => wiTrack('adopted', wi.arn) });
+      plan.push({ type: 'workload_identity', label: 'workload identity', name: n.workloadIdentity, action: 'adopt', apply: async () => wiTrack(wi, 'adopted') });
     } else {
       plan.push({
         type: 'workload_identity',
         label: 'workload identity',
         name: n.workloadIdentity,
         action: 'blocked',
-        detail: `it exists but was not created by setup: ${problems.join('; ')}. Fix it in the Agent Identity console, or pass --workload-identity <a new name> to let setup create its own`,
+        detail: `it exists but was not created by setup: ${problems.join('; ')}. ${wiFix}`,
       });
     }
   }
 
   // ---- DingTalk OAuth2 credential provider ----
   const provider = await cloud.getOAuth2Provider(n.provider);
-  const providerTrack = (status: ResourceRecord['status'], arn?: string) => track({ type: 'oauth2_credential_provider', name: n.provider, status, arn: arn ?? provArn });
+  const providerTrack = (p: OAuth2Provider | undefined, status: ResourceRecord['status']) =>
+    track({ type: 'oauth2_credential_provider', name: n.provider, status, arn: p?.arn ?? provArn, ...(status === 'created' ? withIdentity(p?.createTime) : {}) });
   if (provider) {
     live.providerCallbackUrl = provider.callbackUrl;
-    const mine = owned('oauth2_credential_provider', n.provider);
+    const mine = owned('oauth2_credential_provider', n.provider, provider.createTime);
     plan.push({
       type: 'oauth2_credential_provider',
       label: 'DingTalk credential provider',
       name: n.provider,
       action: mine ? 'ok' : 'adopt',
       ...(mine ? {} : { detail: 'exists; used as is, never deleted by teardown' }),
-      apply: async () => providerTrack(mine ? 'created' : 'adopted', provider.arn),
+      apply: async () => providerTrack(provider, mine ? 'created' : 'adopted'),
     });
     return;
   }
@@ -487,44 +616,46 @@ async function discover(
   }
   // Like the kit's prepare.py, the caller picks Agent Identity's IdP-facing callback (it must be registered at DingTalk).
   const callbackUrl = `https://agentidentitydata.${n.regionId}.aliyuncs.com/oauth2/callback/${randomUUID()}`;
+  // Shape from agentidentity-20250901 models CustomOAuth2ProviderConfig / OAuth2Discovery / AuthorizationServerMetadata
+  // (wire key `TokenRequest`; the generated type is misspelt TokenReqeust). Vendor string and whether Agent Identity
+  // speaks DingTalk's JSON token endpoint this way are UNVERIFIED — adoption of a console-made provider is the documented path.
+  const config = {
+    CustomOAuth2ProviderConfig: {
+      ClientId: clientId,
+      ClientSecret: secret!,
+      OAuth2Discovery: {
+        AuthorizationServerMetadata: {
+          Issuer: DINGTALK_OAUTH.issuer,
+          AuthorizationRequest: { Endpoint: DINGTALK_OAUTH.authorizationEndpoint },
+          TokenRequest: { Endpoint: DINGTALK_OAUTH.tokenEndpoint },
+          PKCE: { Enabled: false },
+        },
+      },
+    },
+  };
   plan.push({
     type: 'oauth2_credential_provider',
     label: 'DingTalk credential provider',
     name: n.provider,
     action: 'create',
     detail: `from DingTalk app ${clientId}; vendor ${opts.dingtalkVendor} (UNVERIFIED)`,
-    apply: async () => {
-      providerTrack('pending');
-      // Shape from agentidentity-20250901 models CustomOAuth2ProviderConfig / OAuth2Discovery / AuthorizationServerMetadata
-      // (wire key `TokenRequest`; the generated type is misspelt TokenReqeust). Vendor string and whether Agent Identity
-      // speaks DingTalk's JSON token endpoint this way are UNVERIFIED — adoption of a console-made provider is the documented path.
-      const config = {
-        CustomOAuth2ProviderConfig: {
-          ClientId: clientId,
-          ClientSecret: secret!,
-          OAuth2Discovery: {
-            AuthorizationServerMetadata: {
-              Issuer: DINGTALK_OAUTH.issuer,
-              AuthorizationRequest: { Endpoint: DINGTALK_OAUTH.authorizationEndpoint },
-              TokenRequest: { Endpoint: DINGTALK_OAUTH.tokenEndpoint },
-              PKCE: { Enabled: false },
-            },
-          },
+    apply: () =>
+      createOrAdopt(file, {
+        type: 'oauth2_credential_provider',
+        name: n.provider,
+        label: 'DingTalk credential provider',
+        create: () => cloud.createOAuth2Provider({ name: n.provider, vendor: opts.dingtalkVendor, callbackUrl, config, clientSecret: secret!, description: 'dingtalk-mcp: DingTalk user tokens' }),
+        created: async (p) => {
+          live.providerCallbackUrl = p.callbackUrl ?? callbackUrl;
+          providerTrack(p.createTime ? p : ((await cloud.getOAuth2Provider(n.provider)) ?? p), 'created');
         },
-      };
-      try {
-        const created = await cloud.createOAuth2Provider({ name: n.provider, vendor: opts.dingtalkVendor, callbackUrl, config, clientSecret: secret!, description: 'dingtalk-mcp: DingTalk user tokens' });
-        live.providerCallbackUrl = created.callbackUrl ?? callbackUrl;
-        live.providerCreated = true;
-        providerTrack('created', created.arn);
-      } catch (e) {
-        if (e instanceof ControlPlaneError && e.alreadyExists) {
-          // Someone made it between our read and our create: adopt, never overwrite.
-          providerTrack('adopted');
-          return;
-        }
-        throw e;
-      }
-    },
+        adopt: async () => {
+          const p = await cloud.getOAuth2Provider(n.provider);
+          if (!p) return GONE;
+          live.providerCallbackUrl = p.callbackUrl;
+          providerTrack(p, 'adopted');
+          return undefined;
+        },
+      }),
   });
 }

@@ -1,11 +1,15 @@
 /**
- * `dingtalk-mcp teardown`: delete exactly what `setup` recorded as created (or pending: a create that may have
- * happened before a crash) — never an adopted resource, never anything unrecorded. Reverse dependency order;
- * resources already gone are fine. Each deletion is struck from the record as it happens, so an interrupted
- * teardown resumes too.
+ * `dingtalk-mcp teardown`: delete exactly what `setup` recorded as created — never an adopted resource, never
+ * anything unrecorded. It runs only in the recorded account and region. Before each delete it re-reads the
+ * resource and deletes it only when its identity (identity.ts) is the one setup recorded: a resource someone
+ * else re-created under the same name is left untouched, and so is one whose identity setup never learned
+ * (a create interrupted before its answer; a re-run of setup resolves that). The exception is an IMS application
+ * whose create answer was lost: it is found by its name (ListApplications). Reverse dependency order; resources
+ * already gone are fine. Each deletion is struck from the record as it happens, so an interrupted teardown resumes.
  */
 import type { Context } from './context.js';
-import type { ResourceRecord, ResourceType } from './record.js';
+import { applicationsNamed, readIdentity } from './identity.js';
+import { RECORD_KEY, type ResourceRecord, type ResourceType } from './record.js';
 
 const ORDER: ResourceType[] = [
   'oauth2_credential_provider',
@@ -51,20 +55,32 @@ export async function runTeardown(ctx: Context): Promise<number> {
     }
     return 0;
   }
-  if (record?.accountId && !opts.dryRun) {
-    try {
-      const who = await cloud.callerIdentity();
-      if (who.accountId !== record.accountId) {
-        io.err(`teardown: the record is for account ${record.accountId}, but the credentials belong to account ${who.accountId}. Fix: use that account's credentials.`);
-        return 1;
-      }
-    } catch (e) {
-      io.err(`teardown: cannot identify the Alibaba Cloud account. ${e instanceof Error ? e.message : String(e)}`);
+  if (!record?.accountId || !record.regionId) {
+    io.err(
+      `teardown: ${file.path} does not say which account and region its resources are in (accountId / regionId of ${RECORD_KEY}), so teardown will not delete anything. ` +
+        'Fix: delete the resources by hand in the consoles, or restore the record setup wrote.',
+    );
+    return 1;
+  }
+  if (opts.regionId && opts.regionId !== record.regionId) {
+    io.err(
+      `teardown: the record is for region ${record.regionId}, but --region / AGENT_IDENTITY_REGION_ID says ${opts.regionId}. Teardown always works in the recorded region. ` +
+        `Fix: drop --region (or unset AGENT_IDENTITY_REGION_ID), or point --config at the record of region ${opts.regionId}.`,
+    );
+    return 1;
+  }
+  try {
+    const who = await cloud.callerIdentity();
+    if (who.accountId !== record.accountId) {
+      io.err(`teardown: the record is for account ${record.accountId}, but the credentials belong to account ${who.accountId}. Fix: use that account's credentials.`);
       return 1;
     }
+  } catch (e) {
+    io.err(`teardown: cannot identify the Alibaba Cloud account. ${e instanceof Error ? e.message : String(e)}`);
+    return 1;
   }
 
-  io.out(`Plan: delete ${mine.length} resource${mine.length === 1 ? '' : 's'} recorded as created by setup in ${file.path}:`);
+  io.out(`Plan: delete ${mine.length} resource${mine.length === 1 ? '' : 's'} recorded as created by setup in ${file.path} (account ${record.accountId}, region ${record.regionId}), each only if it is still the one setup created:`);
   for (const r of mine) io.out(`  - delete  ${LABEL[r.type].padEnd(28)} ${r.type === 'ims_application' ? `${r.name} (${r.appId ?? 'id unknown'})` : r.name}${r.arn ? `  ${r.arn}` : ''}`);
   const adopted = (record?.resources ?? []).filter((r) => r.status === 'adopted');
   for (const r of adopted) io.out(`  = keep    ${LABEL[r.type].padEnd(28)} ${r.name}  (not created by setup)`);
@@ -76,9 +92,21 @@ export async function runTeardown(ctx: Context): Promise<number> {
   let failures = 0;
   for (const r of mine) {
     try {
-      const gone = await remove(ctx, r);
-      const verb = r.type === 'ims_app_secret' ? 'deleted with its application' : gone ? 'deleted' : 'already gone';
-      io.out(`${verb}: ${LABEL[r.type]} ${r.name}`);
+      const outcome = await removeIfOurs(ctx, r);
+      if (outcome === 'unproven') {
+        failures += 1;
+        io.err(
+          `teardown: ${LABEL[r.type]} ${r.name} exists, but setup never learned its identity (its create was interrupted, or the record predates identity checks), so it is not proven to be setup's; left untouched. ` +
+            'Fix: run `dingtalk-mcp setup` again (it confirms and records it), then teardown; or delete it by hand if it is yours.',
+        );
+        continue;
+      }
+      if (outcome === 'foreign') {
+        io.err(`teardown: ${LABEL[r.type]} ${r.name} was re-created by someone else after setup; left untouched (setup's one is gone).`);
+      } else {
+        const verb = r.type === 'ims_app_secret' ? 'deleted with its application' : outcome === 'deleted' ? 'deleted' : 'already gone';
+        io.out(`${verb}: ${LABEL[r.type]} ${r.name}`);
+      }
       file.forget(r.type, r.name);
       for (const [key, value] of KIT_KEYS[r.type]?.(r) ?? []) {
         if (value === undefined || file.data[key] === value) delete file.data[key];
@@ -105,6 +133,25 @@ export async function runTeardown(ctx: Context): Promise<number> {
   return 0;
 }
 
+type Outcome = 'deleted' | 'gone' | 'foreign' | 'unproven';
+
+async function removeIfOurs(ctx: Context, record: ResourceRecord): Promise<Outcome> {
+  let r = record;
+  if (r.type === 'ims_app_secret') return 'deleted';
+  if (r.type === 'ims_application' && !r.appId) {
+    // The create's answer was lost: the application, if it was made, is known only by its name.
+    const named = await applicationsNamed(ctx.cloud, r.name);
+    if (named.length === 0) return 'gone';
+    if (named.length > 1) return 'unproven';
+    r = { ...r, appId: named[0]!.appId, identity: named[0]!.appId };
+  }
+  const found = await readIdentity(ctx.cloud, r.type, r.name, r.appId);
+  if (!found) return 'gone';
+  if (r.identity === undefined) return 'unproven';
+  if (found.identity !== r.identity) return 'foreign';
+  return (await remove(ctx, r)) ? 'deleted' : 'gone';
+}
+
 async function remove(ctx: Context, r: ResourceRecord): Promise<boolean> {
   const { cloud } = ctx;
   switch (r.type) {
@@ -126,7 +173,6 @@ async function remove(ctx: Context, r: ResourceRecord): Promise<boolean> {
       // Deleted with its application when setup created that too; a lone secret of an adopted app is not created by setup.
       return true;
     case 'ims_application':
-      if (!r.appId) return false; // the create never answered: nothing known to delete
-      return cloud.deleteApplication(r.appId);
+      return r.appId ? cloud.deleteApplication(r.appId) : false;
   }
 }

@@ -7,7 +7,7 @@
  * | AgentIdentity | 2025-09-01 | Create/Get/Update/Delete WorkloadIdentity, ListWorkloadIdentities, Create/Get/Update/Delete IdentityProvider, Create/Get/Delete OAuth2CredentialProvider |
  * | RAM | 2015-05-01 | Create/Get/Update/Delete Role, Create/Get/Delete Policy, CreatePolicyVersion, AttachPolicyToRole, DetachPolicyFromRole, ListPoliciesForRole |
  * | STS | 2015-04-01 | GetCallerIdentity |
- * | IMS | 2019-08-15 | Create/Get/Delete Application, CreateAppSecret |
+ * | IMS | 2019-08-15 | Create/Get/Delete Application, ListApplications, CreateAppSecret |
  *
  * Parameter and response field names follow the generated SDKs (aliyun/alibabacloud-typescript-sdk,
  * `agentidentity-20250901`, `ram-20150501`, `sts-20150401`, `ims-20190815`; see docs/provisioning.md).
@@ -209,7 +209,7 @@ const ACTIONS: Record<Product, Set<string>> = {
     'ListPoliciesForRole',
   ]),
   sts: new Set(['GetCallerIdentity']),
-  ims: new Set(['CreateApplication', 'GetApplication', 'DeleteApplication', 'CreateAppSecret']),
+  ims: new Set(['CreateApplication', 'GetApplication', 'ListApplications', 'DeleteApplication', 'CreateAppSecret']),
 };
 
 /** RAM action namespace per product; IMS OAuth applications are authorized as `ram:*` actions (Agent Identity DingTalk tutorial). */
@@ -660,6 +660,10 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
     },
     GetApplication(p) {
       return { Application: appView(appOrThrow(requiredParam(p, 'AppId'))) };
+    },
+    // ims-20190815 ListApplications: no request parameters, no paging; every application of the account.
+    ListApplications() {
+      return { Applications: { Application: state.applications.filter((a) => a.AccountId === accountId).map(appView) } };
     },
     DeleteApplication(p) {
       const app = appOrThrow(requiredParam(p, 'AppId'));
