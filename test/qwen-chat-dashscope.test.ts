@@ -78,6 +78,19 @@ describe('streaming', () => {
     ]);
   });
 
+  it('without index, a new non-empty id starts a new call; id "" (or the same id again) continues the current one', () => {
+    const acc = new ToolCallAccumulator();
+    acc.add([{ id: 'call_a', type: 'function', function: { name: 'srv__tool', arguments: '' } }]);
+    acc.add([{ id: '', type: 'function', function: { arguments: '{"x":' } }]);
+    acc.add([{ id: 'call_a', function: { arguments: '1}' } }]); // the same id re-sent: still call_a
+    acc.add([{ id: 'call_b', type: 'function', function: { name: 'srv__other', arguments: '{' } }]);
+    acc.add([{ id: '', function: { name: null, arguments: '}' } }]);
+    expect(acc.result()).toEqual([
+      { id: 'call_a', type: 'function', function: { name: 'srv__tool', arguments: '{"x":1}' } },
+      { id: 'call_b', type: 'function', function: { name: 'srv__other', arguments: '{}' } },
+    ]);
+  });
+
   it('parses SSE split anywhere, with CRLF, comments and multi-byte characters across chunks', async () => {
     const text = ': keep-alive\r\ndata: {"a":"你好"}\r\n\r\nevent: x\ndata: {"b":1}\n\ndata: [DONE]\n\ndata: {"after":true}\n\n';
     const bytes = new TextEncoder().encode(text);

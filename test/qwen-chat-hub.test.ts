@@ -109,6 +109,41 @@ describe('two servers, and some that fail', () => {
   });
 });
 
+describe('secrets in failure reports', () => {
+  it('a stdio server that fails to start is reported with its command as written; no expanded value is printed', async () => {
+    const secret = 'sk-live-SUPERSECRET';
+    const terminal = scriptedTerminal([]);
+    const hub = new McpHub({ consent: { terminal }, tokenFile: unusedTokens, showServerLogs: true });
+    const servers = parseConfig(
+      JSON.stringify({
+        mcpServers: {
+          // Echoes its arguments and environment, as a failing server often does, then exits.
+          leaky: {
+            command: process.execPath,
+            args: ['-e', 'process.stderr.write(`bad key ${process.argv.at(-1)} / ${process.env.API_KEY} / ${process.env.OTHER}\\n`); process.exit(3)', 'key=${QWEN_CHAT_TEST_SECRET}'],
+            env: { API_KEY: '${QWEN_CHAT_TEST_SECRET}', OTHER: 'literal-secret-in-env' },
+          },
+          'bad-url': { url: 'https://${QWEN_CHAT_TEST_SECRET}@/mcp', headers: { Authorization: 'Bearer ${QWEN_CHAT_TEST_SECRET}' } },
+        },
+      }),
+      { QWEN_CHAT_TEST_SECRET: secret },
+    );
+    try {
+      await hub.connectAll(servers);
+    } finally {
+      await hub.close();
+    }
+    const failures = Object.fromEntries(hub.failures.map((f) => [f.server, f.error]));
+    expect(failures.leaky).toContain('key=${QWEN_CHAT_TEST_SECRET}"');
+    expect(failures.leaky).toContain('its last output: bad key key=${QWEN_CHAT_TEST_SECRET} / ${QWEN_CHAT_TEST_SECRET} / ***');
+    expect(failures['bad-url']).toBe('"url" is not a valid URL: https://${QWEN_CHAT_TEST_SECRET}@/mcp');
+    const shown = [...hub.failures.map((f) => f.error), ...terminal.output].join('\n');
+    expect(shown).toContain('✗ leaky: not available');
+    expect(shown).not.toContain('SUPERSECRET');
+    expect(shown).not.toContain('literal-secret-in-env');
+  });
+});
+
 describe('tool names', () => {
   it('prefixes, sanitizes, and keeps within 64 characters with a stable hash', () => {
     expect(exposedToolName('dingtalk', 'write_dingtalk_doc')).toBe('dingtalk__write_dingtalk_doc');
@@ -133,10 +168,15 @@ describe('config', () => {
       }),
       { SET: 'yes', USER_NAME: 'alice', KEY: 'sk-1' },
     );
-    expect(servers).toEqual([
+    expect(servers).toMatchObject([
       { name: 'local', missing: ['UNSET'], entry: { command: 'node', args: ['x.js', '--user=alice'], env: { A: 'yes', C: 'prefix-' } } },
       { name: 'remote', missing: [], entry: { url: 'https://dashscope.aliyuncs.com/api/v1/mcps/WebSearch/mcp', headers: { Authorization: 'Bearer sk-1' } } },
     ]);
+    expect(servers.map((s) => s.entry)).toEqual([
+      { command: 'node', args: ['x.js', '--user=alice'], env: { A: 'yes', C: 'prefix-' } },
+      { url: 'https://dashscope.aliyuncs.com/api/v1/mcps/WebSearch/mcp', headers: { Authorization: 'Bearer sk-1' } },
+    ]);
+    expect(servers[0]!.written).toMatchObject({ args: ['x.js', '--user=${USER_NAME}'] });
     expect(() => parseConfig('{"servers":{}}')).toThrow(/not an "mcpServers" config/);
     expect(() => parseConfig('{oops')).toThrow(/not valid JSON/);
   });

@@ -5,17 +5,19 @@
  * protected MCP server, both in this file, on 127.0.0.1. The test plays the user and the browser.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { toNodeHandler } from '@modelcontextprotocol/node';
 import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as z from 'zod/v4';
 import { McpHub } from '../examples/qwen-chat/mcp-hub.js';
-import { TokenFile } from '../examples/qwen-chat/oauth.js';
+import { TokenFile, TokenFileError } from '../examples/qwen-chat/oauth.js';
 import { scriptedTerminal } from '../examples/qwen-chat/terminal.js';
 
 interface StandIn {
@@ -208,5 +210,122 @@ describe('OAuth login for an MCP server that answers 401 with protected-resource
     } finally {
       await hub.close();
     }
+  });
+});
+
+describe('the loopback callback', () => {
+  it('a request with the wrong state (or none) gets a 400 and does not end the sign-in; the right one does', async () => {
+    const terminal = scriptedTerminal(['y']);
+    const strays: number[] = [];
+    const opener = async (url: string) => {
+      const callback = new URL(new URL(url).searchParams.get('redirect_uri')!);
+      // Another local process or a web page gets there first.
+      for (const query of ['?code=attacker&state=wrong', '', '?error=access_denied&state=wrong']) {
+        strays.push((await fetch(`${callback.href}${query}`)).status);
+      }
+      await browser([])(url);
+    };
+    const hub = new McpHub({ consent: { terminal, opener }, tokenFile: new TokenFile(join(mkdtempSync(join(tmpdir(), 'qwen-chat-oauth-')), 'oauth.json')) });
+    try {
+      await hub.connectAll([{ name: 'dingtalk-http', missing: [], entry: { url: standIn.mcpUrl } }]);
+      expect(strays).toEqual([400, 400, 400]);
+      expect(hub.failures).toEqual([]);
+      expect(terminal.output.join('')).toContain('✓ Signed in to "dingtalk-http".');
+      expect((await hub.callTool('dingtalk-http__whoami', {})).text).toBe('signed in as alice');
+    } finally {
+      await hub.close();
+    }
+  });
+});
+
+describe('the token file', () => {
+  const entry = (token: string) => ({ tokens: { access_token: token, token_type: 'Bearer' } });
+
+  it('a directory it creates is 0700 whatever the umask; an existing directory open to others gets a warning', () => {
+    const root = mkdtempSync(join(tmpdir(), 'qwen-chat-tokens-'));
+    // mkdir's mode goes through the umask: with this one a plain mkdir(0o700) gives 0500.
+    const previous = process.umask(0o277);
+    try {
+      new TokenFile(join(root, 'created', 'oauth.json'), () => expect.fail('no warning for a directory we created')).update('https://a/mcp', () => entry('a'));
+    } finally {
+      process.umask(previous);
+    }
+    expect(statSync(join(root, 'created')).mode & 0o777).toBe(0o700);
+    expect(statSync(join(root, 'created', 'oauth.json')).mode & 0o777).toBe(0o600);
+
+    const open = join(root, 'open');
+    mkdirSync(open);
+    chmodSync(open, 0o755);
+    const warnings: string[] = [];
+    const file = new TokenFile(join(open, 'oauth.json'), (m) => warnings.push(m));
+    file.update('https://a/mcp', () => entry('a'));
+    file.update('https://b/mcp', () => entry('b'));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain(`${open}, is accessible to other users (mode 755)`);
+  });
+
+  it('a file that does not parse is never overwritten: a clear error naming it, nothing written', () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'qwen-chat-tokens-')), 'oauth.json');
+    const damaged = '{"https://a/mcp": {"tokens": {"access_token": "a"'; // truncated
+    writeFileSync(path, damaged, { mode: 0o600 });
+    const file = new TokenFile(path, () => {});
+    expect(() => file.update('https://b/mcp', () => entry('b'))).toThrow(TokenFileError);
+    expect(() => file.get('https://b/mcp')).toThrow(`the OAuth token file ${path} is not a JSON object`);
+    expect(readFileSync(path, 'utf8')).toBe(damaged);
+  });
+
+  it('an entry another process saved between our read and our write is kept; no temporary file is left', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qwen-chat-tokens-'));
+    const path = join(dir, 'oauth.json');
+    const ours = new TokenFile(path, () => {});
+    const theirs = new TokenFile(path, () => {});
+    ours.update('https://a/mcp', () => entry('a1'));
+    ours.update('https://a/mcp', (old) => {
+      theirs.update('https://b/mcp', () => entry('b')); // the other process writes while we compute our change
+      return { ...old, ...entry('a2') };
+    });
+    const stored = JSON.parse(readFileSync(path, 'utf8')) as Record<string, { tokens?: { access_token: string } }>;
+    expect(stored['https://a/mcp']?.tokens?.access_token).toBe('a2');
+    expect(stored['https://b/mcp']?.tokens?.access_token).toBe('b');
+    expect(readdirSync(dir)).toEqual(['oauth.json']);
+  });
+});
+
+describe('--yes outside the sandbox', () => {
+  it('never starts a browser: the sign-in link is printed, and the login completes when the user opens it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qwen-chat-yes-'));
+    // A stand-in for the system browser that records being started and then follows the link, as a real one would.
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    const started = join(dir, 'browser-started');
+    for (const name of ['xdg-open', 'open']) {
+      writeFileSync(join(bin, name), `#!/bin/sh\necho "$1" > '${started}'\nexec '${process.execPath}' -e 'fetch(process.argv[1]).then((r) => r.text())' "$1"\n`, { mode: 0o755 });
+    }
+    const config = join(dir, 'mcp.json');
+    writeFileSync(config, JSON.stringify({ mcpServers: { protected: { url: standIn.mcpUrl } } }));
+    const main = fileURLToPath(new URL('../dist/examples/qwen-chat/main.js', import.meta.url));
+    const child = spawn(process.execPath, [main, '--config', config, '--yes', '--token-file', join(dir, 'tokens', 'oauth.json')], {
+      env: { PATH: bin, HOME: dir, DASHSCOPE_API_KEY: 'sk-not-used' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    let printed: string | undefined;
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.stdout.on('data', (c: Buffer) => {
+      stdout += c.toString();
+      const link = /Open it yourself \(--no-browser\): (\S+)/.exec(stdout)?.[1];
+      if (link && !printed) {
+        printed = link;
+        void browser([])(link); // the user opens the printed link
+      }
+    });
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    expect(existsSync(started)).toBe(false);
+    expect(stderr).toBe('');
+    expect(printed).toMatch(new RegExp(`^${standIn.issuer}/authorize\\?`));
+    expect(stdout).toContain('--yes without --sandbox: links are printed for you to open; no browser is started.');
+    expect(stdout).toContain('✓ Signed in to "protected".');
+    expect(code).toBe(0);
   });
 });

@@ -54,11 +54,15 @@ export class ConfigFileError extends Error {}
 
 const VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 
-/** Replace `${VAR}`; names of unset variables are collected in `missing`. */
-export function interpolate(value: string, env: NodeJS.ProcessEnv, missing: Set<string>): string {
+/**
+ * Replace `${VAR}`; names of unset variables are collected in `missing`, and the substituted values in `used`
+ * (so that messages can hide them again).
+ */
+export function interpolate(value: string, env: NodeJS.ProcessEnv, missing: Set<string>, used?: Map<string, string>): string {
   return value.replace(VAR, (_m, name: string) => {
     const v = env[name];
     if (v === undefined || v === '') missing.add(name);
+    else used?.set(name, v);
     return v ?? '';
   });
 }
@@ -68,6 +72,10 @@ export interface ResolvedServer {
   entry: ServerConfig;
   /** Variables the entry needs but the environment lacks: the server is reported, not started. */
   missing: string[];
+  /** The entry as written in the file, before `${VAR}` expansion: what messages may show. Absent: same as `entry`. */
+  written?: ServerConfig;
+  /** Values substituted for `${VAR}` (name → value): never shown; messages put `${VAR}` back. */
+  substituted?: Map<string, string>;
 }
 
 /** Parse a config, expanding `${VAR}`. A stdio env entry that is exactly an unset `${VAR}` is dropped (optional setting). */
@@ -87,18 +95,19 @@ export function parseConfig(json: string, env: NodeJS.ProcessEnv = process.env, 
   for (const [name, original] of Object.entries(parsed.data.mcpServers)) {
     if (original.disabled) continue;
     const missing = new Set<string>();
+    const used = new Map<string, string>();
     let entry: ServerConfig;
     if (isHttpServer(original)) {
       entry = {
         ...original,
-        url: interpolate(original.url, env, missing),
-        headers: Object.fromEntries(Object.entries(original.headers ?? {}).map(([k, v]) => [k, interpolate(v, env, missing)])),
+        url: interpolate(original.url, env, missing, used),
+        headers: Object.fromEntries(Object.entries(original.headers ?? {}).map(([k, v]) => [k, interpolate(v, env, missing, used)])),
         ...(original.oauth
           ? {
               oauth: {
                 ...original.oauth,
-                ...(original.oauth.clientId !== undefined ? { clientId: interpolate(original.oauth.clientId, env, missing) } : {}),
-                ...(original.oauth.clientSecret !== undefined ? { clientSecret: interpolate(original.oauth.clientSecret, env, missing) } : {}),
+                ...(original.oauth.clientId !== undefined ? { clientId: interpolate(original.oauth.clientId, env, missing, used) } : {}),
+                ...(original.oauth.clientSecret !== undefined ? { clientSecret: interpolate(original.oauth.clientSecret, env, missing, used) } : {}),
               },
             }
           : {}),
@@ -108,11 +117,11 @@ export function parseConfig(json: string, env: NodeJS.ProcessEnv = process.env, 
       for (const [k, v] of Object.entries(original.env ?? {})) {
         const only = /^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(v);
         if (only && !env[only[1]!]) continue;
-        envOut[k] = interpolate(v, env, missing);
+        envOut[k] = interpolate(v, env, missing, used);
       }
-      entry = { ...original, args: (original.args ?? []).map((a) => interpolate(a, env, missing)), env: envOut };
+      entry = { ...original, args: (original.args ?? []).map((a) => interpolate(a, env, missing, used)), env: envOut };
     }
-    servers.push({ name, entry, missing: [...missing] });
+    servers.push({ name, entry, missing: [...missing], written: original, substituted: used });
   }
   return servers;
 }

@@ -86,15 +86,24 @@ export class DashScopeError extends Error {
   }
 }
 
-/** Accumulates streamed tool-call deltas by index. Empty `id`/`name` in later chunks count as absent. */
+/**
+ * Accumulates streamed tool-call deltas by index. Empty `id`/`name` in later chunks count as absent. A delta without
+ * `index` continues the call the previous delta belonged to, unless it carries a non-empty `id` different from that
+ * call's: then it starts a new call.
+ */
 export class ToolCallAccumulator {
   private readonly calls = new Map<number, { id: string; name: string; arguments: string }>();
+  private current?: number;
 
   add(deltas: unknown): void {
     if (!Array.isArray(deltas)) return;
-    for (const [position, raw] of deltas.entries()) {
+    for (const raw of deltas) {
       const d = (raw ?? {}) as { index?: number; id?: string | null; function?: { name?: string | null; arguments?: string | null } | null };
-      const index = typeof d.index === 'number' ? d.index : position;
+      let index: number;
+      if (typeof d.index === 'number') index = d.index;
+      else if (this.current !== undefined && !(d.id && d.id !== this.calls.get(this.current)?.id)) index = this.current;
+      else index = this.calls.size ? Math.max(...this.calls.keys()) + 1 : 0;
+      this.current = index;
       const call = this.calls.get(index) ?? { id: '', name: '', arguments: '' };
       call.id = call.id || d.id || '';
       call.name = call.name || d.function?.name || '';

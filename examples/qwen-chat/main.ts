@@ -24,7 +24,8 @@ Usage: node dist/examples/qwen-chat/main.js [options]
 
   --sandbox              emulated DashScope, Agent Identity, DingTalk and a stand-in billing MCP service (no account)
   --yes                  answer consent prompts with yes and exit after the scripted messages (in --sandbox,
-                         a scripted browser plays you on the emulated consent page)
+                         a scripted browser plays you on the emulated consent page; without --sandbox it implies
+                         --no-browser: links are printed for you to open, never opened for you)
   --message <text>       send this first (repeatable); --sandbox --yes sends a sample request when none is given
   --config <file>        mcpServers JSON (default: mcp.json); see examples/qwen-chat/mcp.example.json
   --model <id>           default $DASHSCOPE_MODEL or ${DEFAULT_MODEL}
@@ -125,8 +126,12 @@ async function main(argv: string[]): Promise<number> {
     model: values.model || process.env.DASHSCOPE_MODEL || DEFAULT_MODEL,
     onRetry: ({ attempt, delayMs, reason }) => say(style.warn(terminal, `  (DashScope: ${reason}; retry ${attempt} in ${(delayMs / 1000).toFixed(1)} s)`)),
   });
+  // --yes outside the sandbox never starts a browser: a configured server could otherwise get any https link opened
+  // without anyone agreeing (MCP client rule: no opening without explicit consent). It prints the link instead.
+  const yesPrintsOnly = values.yes === true && !values.sandbox;
+  if (yesPrintsOnly && !values['no-browser']) say(style.dim(terminal, '--yes without --sandbox: links are printed for you to open; no browser is started.'));
   const hub = new McpHub({
-    consent: { terminal, autoApprove: values.yes, openBrowser: !values['no-browser'], opener },
+    consent: { terminal, autoApprove: values.yes, openBrowser: !values['no-browser'] && !yesPrintsOnly, opener },
     era: values.era === '2025' ? 'legacy' : 'auto',
     tokenFile: new TokenFile(values['token-file'] ?? DEFAULT_TOKEN_FILE),
     showServerLogs: values.verbose,

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import type { CallToolResult, ElicitResult, Tool } from '@modelcontextprotocol/client';
 import { Client, ProtocolError, StreamableHTTPClientTransport, UnauthorizedError } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
-import { isHttpServer, type HttpServerConfig, type ResolvedServer, type StdioServerConfig } from './config.js';
+import { isHttpServer, type HttpServerConfig, type ResolvedServer, type ServerConfig, type StdioServerConfig } from './config.js';
 import type { ToolSpec } from './dashscope.js';
 import { UrlElicitationHandler, type ConsentOptions } from './elicitation.js';
 import { freeLoopbackPort, loginWithBrowser, LoopbackOAuthProvider, TokenFile } from './oauth.js';
@@ -97,12 +97,15 @@ export class McpHub {
   async connectAll(servers: ResolvedServer[]): Promise<void> {
     await Promise.all(
       servers.map(async (s) => {
+        const hide = redactor(s);
         try {
           if (s.missing.length) throw new Error(`its config uses ${s.missing.map((m) => `\${${m}}`).join(', ')}, not set in the environment`);
-          const connected = await this.connect(s.name, s.entry);
+          const connected = await this.connect(s.name, s.entry, s.written ?? s.entry, hide);
           this.servers.set(s.name, connected);
         } catch (e) {
-          const error = e instanceof Error ? e.message : String(e);
+          // Whatever the reason says (a server's own output included), values from the environment or the config's
+          // env/headers are not shown.
+          const error = hide(e instanceof Error ? e.message : String(e));
           this.failures.push({ server: s.name, error });
         }
       }),
@@ -190,15 +193,16 @@ export class McpHub {
     return client;
   }
 
-  private async connect(name: string, entry: StdioServerConfig | HttpServerConfig): Promise<ConnectedServer> {
+  /** `written` is the entry before `${VAR}` expansion: the only form messages may quote. */
+  private async connect(name: string, entry: ServerConfig, written: ServerConfig, hide: (text: string) => string): Promise<ConnectedServer> {
     const client = this.buildClient(name);
     let kind: ConnectedServer['kind'];
     if (isHttpServer(entry)) {
       kind = 'http';
-      await this.connectHttp(name, entry, client);
+      await this.connectHttp(name, entry, isHttpServer(written) ? written : entry, client);
     } else {
       kind = 'stdio';
-      await this.connectStdio(name, entry, client);
+      await this.connectStdio(name, entry, isHttpServer(written) ? entry : written, client, hide);
     }
     try {
       const tools: Tool[] = [];
@@ -215,14 +219,14 @@ export class McpHub {
     }
   }
 
-  private async connectStdio(name: string, entry: StdioServerConfig, client: Client): Promise<void> {
+  private async connectStdio(name: string, entry: StdioServerConfig, written: StdioServerConfig, client: Client, hide: (text: string) => string): Promise<void> {
     const transport = new StdioClientTransport({ command: entry.command, args: entry.args, env: entry.env, cwd: entry.cwd, stderr: 'pipe' });
     const recent: string[] = [];
     transport.stderr?.on('data', (chunk: Buffer) => {
       for (const line of chunk.toString().split('\n').filter(Boolean)) {
         recent.push(line);
         if (recent.length > 8) recent.shift();
-        if (this.options.showServerLogs) this.terminal.write(style.dim(this.terminal, `  ${name} │ ${sanitize(line)}\n`));
+        if (this.options.showServerLogs) this.terminal.write(style.dim(this.terminal, `  ${name} │ ${sanitize(hide(line))}\n`));
       }
     });
     try {
@@ -231,16 +235,17 @@ export class McpHub {
       await transport.close().catch(() => {});
       const reason = e instanceof Error ? e.message : String(e);
       const tail = recent.length ? `; its last output: ${recent.slice(-3).join(' | ').slice(0, 400)}` : '';
-      throw new Error(`could not start "${[entry.command, ...(entry.args ?? [])].join(' ')}" (${reason})${tail}`);
+      // The command line as written in the config: `${VAR}` stays unexpanded, so a key passed in args is not shown.
+      throw new Error(`could not start "${[written.command, ...(written.args ?? [])].join(' ')}" (${reason})${tail}`);
     }
   }
 
-  private async connectHttp(name: string, entry: HttpServerConfig, client: Client): Promise<void> {
+  private async connectHttp(name: string, entry: HttpServerConfig, written: HttpServerConfig, client: Client): Promise<void> {
     let url: URL;
     try {
       url = new URL(entry.url);
     } catch {
-      throw new Error(`"url" is not a valid URL: ${entry.url}`);
+      throw new Error(`"url" is not a valid URL: ${written.url}`);
     }
     const headers = entry.headers ?? {};
     const staticAuth = Object.keys(headers).some((h) => h.toLowerCase() === 'authorization');
@@ -287,6 +292,19 @@ export class McpHub {
     await manual?.catch(() => {});
     return true;
   }
+}
+
+/**
+ * Hides, in text about a server, the values its config took from the environment (shown as `${VAR}` again) and the
+ * values of its env entries, headers and client secret (shown as ***). Values shorter than 4 characters are left alone.
+ */
+export function redactor(server: ResolvedServer): (text: string) => string {
+  const entry = server.entry;
+  const pairs: Array<[string, string]> = [...(server.substituted ?? new Map<string, string>())].map(([name, value]) => [value, `\${${name}}`]);
+  const literal = isHttpServer(entry) ? [...Object.values(entry.headers ?? {}), ...(entry.oauth ? [entry.oauth.clientSecret ?? ''] : [])] : Object.values(entry.env ?? {});
+  for (const value of literal) pairs.push([value, '***']);
+  const hidden = pairs.filter(([value]) => value.length >= 4).sort(([a], [b]) => b.length - a.length);
+  return (text) => hidden.reduce((t, [value, shown]) => t.split(value).join(shown), text);
 }
 
 function urlElicitationsOf(e: unknown): Array<{ url: string; message?: string; elicitationId?: string }> | undefined {

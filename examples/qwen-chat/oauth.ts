@@ -3,8 +3,8 @@
  * authorization server). The SDK client runs discovery, dynamic client registration, PKCE (S256) and the token
  * exchange; this module supplies what a CLI host must:
  *
- * - a loopback redirect (`http://127.0.0.1:<port>/callback`) answered by a one-shot listener,
- * - the `state` check (the SDK does not check it),
+ * - a loopback redirect (`http://127.0.0.1:<port>/callback`) answered by a listener that only accepts the request
+ *   carrying this login's `state` (the SDK does not check it),
  * - consent before opening the browser (the same screen as URL elicitation),
  * - persistence: client registration, tokens and discovery state in one JSON file, mode 0600 (directory 0700),
  *   keyed by the server URL. The PKCE verifier stays in memory.
@@ -12,7 +12,7 @@
  * Tokens go to the MCP server only (as the transport's Authorization header); never to the model or the screen.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { homedir } from 'node:os';
@@ -29,16 +29,40 @@ interface StoredEntry {
   discoveryState?: OAuthDiscoveryState;
 }
 
-/** A JSON file readable by its owner only. */
+/** The token file exists but cannot be used as is: nothing is written over it. */
+export class TokenFileError extends Error {}
+
+/**
+ * A JSON file readable by its owner only, keyed by server URL. A file that does not parse is never overwritten (that
+ * would drop every server's tokens). Writes go to a 0600 temporary file renamed over the old one, after re-reading
+ * the file so that entries another process saved meanwhile are kept.
+ */
 export class TokenFile {
-  constructor(readonly path: string = DEFAULT_TOKEN_FILE) {}
+  private warnedAboutDirectory = false;
+
+  constructor(
+    readonly path: string = DEFAULT_TOKEN_FILE,
+    private readonly warn: (message: string) => void = (m) => process.stderr.write(`qwen-chat: ${m}\n`),
+  ) {}
 
   private readAll(): Record<string, StoredEntry> {
+    let text: string;
     try {
-      return JSON.parse(readFileSync(this.path, 'utf8')) as Record<string, StoredEntry>;
-    } catch {
-      return {};
+      text = readFileSync(this.path, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
+      throw new TokenFileError(`cannot read the OAuth token file ${this.path} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
     }
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      value = undefined;
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new TokenFileError(`the OAuth token file ${this.path} is not a JSON object; it was left untouched. Fix it, or delete it to sign in again (--token-file picks another file).`);
+    }
+    return value as Record<string, StoredEntry>;
   }
 
   get(key: string): StoredEntry {
@@ -46,13 +70,34 @@ export class TokenFile {
   }
 
   update(key: string, change: (entry: StoredEntry) => StoredEntry): void {
+    const next = change(this.readAll()[key] ?? {});
+    this.ensureDirectory();
+    // Re-read just before writing: only this key changes, whatever else is in the file now stays.
     const all = this.readAll();
-    all[key] = change(all[key] ?? {});
-    mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
-    const tmp = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(all, null, 2)}\n`, { mode: 0o600 });
-    chmodSync(tmp, 0o600);
-    renameSync(tmp, this.path);
+    all[key] = next;
+    const tmp = `${this.path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    try {
+      writeFileSync(tmp, `${JSON.stringify(all, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+      chmodSync(tmp, 0o600);
+      renameSync(tmp, this.path);
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      throw e;
+    }
+  }
+
+  /** Create the directory owner-only; an existing one is left as is, with a warning if others can enter it. */
+  private ensureDirectory(): void {
+    const dir = dirname(this.path);
+    if (mkdirSync(dir, { recursive: true, mode: 0o700 }) !== undefined) {
+      chmodSync(dir, 0o700); // mkdir's mode goes through the umask; we created it, so make it exactly 0700
+      return;
+    }
+    const mode = statSync(dir).mode & 0o777;
+    if (mode & 0o077 && !this.warnedAboutDirectory) {
+      this.warnedAboutDirectory = true;
+      this.warn(`the directory of the OAuth token file, ${dir}, is accessible to other users (mode ${mode.toString(8).padStart(3, '0')}); consider chmod 700 ${dir}`);
+    }
   }
 }
 
@@ -186,8 +231,9 @@ export async function loginWithBrowser(options: {
   const authorizationUrl = provider.pendingAuthorizationUrl;
   if (!authorizationUrl) return false;
   // Listen before the browser can come back.
-  const callback = listenForCallback(provider.callbackPort, options.timeoutMs ?? 5 * 60_000);
+  const callback = listenForCallback(provider.callbackPort, options.timeoutMs ?? 5 * 60_000, () => provider.expectedState);
   try {
+    await callback.ready; // the link must not be shown before anything listens for its answer
     const action = await askToOpen(consent, { server: provider.serverName, url: authorizationUrl.href, purpose: 'needs you to sign in (OAuth) before it can be used' });
     if (action !== 'accept') {
       say(style.dim(consent.terminal, `   Skipping "${provider.serverName}": sign-in ${action === 'cancel' ? 'cancelled' : 'declined'}.`));
@@ -215,7 +261,11 @@ export async function loginWithBrowser(options: {
   }
 }
 
-function listenForCallback(port: number, timeoutMs: number): { params: Promise<URLSearchParams>; close(): void } {
+/**
+ * Waits for the browser's redirect. Only a request to /callback whose `state` is the one this login sent ends the
+ * wait; any other request (another local process, a web page) gets a 400 and the listener keeps waiting.
+ */
+function listenForCallback(port: number, timeoutMs: number, expectedState: () => string | undefined): { ready: Promise<void>; params: Promise<URLSearchParams>; close(): void } {
   let resolveParams!: (p: URLSearchParams) => void;
   let rejectParams!: (e: Error) => void;
   const params = new Promise<URLSearchParams>((resolve, reject) => {
@@ -229,15 +279,28 @@ function listenForCallback(port: number, timeoutMs: number): { params: Promise<U
       res.writeHead(404).end();
       return;
     }
+    const expected = expectedState();
+    if (!expected || url.searchParams.get('state') !== expected) {
+      res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+      res.end('This is not the answer to the sign-in in progress (state does not match); ignored.\n');
+      return;
+    }
     const ok = url.searchParams.has('code') && !url.searchParams.has('error');
     res.writeHead(ok ? 200 : 400, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
     res.end(DONE_PAGE(ok));
     resolveParams(url.searchParams);
   });
-  server.once('error', (e) => rejectParams(new Error(`cannot listen on 127.0.0.1:${port} for the OAuth redirect (${e.message})`)));
-  server.listen(port, '127.0.0.1');
+  const ready = new Promise<void>((resolve, reject) => {
+    server.once('error', (e) => {
+      const error = new Error(`cannot listen on 127.0.0.1:${port} for the OAuth redirect (${e.message})`);
+      rejectParams(error);
+      reject(error);
+    });
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
   const timer = setTimeout(() => rejectParams(new Error(`no answer from the browser within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
   return {
+    ready,
     params,
     close() {
       clearTimeout(timer);
