@@ -102,9 +102,9 @@ function toWorkloadIdentity(v: unknown): WorkloadIdentity {
   const w = obj(v);
   return {
     name: str(w.WorkloadIdentityName) ?? '',
-    ...(str(w.WorkloadIdentityArn) ? { arn: str(w.WorkloadIdentityArn) } : {}),
-    ...(str(w.RoleArn) ? { roleArn: str(w.RoleArn) } : {}),
-    ...(str(w.IdentityProviderName) ? { identityProviderName: str(w.IdentityProviderName) } : {}),
+    ...opt('arn', w.WorkloadIdentityArn),
+    ...opt('roleArn', w.RoleArn),
+    ...opt('identityProviderName', w.IdentityProviderName),
     returnUrls: strs(w.AllowedResourceOAuth2ReturnURLs),
     ...opt('createTime', w.CreateTime),
   };
@@ -114,8 +114,8 @@ function toIdentityProvider(v: unknown): IdentityProvider {
   const p = obj(v);
   return {
     name: str(p.IdentityProviderName) ?? '',
-    ...(str(p.IdentityProviderArn) ? { arn: str(p.IdentityProviderArn) } : {}),
-    ...(str(p.DiscoveryURL) ? { discoveryUrl: str(p.DiscoveryURL) } : {}),
+    ...opt('arn', p.IdentityProviderArn),
+    ...opt('discoveryUrl', p.DiscoveryURL),
     audience: strs(p.AllowedAudience),
     ...opt('createTime', p.CreateTime),
   };
@@ -125,9 +125,9 @@ function toProvider(v: unknown): OAuth2Provider {
   const p = obj(v);
   return {
     name: str(p.OAuth2CredentialProviderName) ?? '',
-    ...(str(p.CredentialProviderArn) ? { arn: str(p.CredentialProviderArn) } : {}),
-    ...(str(p.CredentialProviderVendor) ? { vendor: str(p.CredentialProviderVendor) } : {}),
-    ...(str(p.CallbackURL) ? { callbackUrl: str(p.CallbackURL) } : {}),
+    ...opt('arn', p.CredentialProviderArn),
+    ...opt('vendor', p.CredentialProviderVendor),
+    ...opt('callbackUrl', p.CallbackURL),
     ...opt('createTime', p.CreateTime),
   };
 }
@@ -150,7 +150,7 @@ export class Cloud {
     const b = await this.client.call('sts', 'GetCallerIdentity', {});
     const accountId = str(b.AccountId);
     if (!accountId) throw new ControlPlaneError('STS GetCallerIdentity returned no AccountId.', 'sts', 'GetCallerIdentity', 'InvalidResponse');
-    return { accountId, ...(str(b.Arn) ? { arn: str(b.Arn) } : {}), ...(str(b.IdentityType) ? { identityType: str(b.IdentityType) } : {}) };
+    return { accountId, ...opt('arn', b.Arn), ...opt('identityType', b.IdentityType) };
   }
 
   // ---- AgentIdentity: workload identities ----
