@@ -9,6 +9,6 @@ export default defineConfig({
     // Several suites start emulators and servers; two cores, so keep it calm.
     maxWorkers: 2,
     // The default report, then one plain "N passed, N failed" line for CI.
-    reporters: ['default', './test/summary-reporter.ts'],
+    reporters: ['default', './test/helpers/summary-reporter.ts'],
   },
 });

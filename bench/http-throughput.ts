@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { DingTalkClient } from '../src/dingtalk/client.js';
-import { followAuthorizationLink } from '../src/sandbox/browser.js';
+import { followAuthorizationLink } from '../examples/shared/browser.js';
 import { freePort, SANDBOX, startSandbox } from '../src/sandbox/index.js';
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 300);

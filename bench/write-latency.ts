@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { DingTalkClient } from '../src/dingtalk/client.js';
-import { followAuthorizationLink } from '../src/sandbox/browser.js';
+import { followAuthorizationLink } from '../examples/shared/browser.js';
 import { freePort, startSandbox } from '../src/sandbox/index.js';
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 300);

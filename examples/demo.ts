@@ -15,7 +15,7 @@ import { createInterface } from 'node:readline/promises';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
-import { followAuthorizationLink } from '../src/sandbox/browser.js';
+import { followAuthorizationLink } from './shared/browser.js';
 import { freePort, startSandbox } from '../src/sandbox/index.js';
 
 const args = process.argv.slice(2);

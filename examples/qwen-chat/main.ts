@@ -8,7 +8,7 @@
  *   node dist/examples/qwen-chat/main.js --config mcp.json       real DashScope (DASHSCOPE_API_KEY) and real servers
  */
 import { parseArgs } from 'node:util';
-import { followAuthorizationLink } from '../../src/sandbox/browser.js';
+import { followAuthorizationLink } from '../shared/browser.js';
 import { ChatSession, DEFAULT_MAX_TOOL_ROUNDS } from './chat.js';
 import { ConfigFileError, readConfigFile, type ResolvedServer } from './config.js';
 import { DashScopeClient, DashScopeError, DEFAULT_BASE_URL, DEFAULT_MODEL } from './dashscope.js';

@@ -4,7 +4,7 @@
  * does), and a stand-in billing MCP service over HTTP with a Bearer key.
  */
 import { fileURLToPath } from 'node:url';
-import { startDashScopeEmulator, type DashScopeEmulator, type ScriptRule } from '../../src/sandbox/dashscope-emulator.js';
+import { startDashScopeEmulator, type DashScopeEmulator, type ScriptRule } from '../shared/dashscope-emulator.js';
 import { freePort, startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import type { ResolvedServer } from './config.js';
 import { startBillingStandIn, type BillingStandIn } from './sandbox-billing-server.js';

@@ -31,7 +31,7 @@ import {
   toSingleValues,
   V2_SYSTEM_PARAMS,
 } from './acs-rpc.js';
-import { listen, shutdown } from './listen.js';
+import { listen, shutdown } from './http.js';
 
 export const EMULATED_API_VERSION = '2025-11-27';
 

@@ -27,7 +27,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { AcsError, createSignatureVerifier, firstHeader, isStringArray, jsonParam, readRpcInput, requiredParam } from './acs-rpc.js';
-import { listen, shutdown } from './listen.js';
+import { listen, shutdown } from './http.js';
 
 export const CONTROL_PLANE_VERSIONS = {
   agentidentity: '2025-09-01',

@@ -14,7 +14,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { listen, shutdown } from './listen.js';
+import { listen, shutdown } from './http.js';
 
 export interface EmulatorApp {
   clientId: string;

@@ -8,7 +8,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
-import { listen, shutdown } from './listen.js';
+import { listen, shutdown } from './http.js';
 
 export interface OidcUser {
   sub: string;

@@ -3,12 +3,12 @@ import type { IncomingHttpHeaders, Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DingTalkClient } from '../src/dingtalk/client.js';
-import type { DingTalkClientOptions } from '../src/dingtalk/client.js';
-import { DingTalkError } from '../src/dingtalk/types.js';
-import { createLogger } from '../src/log.js';
-import { startDingTalkEmulator } from '../src/sandbox/dingtalk-emulator.js';
-import type { DingTalkEmulator } from '../src/sandbox/dingtalk-emulator.js';
+import { DingTalkClient } from '../../src/dingtalk/client.js';
+import type { DingTalkClientOptions } from '../../src/dingtalk/client.js';
+import { DingTalkError } from '../../src/dingtalk/types.js';
+import { createLogger } from '../../src/log.js';
+import { startDingTalkEmulator } from '../../src/sandbox/dingtalk-emulator.js';
+import type { DingTalkEmulator } from '../../src/sandbox/dingtalk-emulator.js';
 
 const APP = { clientId: 'dingclienttest', clientSecret: 'client-test-secret', redirectUris: ['http://127.0.0.1/cb'] };
 const DOC = 'DocClient_0001';

@@ -3,8 +3,8 @@
  * retries on 429/5xx, one clear message per error, the enable_thinking rule for non-streaming Qwen3 calls.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DashScopeClient, DashScopeError, sseData, ToolCallAccumulator, type ChatMessage } from '../examples/qwen-chat/dashscope.js';
-import { startDashScopeEmulator, type DashScopeEmulator, type ScriptRule } from '../src/sandbox/dashscope-emulator.js';
+import { DashScopeClient, DashScopeError, sseData, ToolCallAccumulator, type ChatMessage } from '../../examples/qwen-chat/dashscope.js';
+import { startDashScopeEmulator, type DashScopeEmulator, type ScriptRule } from '../../examples/shared/dashscope-emulator.js';
 
 const twoCalls: ScriptRule = (ctx) =>
   ctx.lastUser === 'two calls'

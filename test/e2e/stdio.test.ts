@@ -4,9 +4,9 @@
  * Agent Identity and DingTalk. The test plays the user's browser.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SignedState } from '../src/authorization/signed-state.js';
-import { followAuthorizationLink } from '../src/sandbox/browser.js';
-import { allServerStderr, connectServer, startStack, STATE_SECRET, textOf, waitFor, type Stack } from './helpers/stack.js';
+import { SignedState } from '../../src/authorization/signed-state.js';
+import { followAuthorizationLink } from '../../examples/shared/browser.js';
+import { allServerStderr, connectServer, startStack, STATE_SECRET, textOf, waitFor, type Stack } from '../helpers/stack.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -121,7 +121,7 @@ describe('first write, URL elicitation, the browser, the same call completes', (
     const { Client } = await import('@modelcontextprotocol/sdk/client/index.js');
     const { StdioClientTransport } = await import('@modelcontextprotocol/sdk/client/stdio.js');
     const { ElicitRequestSchema } = await import('@modelcontextprotocol/sdk/types.js');
-    const { CLI } = await import('./helpers/stack.js');
+    const { CLI } = await import('../helpers/stack.js');
     const transport = new StdioClientTransport({
       command: process.execPath,
       args: [CLI],
@@ -481,7 +481,7 @@ describe('the README\'s first command', () => {
   it('npm run demo -- --yes walks the whole flow and prints the document', async () => {
     const { spawnSync } = await import('node:child_process');
     const { fileURLToPath } = await import('node:url');
-    const demo = fileURLToPath(new URL('../dist/examples/demo.js', import.meta.url));
+    const demo = fileURLToPath(new URL('../../dist/examples/demo.js', import.meta.url));
     const run = spawnSync(process.execPath, [demo, '--yes'], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '' } });
     expect(run.status).toBe(0);
     expect(run.stdout).toContain('The server asks you to authorize');
@@ -494,7 +494,7 @@ describe('the README\'s first command', () => {
 describe('configuration errors', () => {
   it('a missing workload identity fails at start with one message naming the fix', async () => {
     const { spawnSync } = await import('node:child_process');
-    const { CLI } = await import('./helpers/stack.js');
+    const { CLI } = await import('../helpers/stack.js');
     const run = spawnSync(process.execPath, [CLI, '--dingtalk-timeout-ms', 'soon'], {
       env: { PATH: process.env.PATH ?? '', APP_REDIRECT_URI: 'not a url' },
       encoding: 'utf8',

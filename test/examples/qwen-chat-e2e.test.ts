@@ -6,14 +6,14 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChatSession } from '../examples/qwen-chat/chat.js';
-import { DashScopeClient } from '../examples/qwen-chat/dashscope.js';
-import { McpHub } from '../examples/qwen-chat/mcp-hub.js';
-import { TokenFile } from '../examples/qwen-chat/oauth.js';
-import { startChatSandbox, type ChatSandbox } from '../examples/qwen-chat/sandbox.js';
-import { scriptedTerminal } from '../examples/qwen-chat/terminal.js';
-import { followAuthorizationLink } from '../src/sandbox/browser.js';
-import './helpers/stack.js'; // fails early with a clear message when dist/ is not built
+import { ChatSession } from '../../examples/qwen-chat/chat.js';
+import { DashScopeClient } from '../../examples/qwen-chat/dashscope.js';
+import { McpHub } from '../../examples/qwen-chat/mcp-hub.js';
+import { TokenFile } from '../../examples/qwen-chat/oauth.js';
+import { startChatSandbox, type ChatSandbox } from '../../examples/qwen-chat/sandbox.js';
+import { scriptedTerminal } from '../../examples/qwen-chat/terminal.js';
+import { followAuthorizationLink } from '../../examples/shared/browser.js';
+import '../helpers/stack.js'; // fails early with a clear message when dist/ is not built
 
 let sandbox: ChatSandbox;
 beforeAll(async () => {
@@ -119,7 +119,7 @@ describe('a scripted conversation: ask, tool call, authorization link, consent, 
 
 describe('the sandbox demo command', () => {
   it('node dist/examples/qwen-chat/main.js --sandbox --yes shows the whole conversation and exits 0', () => {
-    const main = fileURLToPath(new URL('../dist/examples/qwen-chat/main.js', import.meta.url));
+    const main = fileURLToPath(new URL('../../dist/examples/qwen-chat/main.js', import.meta.url));
     const run = spawnSync(process.execPath, [main, '--sandbox', '--yes'], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' } });
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
@@ -139,12 +139,12 @@ describe('the sandbox demo command', () => {
   });
 
   it('a real run without DASHSCOPE_API_KEY gives one clear message', () => {
-    const main = fileURLToPath(new URL('../dist/examples/qwen-chat/main.js', import.meta.url));
-    const config = fileURLToPath(new URL('../examples/qwen-chat/mcp.example.json', import.meta.url));
+    const main = fileURLToPath(new URL('../../dist/examples/qwen-chat/main.js', import.meta.url));
+    const config = fileURLToPath(new URL('../../examples/qwen-chat/mcp.example.json', import.meta.url));
     const run = spawnSync(process.execPath, [main, '--config', config, '--yes', '--message', 'hi'], {
       encoding: 'utf8',
       timeout: 60_000,
-      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      cwd: fileURLToPath(new URL('../..', import.meta.url)),
       env: { PATH: process.env.PATH ?? '', HOME: '/tmp/qwen-chat-test-home' },
     });
     expect(run.status).toBe(2);

@@ -19,7 +19,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { listen, shutdown } from './listen.js';
+import { listen, shutdown } from '../../src/sandbox/http.js';
 
 export const SANDBOX_DASHSCOPE_API_KEY = 'sk-sandbox0000dashscope0000key';
 

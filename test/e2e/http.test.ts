@@ -7,9 +7,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { followAuthorizationLink } from '../src/sandbox/browser.js';
-import { freePort, SANDBOX, startSandbox, type Sandbox } from '../src/sandbox/index.js';
-import { allServerStderr, CLI, STATE_SECRET, textOf, waitFor } from './helpers/stack.js';
+import { followAuthorizationLink } from '../../examples/shared/browser.js';
+import { freePort, SANDBOX, startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import { allServerStderr, CLI, STATE_SECRET, textOf, waitFor } from '../helpers/stack.js';
 
 const ALICE = 'alice-1001';
 const BOB = 'bob-2002';
@@ -337,9 +337,9 @@ describe('the whole flow over HTTP', () => {
 
 describe('the bundled Qwen chat client against this HTTP mode', () => {
   it('signs in through the 401 and protected-resource metadata, then a write goes through the consent flow', async () => {
-    const { McpHub } = await import('../examples/qwen-chat/mcp-hub.js');
-    const { TokenFile } = await import('../examples/qwen-chat/oauth.js');
-    const { scriptedTerminal } = await import('../examples/qwen-chat/terminal.js');
+    const { McpHub } = await import('../../examples/qwen-chat/mcp-hub.js');
+    const { TokenFile } = await import('../../examples/qwen-chat/oauth.js');
+    const { scriptedTerminal } = await import('../../examples/qwen-chat/terminal.js');
     const { mkdtempSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');

@@ -16,9 +16,9 @@ import { toNodeHandler } from '@modelcontextprotocol/node';
 import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as z from 'zod/v4';
-import { McpHub } from '../examples/qwen-chat/mcp-hub.js';
-import { TokenFile, TokenFileError } from '../examples/qwen-chat/oauth.js';
-import { scriptedTerminal } from '../examples/qwen-chat/terminal.js';
+import { McpHub } from '../../examples/qwen-chat/mcp-hub.js';
+import { TokenFile, TokenFileError } from '../../examples/qwen-chat/oauth.js';
+import { scriptedTerminal } from '../../examples/qwen-chat/terminal.js';
 
 interface StandIn {
   mcpUrl: string;
@@ -303,7 +303,7 @@ describe('--yes outside the sandbox', () => {
     }
     const config = join(dir, 'mcp.json');
     writeFileSync(config, JSON.stringify({ mcpServers: { protected: { url: standIn.mcpUrl } } }));
-    const main = fileURLToPath(new URL('../dist/examples/qwen-chat/main.js', import.meta.url));
+    const main = fileURLToPath(new URL('../../dist/examples/qwen-chat/main.js', import.meta.url));
     const child = spawn(process.execPath, [main, '--config', config, '--yes', '--token-file', join(dir, 'tokens', 'oauth.json')], {
       env: { PATH: bin, HOME: dir, DASHSCOPE_API_KEY: 'sk-not-used' },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -4,9 +4,9 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import CredentialModule, { Config as CredentialConfig } from '@alicloud/credentials';
 import OpenApiModule, { Config as OpenApiConfig, OpenApiRequest, Params } from '@alicloud/openapi-client';
-import { AgentIdentityClient, type AlibabaCloudCredential } from '../src/identity/agent-identity-client.js';
-import { AgentIdentityError } from '../src/identity/types.js';
-import { startAgentIdentityEmulator, type AgentIdentityEmulator } from '../src/sandbox/agent-identity-emulator.js';
+import { AgentIdentityClient, type AlibabaCloudCredential } from '../../src/identity/agent-identity-client.js';
+import { AgentIdentityError } from '../../src/identity/types.js';
+import { startAgentIdentityEmulator, type AgentIdentityEmulator } from '../../src/sandbox/agent-identity-emulator.js';
 
 // CommonJS default exports: Node gives module.exports, some loaders give the class itself.
 const Credential = ((CredentialModule as unknown as { default?: unknown }).default ?? CredentialModule) as typeof CredentialModule.default;

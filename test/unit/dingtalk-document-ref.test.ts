@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseDocumentRef } from '../src/dingtalk/document-ref.js';
+import { parseDocumentRef } from '../../src/dingtalk/document-ref.js';
 
 const ID = 'Z9xxxxaBcD-id_01';
 

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, settingsTable } from '../src/config.js';
+import { ConfigError, loadConfig, settingsTable } from '../../src/config.js';
 
 const dir = () => mkdtempSync(join(tmpdir(), 'dingtalk-mcp-config-'));
 
@@ -74,7 +74,7 @@ describe('invalid settings fail with one message naming every problem and its fi
 
 describe('docs stay true', () => {
   it('the README settings table is exactly the one the code defines', () => {
-    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     const between = /<!-- settings:start -->\n([\s\S]*?)\n<!-- settings:end -->/.exec(readme)?.[1];
     expect(between).toBe(settingsTable());
   });

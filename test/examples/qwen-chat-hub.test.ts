@@ -9,15 +9,15 @@ import { toNodeHandler } from '@modelcontextprotocol/node';
 import { createMcpHandler, McpServer, UrlElicitationRequiredError } from '@modelcontextprotocol/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as z from 'zod/v4';
-import { ChatSession } from '../examples/qwen-chat/chat.js';
-import { parseConfig } from '../examples/qwen-chat/config.js';
-import { DashScopeClient } from '../examples/qwen-chat/dashscope.js';
-import { askToOpen, checkUrl, formatUrl, UrlElicitationHandler } from '../examples/qwen-chat/elicitation.js';
-import { exposedToolName, McpHub, MAX_FUNCTION_NAME } from '../examples/qwen-chat/mcp-hub.js';
-import { TokenFile } from '../examples/qwen-chat/oauth.js';
-import { startChatSandbox, type ChatSandbox } from '../examples/qwen-chat/sandbox.js';
-import { sanitize, scriptedTerminal, type Terminal } from '../examples/qwen-chat/terminal.js';
-import './helpers/stack.js';
+import { ChatSession } from '../../examples/qwen-chat/chat.js';
+import { parseConfig } from '../../examples/qwen-chat/config.js';
+import { DashScopeClient } from '../../examples/qwen-chat/dashscope.js';
+import { askToOpen, checkUrl, formatUrl, UrlElicitationHandler } from '../../examples/qwen-chat/elicitation.js';
+import { exposedToolName, McpHub, MAX_FUNCTION_NAME } from '../../examples/qwen-chat/mcp-hub.js';
+import { TokenFile } from '../../examples/qwen-chat/oauth.js';
+import { startChatSandbox, type ChatSandbox } from '../../examples/qwen-chat/sandbox.js';
+import { sanitize, scriptedTerminal, type Terminal } from '../../examples/qwen-chat/terminal.js';
+import '../helpers/stack.js';
 
 const unusedTokens = new TokenFile('/nonexistent/qwen-chat-test/oauth.json');
 
@@ -82,7 +82,7 @@ describe('two servers, and some that fail', () => {
   });
 
   it('the tool loop is bounded: after the limit Qwen gets no tools and must answer', async () => {
-    const { startDashScopeEmulator } = await import('../src/sandbox/dashscope-emulator.js');
+    const { startDashScopeEmulator } = await import('../../examples/shared/dashscope-emulator.js');
     const stubborn = await startDashScopeEmulator({
       rules: [(ctx) => (ctx.tools.length ? { toolCalls: [{ name: 'billing__query_monthly_costs', arguments: {} }] } : { content: 'Giving up on tools.' })],
     });

@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import CredentialModule, { Config as CredentialConfig } from '@alicloud/credentials';
-import type { AlibabaCloudCredential } from '../src/identity/agent-identity-client.js';
-import { runProvisioning } from '../src/provisioning/cli.js';
-import { freePort } from '../src/sandbox/index.js';
-import { startControlPlaneEmulator, type ControlPlaneEmulator, type ControlPlaneSeed } from '../src/sandbox/control-plane-emulator.js';
+import type { AlibabaCloudCredential } from '../../src/identity/agent-identity-client.js';
+import { runProvisioning } from '../../src/provisioning/cli.js';
+import { freePort } from '../../src/sandbox/index.js';
+import { startControlPlaneEmulator, type ControlPlaneEmulator, type ControlPlaneSeed } from '../../src/sandbox/control-plane-emulator.js';
 
 const Credential = ((CredentialModule as unknown as { default?: unknown }).default ?? CredentialModule) as typeof CredentialModule.default;
 
@@ -537,8 +537,8 @@ describe('ownership (review fixes)', () => {
   });
 
   it('fix 4: an IMS application whose create answer was lost is found by name (ListApplications) by setup and teardown', async () => {
-    const { Cloud } = await import('../src/provisioning/cloud.js');
-    const { ControlPlaneError } = await import('../src/provisioning/control-plane-client.js');
+    const { Cloud } = await import('../../src/provisioning/cloud.js');
+    const { ControlPlaneError } = await import('../../src/provisioning/control-plane-client.js');
     const original = Cloud.prototype.createWebApplication;
     let lose = 0;
     Cloud.prototype.createWebApplication = async function (this: InstanceType<typeof Cloud>, a) {

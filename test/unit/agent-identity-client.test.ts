@@ -1,10 +1,10 @@
 import { createServer } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import CredentialModule, { Config as CredentialConfig } from '@alicloud/credentials';
-import { AgentIdentityClient, hintFor, resolveEndpoint, type AlibabaCloudCredential } from '../src/identity/agent-identity-client.js';
-import { AgentIdentityError } from '../src/identity/types.js';
-import { createLogger } from '../src/log.js';
-import { startAgentIdentityEmulator, type AgentIdentityEmulator } from '../src/sandbox/agent-identity-emulator.js';
+import { AgentIdentityClient, hintFor, resolveEndpoint, type AlibabaCloudCredential } from '../../src/identity/agent-identity-client.js';
+import { AgentIdentityError } from '../../src/identity/types.js';
+import { createLogger } from '../../src/log.js';
+import { startAgentIdentityEmulator, type AgentIdentityEmulator } from '../../src/sandbox/agent-identity-emulator.js';
 
 const Credential = ((CredentialModule as unknown as { default?: unknown }).default ?? CredentialModule) as typeof CredentialModule.default;
 

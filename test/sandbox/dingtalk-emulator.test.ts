@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startDingTalkEmulator } from '../src/sandbox/dingtalk-emulator.js';
-import type { DingTalkEmulator } from '../src/sandbox/dingtalk-emulator.js';
-import { DingTalkClient } from '../src/dingtalk/client.js';
-import { DingTalkError } from '../src/dingtalk/types.js';
+import { startDingTalkEmulator } from '../../src/sandbox/dingtalk-emulator.js';
+import type { DingTalkEmulator } from '../../src/sandbox/dingtalk-emulator.js';
+import { DingTalkClient } from '../../src/dingtalk/client.js';
+import { DingTalkError } from '../../src/dingtalk/types.js';
 
 const APP = { clientId: 'dingemuapp', clientSecret: 'emu-secret-123456', redirectUris: ['http://127.0.0.1:8090/callback'] };
 const REDIRECT = APP.redirectUris[0]!;

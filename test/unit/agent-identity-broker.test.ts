@@ -2,11 +2,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import CredentialModule, { Config as CredentialConfig } from '@alicloud/credentials';
-import { AgentIdentityClient } from '../src/identity/agent-identity-client.js';
-import { AgentIdentityBroker, type AgentIdentityBrokerOptions } from '../src/identity/broker.js';
-import { AgentIdentityError, type UserIdentity } from '../src/identity/types.js';
-import { createLogger } from '../src/log.js';
-import { startAgentIdentityEmulator, type AgentIdentityEmulator } from '../src/sandbox/agent-identity-emulator.js';
+import { AgentIdentityClient } from '../../src/identity/agent-identity-client.js';
+import { AgentIdentityBroker, type AgentIdentityBrokerOptions } from '../../src/identity/broker.js';
+import { AgentIdentityError, type UserIdentity } from '../../src/identity/types.js';
+import { createLogger } from '../../src/log.js';
+import { startAgentIdentityEmulator, type AgentIdentityEmulator } from '../../src/sandbox/agent-identity-emulator.js';
 
 const Credential = ((CredentialModule as unknown as { default?: unknown }).default ?? CredentialModule) as typeof CredentialModule.default;
 
