@@ -10,7 +10,7 @@ import { AgentIdentityClient } from './identity/agent-identity-client.js';
 import { AgentIdentityBroker } from './identity/broker.js';
 import type { IdentityBroker, UserIdentity } from './identity/types.js';
 import { createLogger, type Logger } from './log.js';
-import type { ToolDeps } from './tools/write-dingtalk-doc.js';
+import type { ToolDeps } from './tools/define-tool.js';
 import { InFlight } from './in-flight.js';
 
 /** Ways to replace the real upstreams (the sandbox, tests). */

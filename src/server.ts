@@ -1,5 +1,6 @@
 import { McpServer } from '@modelcontextprotocol/server';
-import { registerWriteDingTalkDoc, type ToolDeps } from './tools/write-dingtalk-doc.js';
+import type { ToolDeps } from './tools/define-tool.js';
+import { registerTools } from './tools/index.js';
 import { VERSION } from './version.js';
 
 export const SERVER_NAME = 'agent-identity-dingtalk-mcp';
@@ -18,6 +19,6 @@ export function createServer(deps: ToolDeps): McpServer {
       requestState: { verify: deps.ladder.requestStateCodec.verify },
     },
   );
-  registerWriteDingTalkDoc(server, deps);
+  registerTools(server, deps);
   return server;
 }

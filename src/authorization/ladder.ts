@@ -56,6 +56,8 @@ export interface LadderRequest {
   structured: (extra: Record<string, unknown>) => Record<string, unknown>;
   /** What the user is authorizing, for messages: "write to DingTalk document X". */
   purpose: string;
+  /** The tool to call again after authorizing (default write_dingtalk_doc). */
+  toolName?: string;
 }
 
 const userHash = (user: UserIdentity) => createHash('sha256').update(userKey(user)).digest('base64url').slice(0, 22);
@@ -237,7 +239,7 @@ function textFallback(url: string, lifetime: string, req: LadderRequest, opened:
     `Authorization needed: to ${req.purpose.replace(/^to /, '')} as you, this server needs your DingTalk consent.`,
     `Open this link in your browser and choose Allow: ${url}`,
     `The link works once, only for you, and expires in ${lifetime}.${opened ? ' It was also opened in your browser.' : ''}`,
-    'After authorizing, call write_dingtalk_doc again with the same arguments.',
+    `After authorizing, call ${req.toolName ?? 'write_dingtalk_doc'} again with the same arguments.`,
     '(Your MCP client did not declare support for URL elicitation, so the link is shown here instead.)',
   ].join('\n');
   return {

@@ -1,0 +1,169 @@
+/**
+ * The one shape every tool has (DESIGN decision 14, after playwright-mcp's `defineTool`).
+ *
+ * A tool module declares its schemas, annotations, toolset and token family, checks its input without
+ * touching the network, and makes its DingTalk calls. Everything else lives here, once:
+ *   - who the caller is, and their DingTalk user token through the authorization ladder;
+ *   - for app-token tools, the app token and the caller's own `operatorId` (their unionId, from
+ *     GET /v1.0/contact/users/me with *their* token — never from tool input);
+ *   - the single retry when DingTalk rejects a token (the user token: dropped and re-fetched, a new
+ *     consent if Agent Identity hands back the same one; the app token: re-fetched once);
+ *   - mapping errors to `isError` results that say what to do, and the per-call log line.
+ */
+import type { CallToolResult, InputRequiredResult, McpServer, ServerContext, ToolAnnotations } from '@modelcontextprotocol/server';
+import type * as z from 'zod/v4';
+import { acquireDingTalkToken, type LadderDeps } from '../authorization/ladder.js';
+import type { DingTalkClient } from '../dingtalk/client.js';
+import { DingTalkError } from '../dingtalk/types.js';
+import { AgentIdentityError, userKey, type UserIdentity } from '../identity/types.js';
+import type { InFlight } from '../in-flight.js';
+import { hashUserId, type Logger } from '../log.js';
+
+/** Groups a deployment can switch on or off with `--toolsets` (like github-mcp-server's toolsets). */
+export const TOOLSETS = ['read', 'write', 'account'] as const;
+export type Toolset = (typeof TOOLSETS)[number];
+
+/**
+ * Which DingTalk token the tool's calls carry (DESIGN decision 12). `user`: only the user's own token.
+ * `app`: the app token plus `operatorId` = the caller's unionId; needs an app credential.
+ */
+export type TokenFamily = 'user' | 'app';
+
+export interface ToolDeps {
+  ladder: LadderDeps;
+  dingtalk: DingTalkClient;
+  /** Who is calling: the configured user on stdio, the verified bearer token's subject over HTTP. */
+  resolveUser: (ctx: ServerContext) => UserIdentity;
+  logger: Logger;
+  /** Graceful shutdown waits for writes already sent to DingTalk. */
+  writes: InFlight;
+}
+
+/** What a tool's `run` gets: the caller, their DingTalk user token, and the shared dependencies. */
+export interface ToolCall {
+  user: UserIdentity;
+  /** The caller's DingTalk user access token (from Agent Identity). Never log or return it. */
+  userToken: string;
+  signal: AbortSignal;
+  deps: ToolDeps;
+}
+
+export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z.ZodObject = z.ZodObject> {
+  name: string;
+  title: string;
+  description: string;
+  toolset: Toolset;
+  family: TokenFamily;
+  inputSchema: I;
+  outputSchema: O;
+  annotations: Omit<ToolAnnotations, 'title'>;
+  /** Checks that need no network; a message refuses the call before anything is sent. */
+  check?: (input: z.output<I>) => string | undefined;
+  /** What the user authorizes, for the consent message: "writing to DingTalk document X". */
+  purpose: (input: z.output<I>) => string;
+  /** Structured output while the user still has to authorize (the rest of the fields `outputSchema` requires). */
+  pending: (input: z.output<I>) => Record<string, unknown>;
+  /** Appended to failures so the user knows the state of their data: "Nothing was written." */
+  nothingDone: string;
+  run: (input: z.output<I>, call: ToolCall) => Promise<CallToolResult>;
+}
+
+/** A tool module's export: its definition, typed by its own schemas. */
+export function defineTool<I extends z.ZodObject, O extends z.ZodObject>(definition: ToolDefinition<I, O>): ToolDefinition<I, O> {
+  return definition;
+}
+
+export function errorResult(text: string): CallToolResult {
+  return { isError: true, content: [{ type: 'text', text }] };
+}
+
+/** Register one tool on a server, wrapped in the shared concerns above. */
+export function registerTool<I extends z.ZodObject, O extends z.ZodObject>(server: McpServer, tool: ToolDefinition<I, O>, deps: ToolDeps): void {
+  server.registerTool(
+    tool.name,
+    {
+      title: tool.title,
+      description: tool.description,
+      inputSchema: tool.inputSchema,
+      outputSchema: tool.outputSchema,
+      annotations: { title: tool.title, ...tool.annotations },
+    },
+    // The SDK validated `input` against inputSchema already.
+    (async (input: z.output<I>, ctx: ServerContext) => runTool(server, tool, deps, input, ctx)) as never,
+  );
+}
+
+async function runTool<I extends z.ZodObject, O extends z.ZodObject>(
+  server: McpServer,
+  tool: ToolDefinition<I, O>,
+  deps: ToolDeps,
+  input: z.output<I>,
+  ctx: ServerContext,
+): Promise<CallToolResult | InputRequiredResult> {
+  const started = Date.now();
+  let outcome = 'error';
+  let user: UserIdentity | undefined;
+  try {
+    const refused = tool.check?.(input);
+    if (refused !== undefined) {
+      outcome = 'invalid_input';
+      return errorResult(refused);
+    }
+    user = deps.resolveUser(ctx);
+    const pending = tool.pending(input);
+    const ladderRequest = {
+      ctx,
+      server,
+      user,
+      toolName: tool.name,
+      structured: (extra: Record<string, unknown>) => ({ ...pending, ...extra }),
+      purpose: tool.purpose(input),
+    };
+
+    let rejectedToken: string | undefined;
+    // At most two attempts: a token DingTalk refuses is dropped and replaced once.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const got = await acquireDingTalkToken(deps.ladder, { ...ladderRequest, rejectedToken });
+      if (got.kind === 'result') {
+        outcome = got.outcome;
+        return got.result;
+      }
+      try {
+        const result = await tool.run(input, { user, userToken: got.accessToken, signal: ctx.mcpReq.signal, deps });
+        outcome = result.isError ? 'refused' : 'ok';
+        return result;
+      } catch (e) {
+        if (!(e instanceof DingTalkError) || e.kind !== 'invalid_token' || attempt > 0) throw e;
+        deps.ladder.broker.dropDingTalkToken(user);
+        rejectedToken = got.accessToken;
+      }
+    }
+    throw new Error('unreachable');
+  } catch (e) {
+    if (e instanceof DingTalkError) {
+      outcome = `dingtalk_${e.kind}`;
+      const text =
+        e.kind === 'invalid_token'
+          ? `DingTalk rejected the access token Agent Identity issued even after a fresh one was fetched. Ask an administrator to check the DingTalk credential provider in Agent Identity. ${tool.nothingDone}`
+          : `${e.message} ${tool.nothingDone}`;
+      return errorResult(text);
+    }
+    if (e instanceof AgentIdentityError) {
+      outcome = `agent_identity_${e.code}`;
+      return errorResult(`${e.message} ${tool.nothingDone}`);
+    }
+    if (ctx.mcpReq.signal.aborted) {
+      outcome = 'cancelled';
+      throw e;
+    }
+    deps.logger.error(`unexpected error in ${tool.name}`, { error: e instanceof Error ? e.message : String(e) });
+    return errorResult(`An unexpected error stopped ${tool.name}. ${tool.nothingDone} The server log has details.`);
+  } finally {
+    deps.logger.info('tool call', {
+      tool: tool.name,
+      user: user ? hashUserId(userKey(user)) : undefined,
+      outcome,
+      durationMs: Date.now() - started,
+    });
+  }
+}
