@@ -19,7 +19,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { listen, shutdown } from '../../src/sandbox/http.js';
+import { FaultQueue, listen, readBody, sendJson, shutdown } from '../../src/sandbox/http.js';
 
 export const SANDBOX_DASHSCOPE_API_KEY = 'sk-sandbox0000dashscope0000key';
 
@@ -221,7 +221,7 @@ export async function startDashScopeEmulator(options: DashScopeEmulatorOptions =
   const rules = options.rules ?? DEFAULT_RULES;
   const chunkSize = Math.max(1, options.chunkSize ?? 16);
   const requests: DashScopeRequestLog[] = [];
-  const faults: Array<Required<Pick<FaultSpec, 'times'>> & FaultSpec> = [];
+  const faults = new FaultQueue<FaultSpec>();
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
@@ -230,21 +230,18 @@ export async function startDashScopeEmulator(options: DashScopeEmulatorOptions =
     const requestId = randomUUID();
     const fail = (e: ApiError, headers: Record<string, string> = {}) => {
       log.status = e.status;
-      res.writeHead(e.status, { 'content-type': 'application/json', ...headers });
-      res.end(JSON.stringify({ error: { code: e.code, message: e.message, param: e.param, type: e.type }, id: `chatcmpl-${requestId}`, request_id: requestId }));
+      sendJson(res, e.status, { error: { code: e.code, message: e.message, param: e.param, type: e.type }, id: `chatcmpl-${requestId}`, request_id: requestId }, headers);
     };
     try {
       if (path !== '/compatible-mode/v1/chat/completions') throw new ApiError(404, 'NotFound', `Not found: ${path}`);
       if (req.method !== 'POST') throw new ApiError(405, 'MethodNotAllowed', 'Use POST.');
-      const raw = await readBody(req);
+      const raw = (await readBody(req, 16 << 20)).toString('utf8');
       const auth = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
       if (!auth || !apiKeys.has(auth)) {
         throw new ApiError(401, 'invalid_api_key', 'Incorrect API key provided. For details, see: https://help.aliyun.com/zh/model-studio/error-code#apikey-error');
       }
-      const fault = faults[0];
+      const fault = faults.take(() => true);
       if (fault) {
-        fault.times -= 1;
-        if (fault.times <= 0) faults.shift();
         const headers: Record<string, string> = fault.retryAfterSeconds !== undefined ? { 'retry-after': String(fault.retryAfterSeconds) } : {};
         return fail(new ApiError(fault.status, fault.code, fault.message ?? defaultFaultMessage(fault.status), fault.type ?? (fault.status === 429 ? 'limit_requests' : 'internal_error')), headers);
       }
@@ -278,9 +275,10 @@ export async function startDashScopeEmulator(options: DashScopeEmulatorOptions =
       const finish = toolCalls.length > 0 ? 'tool_calls' : 'stop';
 
       if (!stream) {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(
-          JSON.stringify({
+        sendJson(
+          res,
+          200,
+          {
             id,
             object: 'chat.completion',
             created,
@@ -295,7 +293,7 @@ export async function startDashScopeEmulator(options: DashScopeEmulatorOptions =
               },
             ],
             usage: usageBlock,
-          }),
+          },
         );
         return;
       }
@@ -330,10 +328,10 @@ export async function startDashScopeEmulator(options: DashScopeEmulatorOptions =
     apiKey: [...apiKeys][0] ?? SANDBOX_DASHSCOPE_API_KEY,
     requests,
     injectFault(fault) {
-      faults.push({ ...fault, times: fault.times ?? 1 });
+      faults.inject(fault);
     },
     clearFaults() {
-      faults.length = 0;
+      faults.clear();
     },
     close: () => shutdown(server),
   };
@@ -407,13 +405,4 @@ function chunks(text: string, size: number): string[] {
   const chars = [...text];
   for (let i = 0; i < chars.length; i += size) out.push(chars.slice(i, i + size).join(''));
   return out;
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = [];
-    req.on('data', (c: Buffer) => parts.push(c));
-    req.on('end', () => resolve(Buffer.concat(parts).toString('utf8')));
-    req.on('error', reject);
-  });
 }

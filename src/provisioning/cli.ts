@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import CredentialModule, { Config as CredentialConfig } from '@alicloud/credentials';
 import type { AlibabaCloudCredential } from '../identity/agent-identity-client.js';
-import { startControlPlaneEmulator, type ControlPlaneEmulator } from '../sandbox/control-plane-emulator.js';
+import { startControlPlaneEmulator, type ControlPlaneEmulator } from '../sandbox/control-plane/index.js';
 import { Cloud } from './cloud.js';
 import type { Context, Output } from './context.js';
 import { ControlPlaneClient } from './control-plane-client.js';

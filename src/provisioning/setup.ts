@@ -12,6 +12,7 @@ import type { Application, IdentityProvider, OAuth2Provider, Policy, Role, Workl
 import type { Context, Names } from './context.js';
 import { freshRecord, issuerOf, resolveNames } from './context.js';
 import { createOrAdopt, GONE } from './create-step.js';
+import { planResource, type Action, type Owned, type PlanItem } from './plan.js';
 import {
   allowsTokenFetch,
   oauth2ProviderArn,
@@ -27,18 +28,6 @@ import {
 import { appIdentity, applicationsNamed, attachmentIdentity, policyIdentity, readIdentity, roleIdentity } from './identity.js';
 import { printClientConfig } from './client-config.js';
 import type { ResourceRecord, ResourceType } from './record.js';
-
-type Action = 'create' | 'update' | 'ok' | 'adopt' | 'blocked';
-
-interface PlanItem {
-  type: ResourceType;
-  label: string;
-  name: string;
-  action: Action;
-  detail?: string;
-  /** A returned line replaces the "created …" line (e.g. when the resource turned out to be someone else's). */
-  apply?: () => Promise<string | undefined | void>;
-}
 
 const SYMBOL: Record<Action, string> = { create: '+ create', update: '~ update', ok: '= ok    ', adopt: '= adopt ', blocked: '! blocked' };
 
@@ -59,8 +48,6 @@ interface Live {
   roleAdopted?: boolean;
   appAdopted?: boolean;
 }
-
-type Owned = (type: ResourceType, name: string, identity: string | undefined) => boolean;
 
 export async function runSetup(ctx: Context): Promise<number> {
   const { opts, file, cloud, io } = ctx;
@@ -97,7 +84,6 @@ export async function runSetup(ctx: Context): Promise<number> {
     return 1;
   }
 
-  /** Setup's own: recorded as created (or pending), and not re-created by someone else since (identity.ts). */
   const owned: Owned = (type, name, identity) => {
     const r = file.record?.resources.find((x) => x.type === type && x.name === name);
     return r !== undefined && r.status !== 'adopted' && (r.identity === undefined || r.identity === identity);
@@ -303,49 +289,28 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
     const idpInput = () => ({ name: n.identityProvider, discoveryUrl: n.discoveryUrl, audience: [live.appId!] });
     const idpTrack = (p: IdentityProvider | undefined, status: 'created' | 'adopted') =>
       track({ type: 'identity_provider', name: n.identityProvider, status, ...(p?.arn ? { arn: p.arn } : {}), ...(status === 'created' ? withIdentity(p?.createTime) : {}) });
-    if (!idp) {
-      plan.push({
+    plan.push(
+      planResource(file, owned, {
         type: 'identity_provider',
         label: 'identity provider',
         name: n.identityProvider,
-        action: 'create',
-        detail: `discovery ${n.discoveryUrl}, audience = the app id`,
-        apply: () =>
-          createOrAdopt(file, {
-            type: 'identity_provider',
-            name: n.identityProvider,
-            label: 'identity provider',
-            create: () => cloud.createIdentityProvider({ ...idpInput(), description: 'dingtalk-mcp: sign-in for HTTP mode' }),
-            created: async (p) => idpTrack(p.createTime ? p : ((await cloud.getIdentityProvider(n.identityProvider)) ?? p), 'created'),
-            adopt: async () => {
-              const p = await cloud.getIdentityProvider(n.identityProvider);
-              const problem = p ? idpProblem(p) : GONE;
-              if (!problem) idpTrack(p, 'adopted');
-              return problem;
-            },
-          }),
-      });
-    } else if (owned('identity_provider', n.identityProvider, idp.createTime)) {
-      const fits = idpProblem(idp) === undefined;
-      plan.push({
-        type: 'identity_provider',
-        label: 'identity provider',
-        name: n.identityProvider,
-        action: fits ? 'ok' : 'update',
-        ...(fits ? {} : { detail: 'discovery URL or audience differ' }),
-        apply: async () => {
-          if (!fits) await cloud.updateIdentityProvider(idpInput());
-          idpTrack(idp, 'created');
+        found: idp,
+        identity: (p) => p.createTime,
+        unfit: idpProblem,
+        record: idpTrack,
+        create: {
+          detail: `discovery ${n.discoveryUrl}, audience = the app id`,
+          run: () => cloud.createIdentityProvider({ ...idpInput(), description: 'dingtalk-mcp: sign-in for HTTP mode' }),
+          created: async (p) => idpTrack(p.createTime ? p : ((await cloud.getIdentityProvider(n.identityProvider)) ?? p), 'created'),
+          reread: () => cloud.getIdentityProvider(n.identityProvider),
         },
-      });
-    } else {
-      const problem = idpProblem(idp);
-      plan.push(
-        problem
-          ? { type: 'identity_provider', label: 'identity provider', name: n.identityProvider, action: 'blocked', detail: `it exists but was not created by setup, and ${problem}` }
-          : { type: 'identity_provider', label: 'identity provider', name: n.identityProvider, action: 'adopt', apply: async () => idpTrack(idp, 'adopted') },
-      );
-    }
+        update: {
+          differs: (p) => (idpProblem(p) === undefined ? undefined : 'discovery URL or audience differ'),
+          run: () => cloud.updateIdentityProvider(idpInput()),
+        },
+        blockedJoin: ', and ',
+      }),
+    );
   }
 
   // ---- RAM role: adopted only when its trust policy is exactly setup's; an adopted role is never changed ----
@@ -357,60 +322,36 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
     const problem = trustProblem(r.trustPolicy, wiArn);
     return problem && `${problem}. Setup adopts an existing role only when its trust policy is exactly the one setup would write (see docs/provisioning.md); fix it in the RAM console or pass --workload-identity <another name>`;
   };
-  if (!role) {
-    plan.push({
+  plan.push(
+    planResource(file, owned, {
       type: 'ram_role',
       label: 'RAM role',
       name: n.role,
-      action: 'create',
-      detail: `trusted by ${'workload.agentidentity.aliyuncs.com'} for this workload identity only`,
-      apply: () =>
-        createOrAdopt(file, {
-          type: 'ram_role',
-          name: n.role,
-          label: 'RAM role',
-          create: () => cloud.createRole({ name: n.role, trustPolicy: expectedTrust, description: `dingtalk-mcp: role of workload identity ${n.workloadIdentity}` }),
-          created: async (r) => {
-            const read = roleIdentity(r) ? r : ((await cloud.getRole(n.role)) ?? r);
-            live.roleArn = read.arn || ramRoleArn(account, n.role);
-            roleTrack({ ...read, arn: live.roleArn }, 'created');
-          },
-          adopt: async () => {
-            const r = await cloud.getRole(n.role);
-            const problem = r ? roleProblem(r) : GONE;
-            if (!problem) {
-              live.roleArn = r!.arn;
-              live.roleAdopted = true;
-              roleTrack(r, 'adopted');
-            }
-            return problem;
-          },
-        }),
-    });
-  } else if (owned('ram_role', n.role, roleIdentity(role))) {
-    live.roleArn = role.arn;
-    const fits = trustProblem(role.trustPolicy, wiArn) === undefined;
-    plan.push({
-      type: 'ram_role',
-      label: 'RAM role',
-      name: n.role,
-      action: fits ? 'ok' : 'update',
-      ...(fits ? {} : { detail: 'trust policy differs' }),
-      apply: async () => {
-        if (!fits) await cloud.updateRoleTrust(n.role, expectedTrust);
-        roleTrack(role, 'created');
+      found: role,
+      identity: roleIdentity,
+      unfit: roleProblem,
+      record: roleTrack,
+      use: (r, mine) => {
+        live.roleArn = r.arn;
+        if (!mine) live.roleAdopted = true;
       },
-    });
-  } else {
-    live.roleArn = role.arn;
-    live.roleAdopted = true;
-    const problem = roleProblem(role);
-    plan.push(
-      problem
-        ? { type: 'ram_role', label: 'RAM role', name: n.role, action: 'blocked', detail: `it exists but was not created by setup: ${problem}` }
-        : { type: 'ram_role', label: 'RAM role', name: n.role, action: 'adopt', detail: 'exists; used as is, never changed or deleted', apply: async () => roleTrack(role, 'adopted') },
-    );
-  }
+      create: {
+        detail: `trusted by ${'workload.agentidentity.aliyuncs.com'} for this workload identity only`,
+        run: () => cloud.createRole({ name: n.role, trustPolicy: expectedTrust, description: `dingtalk-mcp: role of workload identity ${n.workloadIdentity}` }),
+        created: async (r) => {
+          const read = roleIdentity(r) ? r : ((await cloud.getRole(n.role)) ?? r);
+          live.roleArn = read.arn || ramRoleArn(account, n.role);
+          roleTrack({ ...read, arn: live.roleArn }, 'created');
+        },
+        reread: () => cloud.getRole(n.role),
+      },
+      update: {
+        differs: (r) => (trustProblem(r.trustPolicy, wiArn) === undefined ? undefined : 'trust policy differs'),
+        run: () => cloud.updateRoleTrust(n.role, expectedTrust),
+      },
+      adoptDetail: 'exists; used as is, never changed or deleted',
+    }),
+  );
 
   // ---- RAM policy ----
   const expectedPolicy = permissionPolicy(wiArn, provArn);
@@ -419,49 +360,28 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
     track({ type: 'ram_policy', name: n.policy, status, arn: policyArn(account, n.policy), ...(status === 'created' && p ? withIdentity(policyIdentity(p)) : {}) });
   const policyProblem = (p: Policy) =>
     allowsTokenFetch(p.document ? [p.document] : [], wiArn, provArn) ? undefined : 'it does not allow GetResourceOAuth2Token on this workload identity and provider; fix it or pass --workload-identity <another name>';
-  if (!policy) {
-    plan.push({
+  plan.push(
+    planResource(file, owned, {
       type: 'ram_policy',
       label: 'RAM policy',
       name: n.policy,
-      action: 'create',
-      detail: 'only agentidentitydata:GetResourceOAuth2Token on this workload identity and provider',
-      apply: () =>
-        createOrAdopt(file, {
-          type: 'ram_policy',
-          name: n.policy,
-          label: 'RAM policy',
-          create: () => cloud.createPolicy({ name: n.policy, document: expectedPolicy, description: `dingtalk-mcp: least privilege for ${n.workloadIdentity}` }),
-          created: async (p) => policyTrack(policyIdentity(p) ? p : ((await cloud.getPolicy(n.policy)) ?? p), 'created'),
-          adopt: async () => {
-            const p = await cloud.getPolicy(n.policy);
-            const problem = p ? policyProblem(p) : GONE;
-            if (!problem) policyTrack(p, 'adopted');
-            return problem;
-          },
-        }),
-    });
-  } else if (owned('ram_policy', n.policy, policyIdentity(policy))) {
-    const fits = sameJson(policy.document, expectedPolicy);
-    plan.push({
-      type: 'ram_policy',
-      label: 'RAM policy',
-      name: n.policy,
-      action: fits ? 'ok' : 'update',
-      ...(fits ? {} : { detail: 'document differs; a new default version' }),
-      apply: async () => {
-        if (!fits) await cloud.setPolicyDocument(n.policy, expectedPolicy);
-        policyTrack(policy, 'created');
+      found: policy,
+      identity: policyIdentity,
+      unfit: policyProblem,
+      record: policyTrack,
+      create: {
+        detail: 'only agentidentitydata:GetResourceOAuth2Token on this workload identity and provider',
+        run: () => cloud.createPolicy({ name: n.policy, document: expectedPolicy, description: `dingtalk-mcp: least privilege for ${n.workloadIdentity}` }),
+        created: async (p) => policyTrack(policyIdentity(p) ? p : ((await cloud.getPolicy(n.policy)) ?? p), 'created'),
+        reread: () => cloud.getPolicy(n.policy),
       },
-    });
-  } else {
-    const problem = policyProblem(policy);
-    plan.push(
-      problem
-        ? { type: 'ram_policy', label: 'RAM policy', name: n.policy, action: 'blocked', detail: `it exists but was not created by setup, and ${problem}` }
-        : { type: 'ram_policy', label: 'RAM policy', name: n.policy, action: 'adopt', apply: async () => policyTrack(policy, 'adopted') },
-    );
-  }
+      update: {
+        differs: (p) => (sameJson(p.document, expectedPolicy) ? undefined : 'document differs; a new default version'),
+        run: () => cloud.setPolicyDocument(n.policy, expectedPolicy),
+      },
+      blockedJoin: ', and ',
+    }),
+  );
 
   // ---- attachment: only ever to a role setup created ----
   const attachName = `${n.role}/${n.policy}`;
@@ -519,90 +439,52 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
     return problems;
   };
   const wiFix = 'Fix it in the Agent Identity console, or pass --workload-identity <a new name> to let setup create its own';
-  if (!wi) {
-    plan.push({
+  plan.push(
+    planResource(file, owned, {
       type: 'workload_identity',
       label: 'workload identity',
       name: n.workloadIdentity,
-      action: 'create',
-      detail: `return URL ${n.callbackUrl}${idpName ? `, identity provider ${idpName}` : ''}`,
-      apply: () =>
-        createOrAdopt(file, {
-          type: 'workload_identity',
-          name: n.workloadIdentity,
-          label: 'workload identity',
-          create: () =>
-            cloud.createWorkloadIdentity({
-              name: n.workloadIdentity,
-              roleArn: live.roleArn!,
-              ...(idpName ? { identityProviderName: idpName } : {}),
-              returnUrls: [n.callbackUrl],
-              description: 'dingtalk-mcp: writes DingTalk documents as the user',
-            }),
-          created: async (w) => wiTrack(w.createTime ? w : ((await cloud.getWorkloadIdentity(n.workloadIdentity)) ?? w), 'created'),
-          adopt: async () => {
-            const w = await cloud.getWorkloadIdentity(n.workloadIdentity);
-            const problems = w ? wiProblems(w) : [GONE];
-            if (problems.length === 0) wiTrack(w, 'adopted');
-            return problems.length ? `${problems.join('; ')}. ${wiFix}` : undefined;
-          },
-        }),
-    });
-  } else {
-    const problems = wiProblems(wi);
-    if (owned('workload_identity', n.workloadIdentity, wi.createTime)) {
-      plan.push({
-        type: 'workload_identity',
-        label: 'workload identity',
-        name: n.workloadIdentity,
-        action: problems.length ? 'update' : 'ok',
-        ...(problems.length ? { detail: problems.join('; ') } : {}),
-        apply: async () => {
-          if (problems.length) {
-            await cloud.updateWorkloadIdentity({
-              name: n.workloadIdentity,
-              roleArn: live.roleArn!,
-              ...(idpName ? { identityProviderName: idpName } : {}),
-              returnUrls: [...new Set([...wi.returnUrls, n.callbackUrl])],
-            });
-          }
-          wiTrack(wi, 'created');
-        },
-      });
-    } else if (problems.length === 0) {
-      plan.push({ type: 'workload_identity', label: 'workload identity', name: n.workloadIdentity, action: 'adopt', apply: async () => wiTrack(wi, 'adopted') });
-    } else {
-      plan.push({
-        type: 'workload_identity',
-        label: 'workload identity',
-        name: n.workloadIdentity,
-        action: 'blocked',
-        detail: `it exists but was not created by setup: ${problems.join('; ')}. ${wiFix}`,
-      });
-    }
-  }
+      found: wi,
+      identity: (w) => w.createTime,
+      unfit: (w) => {
+        const problems = wiProblems(w);
+        return problems.length ? `${problems.join('; ')}. ${wiFix}` : undefined;
+      },
+      record: wiTrack,
+      create: {
+        detail: `return URL ${n.callbackUrl}${idpName ? `, identity provider ${idpName}` : ''}`,
+        run: () =>
+          cloud.createWorkloadIdentity({
+            name: n.workloadIdentity,
+            roleArn: live.roleArn!,
+            ...(idpName ? { identityProviderName: idpName } : {}),
+            returnUrls: [n.callbackUrl],
+            description: 'dingtalk-mcp: writes DingTalk documents as the user',
+          }),
+        created: async (w) => wiTrack(w.createTime ? w : ((await cloud.getWorkloadIdentity(n.workloadIdentity)) ?? w), 'created'),
+        reread: () => cloud.getWorkloadIdentity(n.workloadIdentity),
+      },
+      update: {
+        differs: (w) => wiProblems(w).join('; ') || undefined,
+        run: (w) =>
+          cloud.updateWorkloadIdentity({
+            name: n.workloadIdentity,
+            roleArn: live.roleArn!,
+            ...(idpName ? { identityProviderName: idpName } : {}),
+            returnUrls: [...new Set([...w.returnUrls, n.callbackUrl])],
+          }),
+      },
+    }),
+  );
 
   // ---- DingTalk OAuth2 credential provider ----
   const provider = await cloud.getOAuth2Provider(n.provider);
   const providerTrack = (p: OAuth2Provider | undefined, status: ResourceRecord['status']) =>
     track({ type: 'oauth2_credential_provider', name: n.provider, status, arn: p?.arn ?? provArn, ...(status === 'created' ? withIdentity(p?.createTime) : {}) });
-  if (provider) {
-    live.providerCallbackUrl = provider.callbackUrl;
-    const mine = owned('oauth2_credential_provider', n.provider, provider.createTime);
-    plan.push({
-      type: 'oauth2_credential_provider',
-      label: 'DingTalk credential provider',
-      name: n.provider,
-      action: mine ? 'ok' : 'adopt',
-      ...(mine ? {} : { detail: 'exists; used as is, never deleted by teardown' }),
-      apply: async () => providerTrack(provider, mine ? 'created' : 'adopted'),
-    });
-    return;
-  }
   const clientId = opts.dingtalkClientId;
   let secret: string | undefined;
-  if (clientId && !opts.dryRun) secret = await ctx.readDingTalkSecret();
-  if (!clientId || (!opts.dryRun && !secret)) {
+  if (!provider && clientId && !opts.dryRun) secret = await ctx.readDingTalkSecret();
+  if (!provider && (!clientId || (!opts.dryRun && !secret))) {
     plan.push({
       type: 'oauth2_credential_provider',
       label: 'DingTalk credential provider',
@@ -621,7 +503,7 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
   // speaks DingTalk's JSON token endpoint this way are UNVERIFIED — adoption of a console-made provider is the documented path.
   const config = {
     CustomOAuth2ProviderConfig: {
-      ClientId: clientId,
+      ClientId: clientId!,
       ClientSecret: secret!,
       OAuth2Discovery: {
         AuthorizationServerMetadata: {
@@ -633,29 +515,29 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
       },
     },
   };
-  plan.push({
-    type: 'oauth2_credential_provider',
-    label: 'DingTalk credential provider',
-    name: n.provider,
-    action: 'create',
-    detail: `from DingTalk app ${clientId}; vendor ${opts.dingtalkVendor} (UNVERIFIED)`,
-    apply: () =>
-      createOrAdopt(file, {
-        type: 'oauth2_credential_provider',
-        name: n.provider,
-        label: 'DingTalk credential provider',
-        create: () => cloud.createOAuth2Provider({ name: n.provider, vendor: opts.dingtalkVendor, callbackUrl, config, clientSecret: secret!, description: 'dingtalk-mcp: DingTalk user tokens' }),
+  plan.push(
+    planResource(file, owned, {
+      type: 'oauth2_credential_provider',
+      label: 'DingTalk credential provider',
+      name: n.provider,
+      found: provider,
+      identity: (p) => p.createTime,
+      // A provider of that name is used as is: setup never changes a credential provider.
+      unfit: () => undefined,
+      record: providerTrack,
+      use: (p) => {
+        live.providerCallbackUrl = p.callbackUrl;
+      },
+      create: {
+        detail: `from DingTalk app ${clientId}; vendor ${opts.dingtalkVendor} (UNVERIFIED)`,
+        run: () => cloud.createOAuth2Provider({ name: n.provider, vendor: opts.dingtalkVendor, callbackUrl, config, clientSecret: secret!, description: 'dingtalk-mcp: DingTalk user tokens' }),
         created: async (p) => {
           live.providerCallbackUrl = p.callbackUrl ?? callbackUrl;
           providerTrack(p.createTime ? p : ((await cloud.getOAuth2Provider(n.provider)) ?? p), 'created');
         },
-        adopt: async () => {
-          const p = await cloud.getOAuth2Provider(n.provider);
-          if (!p) return GONE;
-          live.providerCallbackUrl = p.callbackUrl;
-          providerTrack(p, 'adopted');
-          return undefined;
-        },
-      }),
-  });
+        reread: () => cloud.getOAuth2Provider(n.provider),
+      },
+      adoptDetail: 'exists; used as is, never deleted by teardown',
+    }),
+  );
 }

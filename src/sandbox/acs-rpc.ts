@@ -11,6 +11,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import querystring from 'node:querystring';
+import { BodyTooLargeError, readBody as readWholeBody } from './http.js';
 
 /** An API error as the emulators answer it (HTTP status + POP error code). */
 export class AcsError extends Error {
@@ -71,22 +72,14 @@ export function toSingleValues(parsed: querystring.ParsedUrlQuery): Record<strin
   return out;
 }
 
-export function readBody(req: IncomingMessage, limit = 1 << 20): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        reject(new AcsError(413, 'RequestEntityTooLarge', 'The request body is too large.'));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
+/** The request body; over the limit, the POP error `RequestEntityTooLarge` (413). */
+export async function readBody(req: IncomingMessage, limit = 1 << 20): Promise<Buffer> {
+  try {
+    return await readWholeBody(req, limit);
+  } catch (e) {
+    if (e instanceof BodyTooLargeError) throw new AcsError(413, 'RequestEntityTooLarge', 'The request body is too large.');
+    throw e;
+  }
 }
 
 /** The query, the form body and their merge (system parameters removed), as an RPC handler wants them. */

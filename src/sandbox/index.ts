@@ -5,7 +5,7 @@ import { createRemoteJWKSet, jwtVerify } from 'jose';
 import type { Logger } from '../log.js';
 import { startAgentIdentityEmulator, type AgentIdentityEmulator } from './agent-identity-emulator.js';
 import { startDingTalkEmulator, type DingTalkEmulator } from './dingtalk-emulator.js';
-import { startOidcEmulator, type OidcEmulator, type OidcUser } from './oidc-emulator.js';
+import { startOidcEmulator, type OidcEmulator, type OidcUser } from './oidc/index.js';
 
 // A CommonJS package: Node hands us `module.exports` (class on `.default`); some loaders unwrap it already.
 const Credential = ((CredentialModule as unknown as { default?: unknown }).default ?? CredentialModule) as typeof CredentialModule.default;

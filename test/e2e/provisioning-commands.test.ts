@@ -6,7 +6,7 @@ import CredentialModule, { Config as CredentialConfig } from '@alicloud/credenti
 import type { AlibabaCloudCredential } from '../../src/identity/agent-identity-client.js';
 import { runProvisioning } from '../../src/provisioning/cli.js';
 import { freePort } from '../../src/sandbox/index.js';
-import { startControlPlaneEmulator, type ControlPlaneEmulator, type ControlPlaneSeed } from '../../src/sandbox/control-plane-emulator.js';
+import { startControlPlaneEmulator, type ControlPlaneEmulator, type ControlPlaneSeed } from '../../src/sandbox/control-plane/index.js';
 
 const Credential = ((CredentialModule as unknown as { default?: unknown }).default ?? CredentialModule) as typeof CredentialModule.default;
 
