@@ -6,7 +6,7 @@
  * Never a token, never an elicitation URL (those go to the human through the consent screen).
  */
 import type { AssistantTurn, ChatMessage, DashScopeClient } from './dashscope.js';
-import type { McpHub } from './mcp-hub.js';
+import type { ExposedTool, McpHub, ToolOutcome } from './mcp-hub.js';
 import { sanitize, style, type Terminal } from './terminal.js';
 
 export const DEFAULT_MAX_TOOL_ROUNDS = 8;
@@ -26,6 +26,41 @@ export interface ChatOptions {
   systemPrompt?: string;
   /** Use non-streaming calls (sends enable_thinking:false for Qwen models). Default false. */
   noStream?: boolean;
+  /** Told what happens as it happens (the web chat draws its cards from this); the terminal output is unchanged. */
+  observer?: ChatObserver;
+}
+
+/** One tool call the model asked for, as a front end shows it. */
+export interface ToolCallInfo {
+  /** The model's call id. */
+  id: string;
+  /** The function name the model used (`<server>__<tool>`). */
+  name: string;
+  server?: string;
+  /** The MCP tool behind it (absent for an unknown name). */
+  tool?: ExposedTool['tool'];
+  args: Record<string, unknown>;
+}
+
+export interface ChatObserver {
+  onContent?(delta: string): void;
+  onReasoning?(delta: string): void;
+  /** Before the call runs (and before any confirmation). */
+  onToolCall?(call: ToolCallInfo): void;
+  onToolResult?(call: ToolCallInfo, outcome: ToolOutcome & { declined?: boolean }, durationMs: number): void;
+  /**
+   * Asked before a tool that may destroy data runs ({@link mayDestroy}); false, or a throw, means it does not run and
+   * the model is told the user declined. Absent: such tools run without asking (the terminal chat's behaviour).
+   */
+  confirmToolCall?(call: ToolCallInfo, signal?: AbortSignal): Promise<boolean>;
+}
+
+/**
+ * MCP tool annotations (2025-11-25 schema, ToolAnnotations): `destructiveHint` defaults to true and only means something
+ * when `readOnlyHint` is false (its default). So a tool may destroy data unless it says it is read-only or not destructive.
+ */
+export function mayDestroy(tool: { annotations?: { readOnlyHint?: boolean; destructiveHint?: boolean } }): boolean {
+  return tool.annotations?.readOnlyHint !== true && tool.annotations?.destructiveHint !== false;
 }
 
 export interface TurnResult {
@@ -77,7 +112,23 @@ export class ChatSession {
           continue;
         }
         terminal.write(style.accent(terminal, `\n⚙ ${call.function.name}`) + style.dim(terminal, ` ${summarizeArgs(args)}\n`));
+        const route = hub.route(call.function.name);
+        const info: ToolCallInfo = { id: call.id, name: call.function.name, server: route?.server, tool: route?.tool, args };
+        const observer = this.options.observer;
+        observer?.onToolCall?.(info);
+        if (observer?.confirmToolCall && route && mayDestroy(route.tool)) {
+          const approved = await observer.confirmToolCall(info, signal).catch(() => false);
+          if (!approved) {
+            const textOut = 'The user chose not to run this tool, so nothing was changed. Do not call it again unless the user asks.';
+            this.messages.push({ role: 'tool', tool_call_id: call.id, content: `Error: ${textOut}` });
+            result.toolCalls.push({ name: call.function.name, server: route.server, isError: true, text: textOut });
+            observer.onToolResult?.(info, { text: textOut, isError: true, server: route.server, declined: true }, 0);
+            continue;
+          }
+        }
+        const started = Date.now();
         const outcome = await hub.callTool(call.function.name, args, signal);
+        observer?.onToolResult?.(info, outcome, Date.now() - started);
         const shown = sanitize(outcome.text).split('\n')[0]!.slice(0, 300);
         terminal.write((outcome.isError ? style.error(terminal, '  ↳ error: ') : style.dim(terminal, '  ↳ ')) + shown + '\n');
         this.messages.push({ role: 'tool', tool_call_id: call.id, content: outcome.isError ? `Error: ${outcome.text}` : outcome.text });
@@ -92,8 +143,10 @@ export class ChatSession {
 
   private async ask(tools: ReturnType<McpHub['toolSpecs']>, signal?: AbortSignal): Promise<AssistantTurn> {
     const { llm, terminal } = this.options;
+    const observer = this.options.observer;
     if (this.options.noStream) {
       const turn = await llm.complete({ messages: this.messages, tools, signal });
+      if (turn.content) observer?.onContent?.(turn.content);
       if (turn.content) terminal.write(`${style.bold(terminal, 'qwen ›')} ${sanitize(turn.content)}\n`);
       return turn;
     }
@@ -103,11 +156,13 @@ export class ChatSession {
       { messages: this.messages, tools, signal },
       {
         onReasoning: (t) => {
+          observer?.onReasoning?.(t);
           if (!thinking) terminal.write(style.dim(terminal, '(thinking) '));
           thinking = true;
           terminal.write(style.dim(terminal, sanitize(t)));
         },
         onContent: (t) => {
+          observer?.onContent?.(t);
           if (thinking) terminal.write('\n');
           thinking = false;
           if (!started) terminal.write(`${style.bold(terminal, 'qwen ›')} `);

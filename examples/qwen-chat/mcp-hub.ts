@@ -33,7 +33,12 @@ export interface HubOptions {
   /** Show servers' stderr lines as they come (default: keep the last lines for error reports). */
   showServerLogs?: boolean;
   clientName?: string;
+  /** Who answers URL elicitations (default: the terminal consent screen). The web chat puts a card on the page instead. */
+  elicitationHost?: ElicitationHost;
 }
+
+/** What the hub needs from whoever shows URL elicitations to the person ({@link UrlElicitationHandler} is one). */
+export type ElicitationHost = Pick<UrlElicitationHandler, 'handle' | 'complete' | 'waitFor'>;
 
 export interface ConnectedServer {
   name: string;
@@ -79,13 +84,13 @@ class PromptLock {
 export class McpHub {
   readonly servers = new Map<string, ConnectedServer>();
   readonly failures: Array<{ server: string; error: string }> = [];
-  readonly elicitation: UrlElicitationHandler;
+  readonly elicitation: ElicitationHost;
   private readonly exposed = new Map<string, ExposedTool>();
   private readonly prompts = new PromptLock();
   private readonly tokenFile: TokenFile;
 
   constructor(private readonly options: HubOptions) {
-    this.elicitation = new UrlElicitationHandler(options.consent);
+    this.elicitation = options.elicitationHost ?? new UrlElicitationHandler(options.consent);
     this.tokenFile = options.tokenFile ?? new TokenFile();
   }
 

@@ -1,0 +1,223 @@
+/**
+ * The web chat's back end over plain HTTP (no browser): same-origin and CSRF checks on every state-changing request,
+ * the Host check, bounded bodies and messages, per-user limits, the sign-in callback's state check and session
+ * rotation, and that nothing the page can fetch carries a token.
+ */
+import { request } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DashScopeClient } from '../../examples/qwen-chat/dashscope.js';
+import { startWebSandbox, type WebSandbox } from '../../examples/qwen-chat/web/sandbox.js';
+import { startWebChat, type WebChat } from '../../examples/qwen-chat/web/server.js';
+import { SignIn } from '../../examples/qwen-chat/web/sign-in.js';
+import { lookAlikeWarnings, viewLink } from '../../examples/qwen-chat/web/url-safety.js';
+import { followAuthorizationLink } from '../../examples/shared/browser.js';
+import '../helpers/stack.js';
+
+let sandbox: WebSandbox;
+let web: WebChat;
+let origin: string;
+
+beforeAll(async () => {
+  sandbox = await startWebSandbox();
+  web = await startWebChat({
+    llm: new DashScopeClient({ apiKey: sandbox.dashscope.apiKey, baseUrl: sandbox.dashscope.baseUrl, retryBaseDelayMs: 1 }),
+    servers: sandbox.servers,
+    signInServer: 'dingtalk',
+    signIn: async (o) => new SignIn({ ...sandbox.registerWebClient(`${o}/auth/callback`), redirectUri: `${o}/auth/callback` }),
+    port: 0,
+    limits: { messagesPerMinute: 4, messageChars: 100, bodyBytes: 1024 },
+    log: () => {},
+  });
+  origin = new URL(web.url).origin;
+}, 60_000);
+
+afterAll(async () => {
+  await web?.close();
+  await sandbox?.close();
+});
+
+interface Browserish {
+  cookies: Map<string, string>;
+  csrf: string;
+}
+
+const cookieHeader = (b: Browserish) => [...b.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+
+async function anonymous(): Promise<Browserish> {
+  const res = await fetch(`${origin}/api/session`);
+  const cookies = new Map<string, string>();
+  const [pair] = res.headers.getSetCookie()[0]!.split(';');
+  cookies.set(pair!.split('=')[0]!, pair!.slice(pair!.indexOf('=') + 1));
+  return { cookies, csrf: ((await res.json()) as { csrf: string }).csrf };
+}
+
+function post(b: Browserish, path: string, body: unknown, headers: Record<string, string> = {}) {
+  return fetch(`${origin}${path}`, {
+    method: 'POST',
+    headers: { origin, 'content-type': 'application/json', 'x-csrf-token': b.csrf, cookie: cookieHeader(b), ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
+
+/** Sign in as `sub` the way a browser does: the page's POST, the identity provider's form, our callback. */
+async function signedIn(sub: string): Promise<Browserish & { before: string }> {
+  const b = await anonymous();
+  const before = b.cookies.get('qwc_session')!;
+  const { url } = (await (await post(b, '/auth/login', {})).json()) as { url: string };
+  const visit = await followAuthorizationLink(url, { oidcSub: sub, cookies: b.cookies });
+  expect(visit.finalUrl).toBe(`${origin}/`);
+  const session = (await (await fetch(`${origin}/api/session`, { headers: { cookie: cookieHeader(b) } })).json()) as { csrf: string; user: { sub: string } };
+  expect(session.user.sub).toBe(sub);
+  return { ...b, csrf: session.csrf, before };
+}
+
+function rawGet(path: string, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(path, origin);
+    const req = request({ host: u.hostname, port: u.port, path: u.pathname, headers: { host } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('back-end safety', () => {
+  it('answers only requests addressed to it by name (DNS rebinding)', async () => {
+    expect(await rawGet('/', new URL(origin).host)).toBe(200);
+    expect(await rawGet('/', 'evil.example')).toBe(421);
+    expect(await rawGet('/api/session', `localhost.evil.example:${new URL(origin).port}`)).toBe(421);
+  });
+
+  it('refuses state-changing requests that are cross-origin, cross-site, not JSON, or lack the session\'s CSRF token', async () => {
+    const alice = await signedIn('alice-1001');
+    const other = await anonymous();
+    const cases: Array<[string, Record<string, string>, number, RegExp]> = [
+      ['no Origin', { origin: '' }, 403, /Cross-origin/],
+      ['another origin', { origin: 'http://evil.example' }, 403, /Cross-origin/],
+      ['another port of this host', { origin: 'http://127.0.0.1:1' }, 403, /Cross-origin/],
+      ['cross-site fetch metadata', { 'sec-fetch-site': 'cross-site' }, 403, /Cross-site/],
+      ['a form post', { 'content-type': 'application/x-www-form-urlencoded' }, 415, /JSON/],
+      ['no CSRF token', { 'x-csrf-token': '' }, 403, /CSRF/],
+      ['another session\'s CSRF token', { 'x-csrf-token': other.csrf }, 403, /CSRF/],
+    ];
+    for (const [what, headers, status, message] of cases) {
+      const res = await post(alice, '/api/chat', { message: 'hello' }, headers);
+      expect([what, res.status]).toEqual([what, status]);
+      expect((await res.json()) as { error: string }).toMatchObject({ error: expect.stringMatching(message) });
+    }
+    // Sign-out is state-changing too.
+    expect((await post(alice, '/auth/logout', {}, { 'x-csrf-token': other.csrf })).status).toBe(403);
+    expect(web.users().some((u) => u.sub === 'alice-1001')).toBe(true);
+    // No message reached the model.
+    expect(sandbox.dashscope.requests.filter((r) => JSON.stringify(r.body ?? {}).includes('hello'))).toHaveLength(0);
+  });
+
+  it('needs a signed-in session for the chat and its event stream', async () => {
+    const b = await anonymous();
+    expect((await post(b, '/api/chat', { message: 'hello' })).status).toBe(401);
+    expect((await fetch(`${origin}/api/events`, { headers: { cookie: cookieHeader(b) } })).status).toBe(401);
+    expect((await fetch(`${origin}/api/events`)).status).toBe(401);
+  });
+
+  it('bounds bodies and messages, and answers bad input with a clear error, never a 500', async () => {
+    const bob = await signedIn('bob-2002');
+    const big = await post(bob, '/api/chat', JSON.stringify({ message: 'x'.repeat(2000) }));
+    expect(big.status).toBe(413);
+    expect(await big.json()).toEqual({ error: 'Request body too large: at most 1024 bytes.' });
+    const long = await post(bob, '/api/chat', { message: 'y'.repeat(101) });
+    expect(long.status).toBe(413);
+    expect(await long.json()).toEqual({ error: 'That message is too long: at most 100 characters.' });
+    expect((await post(bob, '/api/chat', '{"message":')).status).toBe(400);
+    expect((await post(bob, '/api/chat', { message: '   ' })).status).toBe(400);
+    expect((await post(bob, '/api/chat', [1, 2])).status).toBe(400);
+    expect((await post(bob, '/api/decide', { id: 'nope', answer: 'accept' })).status).toBe(409);
+    expect((await post(bob, '/api/decide', { id: 'nope', answer: 'please' })).status).toBe(400);
+    expect((await fetch(`${origin}/static/../package.json`)).status).toBe(404);
+  });
+
+  it('one turn at a time per user, and a per-user message rate limit that leaves others alone', async () => {
+    const carol = await signedIn('carol-3003');
+    const dave = await signedIn('dave-4004');
+    // A write waits for the confirmation: the turn is in flight.
+    expect((await post(carol, '/api/chat', { message: `Note hi in ${sandbox.documentLink}` })).status).toBe(202);
+    const chat = web.users().find((u) => u.sub === 'carol-3003')!.chat;
+    await expect.poll(() => chat.transcript.all().some((i) => i.kind === 'tool' && i.state === 'confirm')).toBe(true);
+    const busy = await post(carol, '/api/chat', { message: 'and another' });
+    expect(busy.status).toBe(409);
+    expect(await post(carol, '/api/cancel', {}).then((r) => r.json())).toEqual({ ok: true });
+    await expect.poll(() => chat.busy).toBe(false);
+    // 4 per minute: one used above (a refusal while busy costs nothing), three more pass, the fifth is refused.
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const res = await post(carol, '/api/chat', { message: `hello ${i}` });
+      statuses.push(res.status);
+      if (res.status === 429) {
+        expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+        expect(((await res.json()) as { error: string }).error).toMatch(/^Too many messages: at most 4 per minute\. Try again in \d+ s\.$/);
+      }
+      await expect.poll(() => chat.busy).toBe(false);
+    }
+    expect(statuses).toEqual([202, 202, 202, 429]);
+    expect((await post(dave, '/api/chat', { message: 'hello from dave' })).status).toBe(202);
+  });
+
+  it('the sign-in callback needs the state of a sign-in started in this browser; the session id changes at sign-in', async () => {
+    const eve = await anonymous();
+    const { url } = (await (await post(eve, '/auth/login', {})).json()) as { url: string };
+    // Someone else's browser (no cookie) presenting the answer is refused.
+    const stolen = await followAuthorizationLink(url, { oidcSub: 'alice-1001', stopAt: `${origin}/auth/callback` });
+    const callback = stolen.finalUrl;
+    const refused = await fetch(callback, { redirect: 'manual' });
+    expect(refused.status).toBe(400);
+    expect(await refused.text()).toContain('does not match a sign-in started in this browser');
+    // A wrong state in the right browser is refused; the real answer still works there, once.
+    const wrong = new URL(callback);
+    wrong.searchParams.set('state', 'x'.repeat(22));
+    expect((await fetch(wrong, { headers: { cookie: cookieHeader(eve) }, redirect: 'manual' })).status).toBe(400);
+    const ok = await fetch(callback, { headers: { cookie: cookieHeader(eve) }, redirect: 'manual' });
+    expect([ok.status, ok.headers.get('location')]).toEqual([303, '/']);
+    expect((await fetch(callback, { headers: { cookie: cookieHeader(eve) }, redirect: 'manual' })).status).toBe(400);
+
+    const frank = await signedIn('alice-1001');
+    expect(frank.cookies.get('qwc_session')).not.toBe(frank.before);
+    // The pre-sign-in session id is worthless now.
+    const old = await fetch(`${origin}/api/session`, { headers: { cookie: `qwc_session=${frank.before}` } });
+    expect(((await old.json()) as { user: unknown }).user).toBeNull();
+  });
+
+  it('nothing the page can fetch carries a token', async () => {
+    const alice = await signedIn('alice-1001');
+    const session = await (await fetch(`${origin}/api/session`, { headers: { cookie: cookieHeader(alice) } })).text();
+    const events = await fetch(`${origin}/api/events`, { headers: { cookie: cookieHeader(alice) } });
+    const reader = events.body!.getReader();
+    const snapshot = new TextDecoder().decode((await reader.read()).value);
+    await reader.cancel();
+    expect(snapshot).toMatch(/^data: \{"type":"snapshot"/);
+    const secrets = web.heldSecrets();
+    expect(secrets.length).toBeGreaterThan(0);
+    for (const s of secrets) {
+      expect(session).not.toContain(s);
+      expect(snapshot).not.toContain(s);
+    }
+  });
+});
+
+describe('consent links: what the card shows', () => {
+  it('highlights the host and warns about look-alike hosts, punycode and credentials', () => {
+    expect(viewLink('https://mcp.example.com/connect/abc')).toMatchObject({ ok: true, scheme: 'https://', host: 'mcp.example.com', rest: '/connect/abc', warnings: [] });
+    expect(lookAlikeWarnings('login.dingtalk.com')).toEqual([]);
+    expect(lookAlikeWarnings('signin.aliyun.com')).toEqual([]);
+    expect(lookAlikeWarnings('dingtalk.com.evil.io')[0]).toMatch(/contains "dingtalk" but is not dingtalk\.com/);
+    expect(lookAlikeWarnings('dingtaIk.com')[0]).toMatch(/looks like dingtalk\.com but is a different domain/);
+    expect(lookAlikeWarnings('dlngtalk.com')[0]).toMatch(/looks like dingtalk\.com/);
+    expect(lookAlikeWarnings('a1iyun.com')[0]).toMatch(/looks like aliyun\.com/);
+    expect(lookAlikeWarnings('alibabac1oud.net')[0]).toMatch(/looks like alibabacloud\.com/);
+    expect(lookAlikeWarnings('example.org')).toEqual([]);
+    expect(viewLink('https://xn--dngtalk-9ya.com/x').warnings.join(' ')).toMatch(/punycode/);
+    expect(viewLink('https://login.dingtalk.com@evil.example/x')).toMatchObject({ ok: false, refused: expect.stringMatching(/user name or password/) });
+    expect(viewLink('javascript:alert(1)')).toMatchObject({ ok: false });
+    expect(viewLink('http://evil.example/')).toMatchObject({ ok: false, refused: expect.stringMatching(/only https/) });
+  });
+});
