@@ -1,23 +1,11 @@
 #!/usr/bin/env node
-import { ConfigError, loadConfig, settingsTable, type Config } from './config.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { usage } from './help.js';
 import { createLogger } from './log.js';
 import { createRuntime, secretsOf, type RuntimeOverrides } from './runtime.js';
 import type { Sandbox } from './sandbox/index.js';
 import { serveStdioTransport } from './transports/stdio.js';
 import { VERSION } from './version.js';
-
-const USAGE = `dingtalk-mcp ${VERSION}: an MCP server that writes DingTalk documents as the user,
-with the user's DingTalk token held by Alibaba Cloud Agent Identity.
-
-Usage:
-  dingtalk-mcp [flags]             serve MCP over stdio
-  dingtalk-mcp --sandbox           the same, against embedded emulators (no cloud account)
-  dingtalk-mcp setup|teardown|doctor [--help]
-                                   create, remove or check the Alibaba Cloud resources it needs
-
-Settings (flags override environment, which overrides .config.json):
-${settingsTable()}
-`;
 
 async function main(argv: string[]): Promise<void> {
   const command = argv[0];
@@ -28,7 +16,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(USAGE);
+    process.stdout.write(usage(process.stdout.columns));
     return;
   }
   if (argv.includes('--version')) {

@@ -6,7 +6,7 @@ import * as z from 'zod/v4';
 
 /**
  * Every setting, layered: defaults < `.config.json` (the Python kit's file) < environment < flags
- * (DESIGN decision 10). The README's settings table mirrors `SETTINGS` below.
+ * (docs/architecture.md decision 10). docs/settings.md's table is `settingsTable()` of `SETTINGS` below.
  */
 export interface Setting {
   key: keyof RawConfig;
@@ -259,7 +259,7 @@ function safeUserName(): string | undefined {
   }
 }
 
-/** The settings table for `--help` and the README. */
+/** The settings table of docs/settings.md (Markdown); `--help` prints the same settings as plain text (help.ts). */
 export function settingsTable(): string {
   const rows = SETTINGS.map(
     (s) => `| ${s.env ? `\`${s.env}\`` : ''} | ${s.flag ? `\`--${s.flag}\`` : ''} | ${s.file ? `\`${s.file}\`` : ''} | ${s.default !== undefined ? `\`${s.default}\`` : s.key === 'userId' ? 'OS user name' : ''} | ${s.help} |`,

@@ -1,5 +1,5 @@
 /**
- * URL elicitation, the client side (MCP 2025-11-25 client/elicitation, "Safe URL handling"; reference/mcp.md §1.6):
+ * URL elicitation, the client side (MCP 2025-11-25 client/elicitation, "Safe URL handling"; docs/reference/mcp.md §1.6):
  *
  * - show the full URL, with its host highlighted, and the server that asked;
  * - warn about punycode / non-ASCII hosts; refuse anything but https (or http to this machine) and URLs with

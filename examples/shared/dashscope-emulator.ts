@@ -2,7 +2,7 @@
  * An emulator of DashScope's (Alibaba Cloud Model Studio) OpenAI-compatible Chat Completions API, for the
  * Qwen chat example's tests and its `--sandbox` demo. The "model" follows simple scripted rules.
  *
- * Protocol facts it reproduces (shared/reference/peers.md §B1):
+ * Protocol facts it reproduces (docs/reference/peers.md §B1):
  *   - POST /compatible-mode/v1/chat/completions, `Authorization: Bearer <key>` required;
  *   - errors in the compatible-mode body shape `{error:{code,message,param,type}, request_id}`:
  *     401 invalid_api_key, 404 model_not_found, 400 invalid_parameter_error, 429 throttling (injectable), 5xx (injectable);

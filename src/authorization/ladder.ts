@@ -63,7 +63,7 @@ export interface LadderRequest {
 const userHash = (user: UserIdentity) => createHash('sha256').update(userKey(user)).digest('base64url').slice(0, 22);
 
 /**
- * The authorization ladder (DESIGN decision 3): a token from Agent Identity if it has one; otherwise
+ * The authorization ladder (docs/architecture.md decision 3): a token from Agent Identity if it has one; otherwise
  * URL elicitation when the client declared it (2026-07-28: input_required + retry; 2025-11-25:
  * elicitation/create + wait for our callback + completion notification); otherwise a normal result
  * carrying the link and "authorize, then call again".

@@ -6,7 +6,7 @@ import { userKey } from '../identity/types.js';
 export type Settlement = 'completed' | 'denied' | 'expired' | 'failed';
 
 export interface PendingAuthorization {
-  /** Unguessable, single-use; the only thing in the /connect URL (DESIGN decision 4). */
+  /** Unguessable, single-use; the only thing in the /connect URL (docs/architecture.md decision 4). */
   id: string;
   user: UserIdentity;
   sessionUri: string;
@@ -24,7 +24,7 @@ export interface PendingAuthorization {
 type Listener = (settlement: Settlement) => void;
 
 /**
- * Authorizations waiting for the user's browser, in memory (DESIGN decision 9: behind a small
+ * Authorizations waiting for the user's browser, in memory (docs/architecture.md decision 9: behind a small
  * interface so a shared store can replace it later). Entries expire and are swept.
  */
 export class PendingAuthorizations {

@@ -5,7 +5,7 @@
  * known shape and throw away everything else, so whatever the user types, the only network call that follows
  * is to the configured DingTalk API base with that id in a path segment.
  *
- * Accepted (reference/dingtalk.md §1):
+ * Accepted (docs/reference/dingtalk.md §1):
  *   - https://alidocs.dingtalk.com/i/nodes/<dentryUuid>   (query string and fragment ignored, optional trailing slash)
  *   - https://alidocs.dingtalk.io/i/nodes/<dentryUuid>    (international host)
  *   - a bare id: letters, digits, '-' and '_', 6–128 characters

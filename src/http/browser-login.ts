@@ -29,7 +29,7 @@ interface BrowserUser {
 
 /**
  * Same-user verification of authorization links (MCP spec: "the server MUST verify the identity
- * of the user who opens the URL"; DESIGN decision 5). `/connect/<id>` signs the browser user in
+ * of the user who opens the URL"; docs/architecture.md decision 5). `/connect/<id>` signs the browser user in
  * against the same identity provider as the bearer tokens (authorization code + PKCE) and goes on
  * to Agent Identity only when the browser user's `sub` is the pending authorization's user; it
  * binds browser and authorization in a signed, HttpOnly, SameSite=Lax cookie that `/callback`

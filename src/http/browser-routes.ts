@@ -11,7 +11,7 @@ export interface BrowserRoutesDeps {
   broker: IdentityBroker;
   logger: Logger;
   /**
-   * Same-user check for multi-user deployments (DESIGN decision 5): may answer the request itself
+   * Same-user check for multi-user deployments (docs/architecture.md decision 5): may answer the request itself
    * (e.g. start a login) and return false. On stdio the callback listens on loopback only and the
    * pending id is unguessable and single-use, so no check is installed.
    */

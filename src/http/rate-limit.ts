@@ -1,6 +1,6 @@
 /**
  * Per-key token bucket: `limit` tokens per `windowMs`, refilled continuously. In memory, like the
- * rest of the state (DESIGN decision 9); entries of idle keys are dropped as they refill.
+ * rest of the state (docs/architecture.md decision 9); entries of idle keys are dropped as they refill.
  */
 export class RateLimiter {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();

@@ -1,7 +1,7 @@
 /**
  * Raw calls to the Alibaba Cloud Agent Identity data plane (AgentIdentityData, API version 2025-11-27).
  *
- * Wire facts (reference/agent-identity.md §1, §1.1): RPC style, `POST /`, parameters in an
+ * Wire facts (docs/reference/agent-identity.md §1, §1.1): RPC style, `POST /`, parameters in an
  * `application/x-www-form-urlencoded` body, JSON response, every response carries `RequestId`.
  * Structured parameters (`Scopes`, `CustomParameters`, `UserIdentifier`) travel as JSON strings.
  * Every action is signed (`authType: 'AK'`, V3 `ACS3-HMAC-SHA256` via `callApi` → `doRequest`) except

@@ -1,11 +1,11 @@
 /**
  * AgentIdentityBroker: the IdentityBroker the tools use, on top of AgentIdentityClient.
  *
- * Caching to the physical minimum (DESIGN decision 8): per identity artifact a workload access token and
+ * Caching to the physical minimum (docs/architecture.md decision 8): per identity artifact a workload access token and
  * (when `useSts`) the workload role's STS credentials, per user the DingTalk token. A cached DingTalk token
  * means zero Agent Identity calls. Every fetch is single-flight per key; failures are never cached.
  *
- * Which credential signs what (DESIGN decision 6): workload-token calls and CompleteResourceTokenAuth use the
+ * Which credential signs what (docs/architecture.md decision 6): workload-token calls and CompleteResourceTokenAuth use the
  * server's own credential (the client's); GetResourceOAuth2Token uses the STS credentials from
  * AssumeRoleForWorkloadIdentity when `useSts`, else the server's own.
  */

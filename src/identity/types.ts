@@ -4,7 +4,7 @@
  * The same artifact must mint the workload access token
  * (GetWorkloadAccessTokenForUserId / ForJWT) and later complete the
  * authorization session (CompleteResourceTokenAuth, `UserIdentifier`):
- * Agent Identity binds the session to it (reference/agent-identity.md §1.1, §1.3, §3).
+ * Agent Identity binds the session to it (docs/reference/agent-identity.md §1.1, §1.3, §3).
  */
 export type UserIdentity =
   | { kind: 'userId'; userId: string }

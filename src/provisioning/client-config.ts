@@ -11,6 +11,15 @@ export function cliPath(): string {
   return fileURLToPath(new URL('../cli.js', import.meta.url));
 }
 
+/**
+ * How an MCP client should start this server: `npx -y <package>` when it runs as an installed package (npx keeps
+ * its copy in a cache that may be cleaned, so its path is no use in a config), else node and this clone's cli.js.
+ */
+export function serverCommand(path = cliPath()): { command: string; args: string[] } {
+  if (/[\\/]node_modules[\\/]/.test(path)) return { command: 'npx', args: ['-y', 'agent-identity-dingtalk-mcp'] };
+  return { command: process.execPath.endsWith('node') ? 'node' : process.execPath, args: [path] };
+}
+
 export function printClientConfig(ctx: Context, n: Names, extra: { http: boolean; appId?: string }): void {
   const { io, file } = ctx;
   const env: Record<string, string> = {
@@ -21,8 +30,8 @@ export function printClientConfig(ctx: Context, n: Names, extra: { http: boolean
     ALIBABA_CLOUD_ACCESS_KEY_ID: '<your AccessKey ID>',
     ALIBABA_CLOUD_ACCESS_KEY_SECRET: '<your AccessKey secret>',
   };
-  io.out('MCP client configuration (stdio) — paste into your client (e.g. claude_desktop_config.json / .cursor/mcp.json):');
-  io.out(JSON.stringify({ mcpServers: { dingtalk: { command: process.execPath.endsWith('node') ? 'node' : process.execPath, args: [cliPath()], env } } }, null, 2));
+  io.out('MCP client configuration (stdio) — paste into your client (e.g. claude_desktop_config.json / .cursor/mcp.json; every client: docs/clients.md):');
+  io.out(JSON.stringify({ mcpServers: { dingtalk: { ...serverCommand(), env } } }, null, 2));
   io.out('The server signs its own calls with the same credential chain as this command: keep the two ALIBABA_CLOUD_ACCESS_KEY_* lines');
   io.out('(with your values) if you use AccessKeys, or delete them if a profile, RAM role or STS source provides the credentials.');
   io.out('Its RAM identity needs AliyunAgentIdentityDataFullAccess (workload tokens) and AliyunAgentIdentityDataCompleteAuthAccess.');

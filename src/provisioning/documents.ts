@@ -1,7 +1,7 @@
 /**
  * ARNs and the two RAM policy documents of the workload role, plus the small evaluator doctor uses to check them.
  *
- * Shapes (reference/agent-identity.md §1.2, §4 — the kit's agent-identity-cli):
+ * Shapes (docs/reference/agent-identity.md §1.2, §4 — the kit's agent-identity-cli):
  * - workload identity ARN `acs:agentidentity:{region}:{account}:workloadidentitydirectory/default/workloadidentity/{name}`;
  * - OAuth2 provider ARN `acs:agentidentity:{region}:{account}:tokenvault/default/oauth2credentialprovider/{name}`;
  * - trust policy: Principal.Service `workload.agentidentity.aliyuncs.com`, actions `sts:AssumeRole` + `sts:SetContext`,

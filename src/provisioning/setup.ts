@@ -31,7 +31,7 @@ import type { ResourceRecord, ResourceType } from './record.js';
 
 const SYMBOL: Record<Action, string> = { create: '+ create', update: '~ update', ok: '= ok    ', adopt: '= adopt ', blocked: '! blocked' };
 
-/** The DingTalk OAuth endpoints (reference/dingtalk.md §OAuth); used only when setup creates the provider. */
+/** The DingTalk OAuth endpoints (docs/reference/dingtalk.md §2.1); used only when setup creates the provider. */
 export const DINGTALK_OAUTH = {
   issuer: 'https://login.dingtalk.com',
   authorizationEndpoint: 'https://login.dingtalk.com/oauth2/auth',

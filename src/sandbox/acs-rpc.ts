@@ -228,7 +228,7 @@ export function requiredParam(params: Record<string, string>, name: string): str
   return v;
 }
 
-/** A JSON-string parameter (reference/agent-identity.md §1: structured params travel as JSON strings). */
+/** A JSON-string parameter (docs/reference/agent-identity.md §1: structured params travel as JSON strings). */
 export function jsonParam<T>(params: Record<string, string>, name: string, check: (v: unknown) => v is T): T | undefined {
   const raw = params[name];
   if (raw === undefined || raw === '') return undefined;

@@ -2,7 +2,7 @@
  * A protocol-faithful emulator of the Alibaba Cloud Agent Identity data plane (AgentIdentityData 2025-11-27)
  * and its OAuth consent redirect, for the tests, `--sandbox` and the demo. Loopback only.
  *
- * Wire shape (reference/agent-identity.md §1, §1.1, §3; VERIFIED there): RPC `POST /` with a form body,
+ * Wire shape (docs/reference/agent-identity.md §1, §1.1, §3; VERIFIED there): RPC `POST /` with a form body,
  * `Version=2025-11-27`, JSON responses that always carry `RequestId`, JSON-string params
  * (`Scopes`, `CustomParameters`, `UserIdentifier`), `SessionURI = urn:ietf:params:oauth:request_uri:<uuid>`,
  * `AuthorizationURL = <host>/oauth2/authorize?request_uri=<SessionURI>`, IdP callback

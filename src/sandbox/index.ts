@@ -54,7 +54,7 @@ export interface SandboxOptions {
   oidc?: { loginRedirectUri: string; users?: OidcUser[] };
 }
 
-/** Start emulated Agent Identity and DingTalk on 127.0.0.1, wired to each other (DESIGN decision 11). */
+/** Start emulated Agent Identity and DingTalk on 127.0.0.1, wired to each other (docs/architecture.md decision 11). */
 export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const accessKeySecret = randomSecret();
   const dingtalkClientSecret = randomSecret();

@@ -1,5 +1,5 @@
 /**
- * The one shape every tool has (DESIGN decision 14, after playwright-mcp's `defineTool`).
+ * The one shape every tool has (docs/architecture.md decision 14, after playwright-mcp's `defineTool`).
  *
  * A tool module declares its schemas, annotations, toolset and token family, checks its input without
  * touching the network, and makes its DingTalk calls. Everything else lives here, once:
@@ -24,7 +24,7 @@ export const TOOLSETS = ['read', 'write', 'account'] as const;
 export type Toolset = (typeof TOOLSETS)[number];
 
 /**
- * Which DingTalk token the tool's calls carry (DESIGN decision 12). `user`: only the user's own token.
+ * Which DingTalk token the tool's calls carry (docs/architecture.md decision 12). `user`: only the user's own token.
  * `app`: the app token plus `operatorId` = the caller's unionId; needs an app credential.
  */
 export type TokenFamily = 'user' | 'app';

@@ -1,4 +1,4 @@
-/** The list of tools (DESIGN decision 14): one module per tool, registered through `registerTool`. */
+/** The list of tools (docs/architecture.md decision 14): one module per tool, registered through `registerTool`. */
 import type { McpServer } from '@modelcontextprotocol/server';
 import { registerTool, type ToolDefinition, type ToolDeps } from './define-tool.js';
 import { writeDingTalkDoc } from './write-dingtalk-doc.js';

@@ -3,7 +3,7 @@ import { parseDocumentRef } from '../dingtalk/document-ref.js';
 import { defineTool } from './define-tool.js';
 import { documentInput } from './inputs.js';
 
-/** DingTalk's documented limit for overwriteContent (docs/dingtalk-api.md; reference §3.1, §5). */
+/** DingTalk's documented limit for overwriteContent (docs/reference/dingtalk.md §3.1, §5). */
 export const MAX_CONTENT_CHARS = 50_000;
 
 const DESCRIPTION = [

@@ -56,7 +56,7 @@ async function startBrowserPages(runtime: Runtime): Promise<HttpServer> {
   const listener = createHttpServer(app);
   const redirect = new URL(config.appRedirectUri);
   const port = Number(redirect.port || (redirect.protocol === 'https:' ? 443 : 80));
-  // Loopback only (DESIGN decision 5): the callback must never be reachable from the network in stdio mode.
+  // Loopback only (docs/architecture.md decision 5): the callback must never be reachable from the network in stdio mode.
   listener.once('error', (e: NodeJS.ErrnoException) => {
     runtime.callbackProblem =
       e.code === 'EADDRINUSE'

@@ -84,6 +84,23 @@ describe('the packed tarball', () => {
   });
 });
 
+describe('the installed dingtalk-mcp setup', () => {
+  it('prints a client configuration that starts the server with npx, not a path inside npm\'s cache', () => {
+    const home = join(work, 'home-setup');
+    mkdirSync(home, { recursive: true });
+    const run = spawnSync(join(prefix, 'node_modules', '.bin', 'dingtalk-mcp'), ['setup', '--sandbox', '--no-prompt'], {
+      cwd: home,
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { PATH: process.env.PATH ?? '', HOME: home },
+    });
+    expect(run.status, run.stderr).toBe(0);
+    const config = /\{\n  "mcpServers"[\s\S]*?\n\}/.exec(run.stdout)?.[0];
+    expect(config, run.stdout).toBeDefined();
+    expect(JSON.parse(config!).mcpServers.dingtalk).toMatchObject({ command: 'npx', args: ['-y', 'agent-identity-dingtalk-mcp'] });
+  });
+});
+
 describe('the installed dingtalk-mcp --sandbox', () => {
   it('answers initialize and tools/list, and completes a consented write', async () => {
     const appRedirectUri = `http://127.0.0.1:${await freePort()}`;
