@@ -3,7 +3,9 @@
  * the Host check, bounded bodies and messages, per-user limits, the sign-in callback's state check and session
  * rotation, and that nothing the page can fetch carries a token.
  */
+import { spawn, spawnSync } from 'node:child_process';
 import { request } from 'node:http';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DashScopeClient } from '../../examples/qwen-chat/dashscope.js';
 import { startWebSandbox, type WebSandbox } from '../../examples/qwen-chat/web/sandbox.js';
@@ -18,7 +20,7 @@ let web: WebChat;
 let origin: string;
 
 beforeAll(async () => {
-  sandbox = await startWebSandbox();
+  sandbox = await startWebSandbox({ users: [...['alice-1001', 'bob-2002', 'carol-3003', 'dave-4004'].map((sub) => ({ sub, name: `${sub.split('-')[0]![0]!.toUpperCase()}${sub.split('-')[0]!.slice(1)} (sandbox)` })), { sub: 'erin-5005', name: 'Erin (sandbox)' }] });
   web = await startWebChat({
     llm: new DashScopeClient({ apiKey: sandbox.dashscope.apiKey, baseUrl: sandbox.dashscope.baseUrl, retryBaseDelayMs: 1 }),
     servers: sandbox.servers,
@@ -187,6 +189,15 @@ describe('back-end safety', () => {
     expect(((await old.json()) as { user: unknown }).user).toBeNull();
   });
 
+  it('at most 10 signed-in browser sessions per person: signing in an 11th time signs the oldest out', async () => {
+    const first = await signedIn('erin-5005');
+    const me = (b: Browserish) => fetch(`${origin}/api/session`, { headers: { cookie: cookieHeader(b) } }).then((r) => r.json() as Promise<{ user: unknown }>);
+    for (let i = 0; i < 9; i++) await signedIn('erin-5005');
+    expect((await me(first)).user).not.toBeNull();
+    await signedIn('erin-5005');
+    expect((await me(first)).user).toBeNull();
+  });
+
   it('nothing the page can fetch carries a token', async () => {
     const alice = await signedIn('alice-1001');
     const session = await (await fetch(`${origin}/api/session`, { headers: { cookie: cookieHeader(alice) } })).text();
@@ -219,5 +230,78 @@ describe('consent links: what the card shows', () => {
     expect(viewLink('https://login.dingtalk.com@evil.example/x')).toMatchObject({ ok: false, refused: expect.stringMatching(/user name or password/) });
     expect(viewLink('javascript:alert(1)')).toMatchObject({ ok: false });
     expect(viewLink('http://evil.example/')).toMatchObject({ ok: false, refused: expect.stringMatching(/only https/) });
+  });
+});
+
+describe('the command', () => {
+  const main = fileURLToPath(new URL('../../dist/examples/qwen-chat/web/main.js', import.meta.url));
+  const env = { PATH: process.env.PATH ?? '', HOME: '/tmp/web-chat-test-home' };
+
+  it('--sandbox prints the URL, serves the page, and stops cleanly on SIGTERM', async () => {
+    const child = spawn(process.execPath, [main, '--sandbox', '--port', '0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      await expect.poll(() => out.includes('Press Ctrl+C to stop.'), { timeout: 30_000 }).toBe(true);
+      const url = /Web chat: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out)![1]!;
+      expect(out).toContain('Sign in as any test user: Alice (sandbox), Bob (sandbox)');
+      expect(out).toContain("Try: Write last month's ECS costs into https://alidocs.dingtalk.com/i/nodes/SandboxDoc0001TeamNotes");
+      const page = await fetch(url);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain('<script src="/static/app.js" type="module"></script>');
+      for (const asset of ['static/app.js', 'static/style.css', 'static/vendor/markdown-it.min.js', 'static/vendor/purify.min.js']) expect((await fetch(`${url}${asset}`)).status).toBe(200);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    expect(err).toBe('');
+  }, 60_000);
+
+  it('without --sandbox: one clear message for a missing key, and for a config nobody can sign in to', () => {
+    const config = fileURLToPath(new URL('../../examples/qwen-chat/mcp.example.json', import.meta.url));
+    const noKey = spawnSync(process.execPath, [main, '--config', config], { env, encoding: 'utf8', timeout: 30_000 });
+    expect(noKey.status).toBe(2);
+    expect(noKey.stderr).toMatch(/^qwen-chat web: DASHSCOPE_API_KEY is not set\. .*--sandbox\.\n$/);
+    const noSignIn = spawnSync(process.execPath, [main, '--config', config], { env: { ...env, DASHSCOPE_API_KEY: 'sk-test' }, encoding: 'utf8', timeout: 30_000 });
+    expect(noSignIn.status).toBe(2);
+    expect(noSignIn.stdout).toContain('Skipping "dingtalk": a stdio server would act for every browser user as one identity.');
+    expect(noSignIn.stderr).toMatch(/^qwen-chat web: No HTTP server without an Authorization header in the config/);
+  });
+});
+
+describe('sign-in as an OAuth client', () => {
+  it('code + PKCE gives an access token the MCP server accepts and a refresh token that renews it', async () => {
+    const redirectUri = `${origin}/auth/callback`;
+    const signIn = new SignIn({ ...sandbox.registerWebClient(redirectUri), redirectUri });
+    const pending = await signIn.begin();
+    expect(new URL(pending.url).searchParams.get('code_challenge_method')).toBe('S256');
+    const stop = await followAuthorizationLink(pending.url, { oidcSub: 'bob-2002', stopAt: redirectUri });
+    const code = new URL(stop.finalUrl).searchParams.get('code')!;
+    // A wrong PKCE verifier is refused by the identity provider.
+    await expect(signIn.finish(code, { ...pending, verifier: 'x'.repeat(43) })).rejects.toThrow('The identity provider refused the sign-in (invalid_grant).');
+    const again = await signIn.begin();
+    const code2 = new URL((await followAuthorizationLink(again.url, { oidcSub: 'bob-2002', stopAt: redirectUri })).finalUrl).searchParams.get('code')!;
+    await expect(signIn.finish(code2, { ...again, nonce: 'another' })).rejects.toThrow('The ID token does not carry the nonce of this sign-in.');
+    const third = await signIn.begin();
+    const code3 = new URL((await followAuthorizationLink(third.url, { oidcSub: 'bob-2002', stopAt: redirectUri })).finalUrl).searchParams.get('code')!;
+    const { user, tokens } = await signIn.finish(code3, third);
+    expect(user).toMatchObject({ sub: 'bob-2002', name: 'Bob (sandbox)' });
+    const renewed = await signIn.refresh(tokens);
+    expect(renewed.accessToken).not.toBe(tokens.accessToken);
+    expect(renewed.expiresAt).toBeGreaterThan(Date.now());
+    // Both tokens open the MCP server's protected endpoint (401 without one).
+    for (const token of [tokens.accessToken, renewed.accessToken]) {
+      const res = await fetch(`${sandbox.mcpBase}/mcp`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } }),
+      });
+      expect(res.status).toBe(200);
+      await res.body?.cancel();
+    }
+    expect((await fetch(`${sandbox.mcpBase}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status).toBe(401);
   });
 });

@@ -28,6 +28,7 @@ Usage: node dist/examples/qwen-chat/web/main.js [options]
                           the redirect URI http://127.0.0.1:<port>/auth/callback there. Secret: QWEN_WEB_CLIENT_SECRET
   --model <id>            default $DASHSCOPE_MODEL or ${DEFAULT_MODEL}
   --base-url <url>        default $DASHSCOPE_BASE_URL or ${DEFAULT_BASE_URL}
+  --era <2025|2026>       MCP protocol: 2026 negotiates 2026-07-28 when offered (default), 2025 speaks 2025-11-25
   -h, --help
 `;
 
@@ -45,6 +46,7 @@ async function main(argv: string[]): Promise<void> {
         'client-id': { type: 'string' },
         model: { type: 'string' },
         'base-url': { type: 'string' },
+        era: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -58,6 +60,7 @@ async function main(argv: string[]): Promise<void> {
   }
   const port = values.port === undefined ? 8090 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigFileError('--port must be a port number (0 picks a free one)');
+  if (values.era !== undefined && values.era !== '2025' && values.era !== '2026') throw new ConfigFileError('--era must be 2025 or 2026');
   const say = (s: string) => process.stdout.write(`${s}\n`);
 
   let sandbox: WebSandbox | undefined;
@@ -104,6 +107,7 @@ async function main(argv: string[]): Promise<void> {
     signInServer,
     signIn: makeSignIn,
     port,
+    era: values.era === '2025' ? 'legacy' : 'auto',
     banner: sandbox ? 'Sandbox: Qwen, Agent Identity, DingTalk, the sign-in and the billing service are emulated on this machine. Sign in as any test user.' : undefined,
   }).catch(async (e: unknown) => {
     await sandbox?.close();
@@ -111,6 +115,7 @@ async function main(argv: string[]): Promise<void> {
   });
   say(`Web chat: ${web.url}`);
   if (sandbox) {
+    say(`  Sign in as any test user: ${sandbox.upstream.oidc!.users.map((u) => u.name).join(', ')}.`);
     say(`  Try: Write last month's ECS costs into ${sandbox.documentLink} as a short table.`);
     say(`  The emulated document: ${sandbox.upstream.documentViewerUrl(sandbox.upstream.sampleDocumentId)}`);
   }

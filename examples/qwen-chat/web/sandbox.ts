@@ -46,6 +46,7 @@ export async function startWebSandbox(options: { users?: OidcUser[]; serverEnv?:
     child.stderr!.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
     await waitForHealth(mcpBase, child, () => stderr);
     const proc = child;
+    const redirectUris = new Set<string>();
     return {
       dashscope,
       upstream,
@@ -57,7 +58,8 @@ export async function startWebSandbox(options: { users?: OidcUser[]; serverEnv?:
       ],
       documentLink: `https://alidocs.dingtalk.com/i/nodes/${upstream.sampleDocumentId}`,
       registerWebClient(redirectUri) {
-        upstream.oidc!.registerClient({ clientId: WEB_CLIENT_ID, redirectUris: [redirectUri] });
+        redirectUris.add(redirectUri); // several web chats may share one sandbox (tests)
+        upstream.oidc!.registerClient({ clientId: WEB_CLIENT_ID, redirectUris: [...redirectUris] });
         return { issuer: upstream.oidc!.issuer, clientId: WEB_CLIENT_ID };
       },
       async close() {

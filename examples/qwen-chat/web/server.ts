@@ -33,6 +33,8 @@ export interface Limits {
   maxSessions: number;
   /** Open pages (event streams) per user. */
   streamsPerUser: number;
+  /** Signed-in browser sessions per user (the oldest is signed out beyond this). */
+  sessionsPerUser: number;
   /** A signed-in user with no open page and no activity for this long is signed out. */
   userIdleMs: number;
   /** A browser session that never signed in is forgotten after this long. */
@@ -48,6 +50,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxUsers: 50,
   maxSessions: 2000,
   streamsPerUser: 4,
+  sessionsPerUser: 10,
   userIdleMs: 30 * 60_000,
   anonymousIdleMs: 15 * 60_000,
   decisionTimeoutMs: 10 * 60_000,
@@ -63,6 +66,8 @@ export interface WebChatOptions {
   signIn: (origin: string) => Promise<SignIn>;
   port?: number;
   limits?: Partial<Limits>;
+  /** MCP revision to prefer (default 'auto': 2026-07-28 when the server offers it). */
+  era?: 'auto' | 'legacy';
   /** Shown on the page under the title (e.g. "Sandbox: everything is emulated"). */
   banner?: string;
   log?: (line: string) => void;
@@ -183,6 +188,10 @@ export async function startWebChat(options: WebChatOptions): Promise<WebChat> {
   };
   const newSession = (res: Response, userKey?: string): BrowserSession => {
     if (sessions.size >= limits.maxSessions) evictAnonymous(true);
+    if (userKey) {
+      const mine = [...sessions.values()].filter((s) => s.userKey === userKey).sort((a, b) => a.lastSeen - b.lastSeen);
+      for (const old of mine.slice(0, Math.max(0, mine.length - limits.sessionsPerUser + 1))) sessions.delete(old.id);
+    }
     const s: BrowserSession = { id: randomBytes(32).toString('base64url'), csrf: randomBytes(32).toString('base64url'), lastSeen: Date.now(), userKey };
     sessions.set(s.id, s);
     setCookie(res, s.id);
@@ -285,7 +294,7 @@ export async function startWebChat(options: WebChatOptions): Promise<WebChat> {
       const servers = options.servers.map((s) => (s.name === options.signInServer && 'url' in s.entry ? { ...s, entry: { ...s.entry, headers: { ...s.entry.headers, ...auth }, oauth: false as const } } : s));
       // The transport reads this object on every request: refreshing the token means changing it here.
       const shared = servers.find((s) => s.name === options.signInServer)!.entry as { headers: Record<string, string> };
-      const chat = new UserChat({ llm: options.llm, servers, decisionTimeoutMs: limits.decisionTimeoutMs });
+      const chat = new UserChat({ llm: options.llm, servers, decisionTimeoutMs: limits.decisionTimeoutMs, era: options.era });
       entry = { key, user: result.user, tokens: result.tokens, auth: shared.headers, chat };
       users.set(key, entry);
       try {

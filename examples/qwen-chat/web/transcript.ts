@@ -9,8 +9,9 @@ import type { ChatEvent, Item } from './protocol.js';
 
 export type { ChatEvent, Item } from './protocol.js';
 
-export const MAX_ITEMS = 300;
-export const MAX_TEXT = 100_000;
+/** Bounds per user: items kept (older ones drop off the page), characters of one answer. */
+export const MAX_ITEMS = 200;
+export const MAX_TEXT = 32_000;
 export const MAX_SHOWN = 8_000;
 
 export function clip(text: string, max = MAX_SHOWN): string {

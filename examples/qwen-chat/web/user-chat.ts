@@ -33,6 +33,8 @@ export interface UserChatOptions {
   /** How long a consent or confirmation card waits for the person (default 10 min). */
   decisionTimeoutMs?: number;
   maxToolRounds?: number;
+  /** MCP revision to prefer: 'auto' negotiates 2026-07-28 when offered, 'legacy' speaks 2025-11-25. */
+  era?: 'auto' | 'legacy';
 }
 
 type Consent = Extract<Item, { kind: 'consent' }>;
@@ -54,7 +56,7 @@ export class UserChat implements ChatObserver, ElicitationHost {
   lastActive = Date.now();
 
   constructor(private readonly options: UserChatOptions) {
-    this.hub = new McpHub({ consent: { terminal: silentTerminal, openBrowser: false }, elicitationHost: this, clientName: 'qwen-web-chat' });
+    this.hub = new McpHub({ consent: { terminal: silentTerminal, openBrowser: false }, elicitationHost: this, clientName: 'qwen-web-chat', era: options.era });
   }
 
   async start(): Promise<void> {
