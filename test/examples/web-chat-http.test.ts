@@ -189,13 +189,16 @@ describe('back-end safety', () => {
     expect(((await old.json()) as { user: unknown }).user).toBeNull();
   });
 
-  it('at most 10 signed-in browser sessions per person: signing in an 11th time signs the oldest out', async () => {
-    const first = await signedIn('erin-5005');
+  it('at most 10 signed-in browser sessions per person: an 11th sign-in signs out the least recently used', async () => {
     const me = (b: Browserish) => fetch(`${origin}/api/session`, { headers: { cookie: cookieHeader(b) } }).then((r) => r.json() as Promise<{ user: unknown }>);
-    for (let i = 0; i < 9; i++) await signedIn('erin-5005');
+    const first = await signedIn('erin-5005');
+    const second = await signedIn('erin-5005');
+    for (let i = 0; i < 8; i++) await signedIn('erin-5005');
+    expect((await me(first)).user).not.toBeNull(); // ten: all signed in, and `first` is now the most recently used
+    const eleventh = await signedIn('erin-5005');
+    expect((await me(second)).user).toBeNull();
     expect((await me(first)).user).not.toBeNull();
-    await signedIn('erin-5005');
-    expect((await me(first)).user).toBeNull();
+    expect((await me(eleventh)).user).not.toBeNull();
   });
 
   it('nothing the page can fetch carries a token', async () => {

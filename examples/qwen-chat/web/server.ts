@@ -33,7 +33,7 @@ export interface Limits {
   maxSessions: number;
   /** Open pages (event streams) per user. */
   streamsPerUser: number;
-  /** Signed-in browser sessions per user (the oldest is signed out beyond this). */
+  /** Signed-in browser sessions per user (beyond this, the least recently used one is signed out). */
   sessionsPerUser: number;
   /** A signed-in user with no open page and no activity for this long is signed out. */
   userIdleMs: number;
