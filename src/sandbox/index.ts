@@ -4,7 +4,7 @@ import type { AlibabaCloudCredential } from '../identity/agent-identity-client.j
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import type { Logger } from '../log.js';
 import { startAgentIdentityEmulator, type AgentIdentityEmulator } from './agent-identity-emulator.js';
-import { startDingTalkEmulator, type DingTalkEmulator } from './dingtalk-emulator.js';
+import { startDingTalkEmulator, type DingTalkEmulator } from './dingtalk/index.js';
 import { startOidcEmulator, type OidcEmulator, type OidcUser } from './oidc/index.js';
 
 // A CommonJS package: Node hands us `module.exports` (class on `.default`); some loaders unwrap it already.

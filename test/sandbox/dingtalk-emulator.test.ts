@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startDingTalkEmulator } from '../../src/sandbox/dingtalk-emulator.js';
-import type { DingTalkEmulator } from '../../src/sandbox/dingtalk-emulator.js';
+import { startDingTalkEmulator } from '../../src/sandbox/dingtalk/index.js';
+import type { DingTalkEmulator } from '../../src/sandbox/dingtalk/index.js';
 import { DingTalkClient } from '../../src/dingtalk/client.js';
 import { DingTalkError } from '../../src/dingtalk/types.js';
 

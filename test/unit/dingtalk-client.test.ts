@@ -7,8 +7,8 @@ import { DingTalkClient } from '../../src/dingtalk/client.js';
 import type { DingTalkClientOptions } from '../../src/dingtalk/client.js';
 import { DingTalkError } from '../../src/dingtalk/types.js';
 import { createLogger } from '../../src/log.js';
-import { startDingTalkEmulator } from '../../src/sandbox/dingtalk-emulator.js';
-import type { DingTalkEmulator } from '../../src/sandbox/dingtalk-emulator.js';
+import { startDingTalkEmulator } from '../../src/sandbox/dingtalk/index.js';
+import type { DingTalkEmulator } from '../../src/sandbox/dingtalk/index.js';
 
 const APP = { clientId: 'dingclienttest', clientSecret: 'client-test-secret', redirectUris: ['http://127.0.0.1/cb'] };
 const DOC = 'DocClient_0001';
