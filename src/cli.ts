@@ -49,6 +49,8 @@ async function main(argv: string[]): Promise<void> {
       dingtalkApiBase: sandbox.dingtalkUrl,
       workloadIdentityName: sandbox.workloadIdentityName,
       providerName: sandbox.providerName,
+      dingtalkClientId: sandbox.dingtalkClientId,
+      appSecretProvider: sandbox.appSecretProviderName,
       ...(sandbox.oidc ? { oidcIssuer: sandbox.oidc.issuer, oidcClientId: SANDBOX.oidcClientId, oidcAudience: SANDBOX.oidcClientId } : {}),
     };
     if (sandbox.oidc) {

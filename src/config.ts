@@ -3,6 +3,7 @@ import { userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as z from 'zod/v4';
+import { TOOLSETS, type Toolset } from './tools/toolsets.js';
 
 /**
  * Every setting, layered: defaults < `.config.json` (the Python kit's file) < environment < flags
@@ -30,6 +31,11 @@ type RawConfig = {
   workloadIdentityName: string;
   providerName: string;
   scopes: string;
+  dingtalkClientId: string;
+  appSecretProvider: string;
+  dingtalkClientSecret: string;
+  toolsets: string;
+  readOnly: string;
   appRedirectUri: string;
   userId: string;
   userJwt: string;
@@ -69,6 +75,11 @@ export const SETTINGS: Setting[] = [
   },
   { key: 'providerName', flag: 'provider', env: 'AGENT_IDENTITY_DINGTALK_PROVIDER', file: 'dingtalk_provider_name', default: 'test-provider-for-dingtalk', help: 'Name of the DingTalk OAuth2 credential provider in Agent Identity.' },
   { key: 'scopes', flag: 'scopes', env: 'AGENT_IDENTITY_DINGTALK_SCOPES', default: 'openid,corpid', help: 'OAuth scopes asked of DingTalk, comma-separated.' },
+  { key: 'dingtalkClientId', flag: 'dingtalk-client-id', env: 'DINGTALK_CLIENT_ID', file: 'dingtalk_client_id', help: 'The DingTalk app\'s Client ID (its AppKey). With an app secret it enables the app-token tools (read, append, create, search, info, list); see docs/tools.md.' },
+  { key: 'appSecretProvider', flag: 'app-secret-provider', env: 'AGENT_IDENTITY_DINGTALK_APP_SECRET_PROVIDER', file: 'dingtalk_app_secret_provider_name', help: 'The Agent Identity API-key credential provider holding the DingTalk app secret (read with GetResourceAPIKey); `setup` creates it.' },
+  { key: 'dingtalkClientSecret', env: 'DINGTALK_CLIENT_SECRET', help: 'Development fallback for the DingTalk app secret when no API-key credential provider is set. Prefer the provider: then the secret never sits in this server\'s environment.', secret: true },
+  { key: 'toolsets', flag: 'toolsets', env: 'DINGTALK_MCP_TOOLSETS', default: 'all', help: 'Which tools to expose, comma-separated: `read`, `write`, `account`, or `all`.', fix: 'use a comma-separated list of read, write, account (or all)' },
+  { key: 'readOnly', flag: 'read-only', env: 'DINGTALK_MCP_READ_ONLY', default: 'false', help: 'Expose only tools that never change a document (drops write, append and create).' },
   { key: 'appRedirectUri', flag: 'redirect-uri', env: 'APP_REDIRECT_URI', default: 'http://localhost:8090', help: 'Base URL of this server\'s browser pages; the OAuth return URL is `<APP_REDIRECT_URI>/callback` and must be allowed on the workload identity.', fix: 'use an absolute http(s) URL without query, e.g. http://localhost:8090' },
   { key: 'userId', flag: 'user-id', env: 'AGENT_IDENTITY_USER_ID', help: 'stdio: the end user\'s id in Agent Identity (default: your OS user name).' },
   { key: 'userJwt', env: 'AGENT_IDENTITY_USER_JWT', help: 'stdio: an end-user JWT from the workload identity\'s identity provider, used instead of the user id.', secret: true },
@@ -118,6 +129,13 @@ const schema = z.object({
   workloadIdentityName: z.string().min(1).optional(),
   providerName: z.string().min(1),
   scopes: z.string().transform((s) => s.split(/[\s,]+/).filter(Boolean)).pipe(z.array(z.string()).min(1, 'needs at least one scope')),
+  dingtalkClientId: z.string().regex(/^[\w-]{1,128}$/, 'must be the app\'s Client ID (AppKey): letters, digits, "-" and "_"').optional(),
+  appSecretProvider: z.string().min(1).max(256).optional(),
+  dingtalkClientSecret: z.string().min(1).max(512).optional(),
+  toolsets: list.pipe(
+    z.array(z.enum(['all', ...TOOLSETS], { message: 'unknown toolset' })).min(1, 'needs at least one toolset'),
+  ).transform((l) => (l.includes('all') ? [...TOOLSETS] : [...new Set(l)] as Toolset[])),
+  readOnly: bool,
   appRedirectUri: httpUrl.transform((v) => v.replace(/\/+$/, '')),
   userId: z.string().min(1).max(256).optional(),
   userJwt: z.string().regex(/^[\w-]+\.[\w-]+\.[\w-]*$/, 'must be a JWT (three base64url parts)').optional(),

@@ -5,12 +5,17 @@ import type { Config } from './config.js';
 import type { AuthRequestState, LadderDeps } from './authorization/ladder.js';
 import { PendingAuthorizations } from './authorization/pending.js';
 import { SignedState } from './authorization/signed-state.js';
+import { DingTalkAppApi } from './dingtalk/app-api.js';
+import { AgentIdentityAppSecret, AppTokenSource, EnvironmentAppSecret, type AppSecretSource } from './dingtalk/app-token.js';
 import { DingTalkClient } from './dingtalk/client.js';
+import { MineWorkspaces } from './dingtalk/mine-workspace.js';
+import { OperatorDirectory } from './dingtalk/operator.js';
 import { AgentIdentityClient } from './identity/agent-identity-client.js';
 import { AgentIdentityBroker } from './identity/broker.js';
 import type { IdentityBroker, UserIdentity } from './identity/types.js';
 import { createLogger, type Logger } from './log.js';
 import type { ToolDeps } from './tools/define-tool.js';
+import { selectTools } from './tools/index.js';
 import { InFlight } from './in-flight.js';
 
 /** Ways to replace the real upstreams (the sandbox, tests). */
@@ -86,6 +91,8 @@ export function createRuntime(config: Config, overrides: RuntimeOverrides = {}):
     logger,
   };
   const writes = new InFlight();
+  const operators = new OperatorDirectory(dingtalk);
+  const app = appAccess(config, broker, dingtalk, logger);
 
   const runtime: Runtime = {
     config,
@@ -95,13 +102,33 @@ export function createRuntime(config: Config, overrides: RuntimeOverrides = {}):
     state,
     writes,
     callbackProblem: 'the authorization pages are not listening yet',
-    toolDeps: (resolveUser) => ({ ladder, dingtalk, resolveUser, logger, writes }),
+    toolDeps: (resolveUser) => ({ ladder, dingtalk, resolveUser, logger, writes, operators, app, tools: selectTools(config, app !== undefined) }),
     async close() {
       pending.close();
       await dingtalk.close();
     },
   };
   return runtime;
+}
+
+/**
+ * The app-token family, when an app credential is configured: DINGTALK_CLIENT_ID plus the app secret from the
+ * Agent Identity API-key provider (preferred) or DINGTALK_CLIENT_SECRET (development fallback).
+ */
+function appAccess(config: Config, broker: IdentityBroker, dingtalk: DingTalkClient, logger: Logger): ToolDeps['app'] {
+  if (!config.dingtalkClientId) return undefined;
+  let secret: AppSecretSource;
+  const providerName = config.appSecretProvider;
+  if (providerName && broker.getApiKey) {
+    const getApiKey = broker.getApiKey.bind(broker);
+    secret = new AgentIdentityAppSecret((user) => getApiKey(user, providerName), providerName);
+  } else if (config.dingtalkClientSecret) {
+    secret = new EnvironmentAppSecret(config.dingtalkClientSecret);
+  } else {
+    return undefined;
+  }
+  const api = new DingTalkAppApi(dingtalk);
+  return { api, tokens: new AppTokenSource({ clientId: config.dingtalkClientId, secret, api, logger }), mine: new MineWorkspaces(api) };
 }
 
 /** The stdio user: a JWT when one is configured (Agent Identity verifies it), else the user id. */
@@ -123,7 +150,7 @@ export function configuredUser(config: Config): UserIdentity {
 }
 
 export function secretsOf(config: Config): string[] {
-  return [config.userJwt, config.stateSecret, config.oidcClientSecret, process.env.ALIBABA_CLOUD_ACCESS_KEY_SECRET, process.env.ALIBABA_CLOUD_SECURITY_TOKEN].filter(
+  return [config.userJwt, config.stateSecret, config.oidcClientSecret, config.dingtalkClientSecret, process.env.ALIBABA_CLOUD_ACCESS_KEY_SECRET, process.env.ALIBABA_CLOUD_SECURITY_TOKEN].filter(
     (s): s is string => typeof s === 'string' && s.length > 0,
   );
 }

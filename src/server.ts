@@ -19,6 +19,6 @@ export function createServer(deps: ToolDeps): McpServer {
       requestState: { verify: deps.ladder.requestStateCodec.verify },
     },
   );
-  registerTools(server, deps);
+  registerTools(server, deps, deps.tools);
   return server;
 }

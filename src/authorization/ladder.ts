@@ -58,6 +58,8 @@ export interface LadderRequest {
   purpose: string;
   /** The tool to call again after authorizing (default write_dingtalk_doc). */
   toolName?: string;
+  /** Ask for a fresh consent even when Agent Identity holds a token (switching DingTalk accounts). */
+  forceAuthentication?: boolean;
 }
 
 const userHash = (user: UserIdentity) => createHash('sha256').update(userKey(user)).digest('base64url').slice(0, 22);
@@ -92,6 +94,7 @@ export async function acquireDingTalkToken(deps: LadderDeps, req: LadderRequest)
   const first = await deps.broker.getDingTalkToken(user, {
     returnUrl: deps.callbackUrl,
     customState: deps.state.sign(pendingId, expiresAt),
+    ...(req.forceAuthentication ? { forceAuthentication: true } : {}),
     signal: ctx.mcpReq.signal,
   });
   let outcome = first;

@@ -1,10 +1,12 @@
 /**
- * DingTalk OpenAPI client for the user-token ("个人授权"/delegated) calls this server makes.
+ * DingTalk OpenAPI transport for both token families (DESIGN decision 12): the user-token ("个人授权") calls
+ * here, the app-token calls in app-api.ts through `send`.
  *
  * - The user's access token goes ONLY in the `x-acs-dingtalk-access-token` header (reference/dingtalk.md §2.1 step 5);
  *   it never appears in a URL, a log line or an error message.
  * - Bounded retries with exponential backoff + jitter for the QPS-limit codes, HTTP 429, 5xx and network errors
- *   (reference §4, §5). Overwrite replaces the whole document, so repeating it is idempotent and safe.
+ *   (reference §4, §5). Overwrite replaces the whole document, so repeating it is idempotent and safe; calls that
+ *   are not idempotent (append, create) are retried only on answers that mean "not processed" (QPS limit, 429).
  * - Errors are mapped to DingTalkError (reference §4 error shape `{code, requestid, message}`).
  */
 import type { Agent, request as undiciRequest } from 'undici';
@@ -37,14 +39,25 @@ const QPS_CODES = new Set(['Forbidden.AccessDenied.QpsLimitForAppkeyAndApi', 'Fo
 const OVERWRITE_SCOPE = 'Document.Document.Write';
 const USER_SCOPE = 'Contact.User.Read';
 
-interface Operation {
-  name: 'overwriteContent' | 'users/me';
+/** One DingTalk request, described well enough to retry it safely and to explain its failure. */
+export interface Operation {
+  /** The SDK action, for logs: `DocBlocksQuery`, `GetAccessToken`… */
+  name: string;
   method: 'GET' | 'POST';
+  /** Path and query; ids already encoded. */
   path: string;
   body?: string;
   /** The permission the operation needs when DingTalk does not say (reference §3.6). */
   scope: string;
+  /** Which token goes in `x-acs-dingtalk-access-token`; `none` for the token endpoints themselves. */
+  family: 'user' | 'app' | 'none';
+  /** What the call does, for messages: "reading DingTalk document X". */
+  what: string;
+  /** Safe to repeat after a 5xx or a lost answer. */
+  idempotent: boolean;
   documentId?: string;
+  /** What the signed-in user needs on `documentId`, for a 403/404 message. */
+  needs?: 'read' | 'edit';
 }
 
 interface ParsedError {
@@ -112,14 +125,19 @@ export class DingTalkClient {
     accessToken: string,
     options: CallOptions = {},
   ): Promise<OverwriteResult> {
+    // doc_2_0 DocUpdateContentWithDelegatedPermission
     const res = await this.call(
       {
-        name: 'overwriteContent',
+        name: 'DocUpdateContentWithDelegatedPermission',
         method: 'POST',
         path: `/v2.0/doc/me/suites/documents/${encodeURIComponent(documentId)}/overwriteContent`,
         body: JSON.stringify({ content: markdown, dataType: 'markdown' }),
         scope: OVERWRITE_SCOPE,
+        family: 'user',
+        what: `writing DingTalk document "${documentId}"`,
+        idempotent: true,
         documentId,
+        needs: 'edit',
       },
       accessToken,
       options.signal,
@@ -131,8 +149,9 @@ export class DingTalkClient {
 
   /** reference §2.1 step 3: GET /v1.0/contact/users/me with the user token → {nick, unionId, ...}. */
   async getCurrentUser(accessToken: string, options: CallOptions = {}): Promise<{ unionId: string; nick?: string }> {
+    // contact_1_0 GetUser with unionId "me"
     const res = await this.call(
-      { name: 'users/me', method: 'GET', path: '/v1.0/contact/users/me', scope: USER_SCOPE },
+      { name: 'GetUser', method: 'GET', path: '/v1.0/contact/users/me', scope: USER_SCOPE, family: 'user', what: 'reading the signed-in DingTalk user', idempotent: true },
       accessToken,
       options.signal,
     );
@@ -157,6 +176,30 @@ export class DingTalkClient {
     return typeof nick === 'string' ? { unionId, nick } : { unionId };
   }
 
+  /**
+   * Send one request and parse its JSON answer (app-api.ts builds the operations). `token` is the user or app
+   * token as `op.family` says; `secrets` are redacted from any error message (e.g. an app secret in the body).
+   */
+  async send(op: Operation, token: string, signal?: AbortSignal, secrets: string[] = []): Promise<{ body: Record<string, unknown>; requestId?: string }> {
+    let res: RawResponse;
+    try {
+      res = await this.call(op, token, signal);
+    } catch (e) {
+      if (e instanceof DingTalkError) throw redactError(e, secrets);
+      throw e;
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(res.text);
+    } catch {
+      body = undefined;
+    }
+    if (!isRecord(body)) {
+      throw new DingTalkError(`DingTalk answered ${op.what} with something that is not JSON.`, 'unknown', undefined, res.status, res.requestId, op.family);
+    }
+    return res.requestId ? { body, requestId: res.requestId } : { body };
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -167,14 +210,14 @@ export class DingTalkClient {
 
   private async call(op: Operation, accessToken: string, signal?: AbortSignal): Promise<RawResponse> {
     if (this.closed) throw new Error('DingTalkClient is closed');
-    if (typeof accessToken !== 'string' || accessToken.trim() === '') {
+    if (op.family !== 'none' && (typeof accessToken !== 'string' || accessToken.trim() === '')) {
       throw new DingTalkError(
         'No DingTalk access token is available for this user; the user must authorize DingTalk (again).',
         'invalid_token',
       );
     }
     const attempts = this.maxRetries + 1;
-    let lastNetworkError: { reason: string } | undefined;
+    let lastNetworkError: { reason: string; attempt: number } | undefined;
 
     for (let attempt = 1; attempt <= attempts; attempt++) {
       throwIfAborted(signal);
@@ -184,8 +227,9 @@ export class DingTalkClient {
       } catch (err) {
         if (signal?.aborted) throw abortReason(signal);
         const reason = err instanceof AttemptTimeout ? err.message : describeNetworkError(err);
-        lastNetworkError = { reason };
-        if (attempt < attempts) {
+        lastNetworkError = { reason, attempt };
+        // A call that is not idempotent may have been applied although the answer was lost: never repeat it.
+        if (attempt < attempts && (op.idempotent || /ECONNREFUSED|ENOTFOUND|EAI_AGAIN/.test(reason))) {
           const delayMs = this.backoff(attempt);
           this.logger.warn('DingTalk request failed (network); retrying', {
             op: op.name,
@@ -207,7 +251,7 @@ export class DingTalkClient {
       }
 
       const parsed = parseErrorBody(res);
-      const retryable = isRetryable(parsed);
+      const retryable = isRetryable(parsed) && (op.idempotent || notProcessed(parsed));
       if (retryable && attempt < attempts) {
         const delayMs = this.backoff(attempt);
         this.logger.warn('DingTalk request failed; retrying', {
@@ -234,10 +278,11 @@ export class DingTalkClient {
       throw error;
     }
 
+    const tried = lastNetworkError?.attempt ?? attempts;
     throw new DingTalkError(
       `Could not reach DingTalk at ${this.host}: ${lastNetworkError?.reason ?? 'network error'} ` +
-        `(${attempts} attempt${attempts === 1 ? '' : 's'}, timeout ${this.timeoutMs} ms each). ` +
-        'Check the server’s network access to DingTalk and try again.',
+        `(${tried} attempt${tried === 1 ? '' : 's'}, timeout ${this.timeoutMs} ms each). ` +
+        (op.idempotent ? 'Check the server’s network access to DingTalk and try again.' : `The answer was lost, so ${op.what} may or may not have happened: check before trying again.`),
       'network',
     );
   }
@@ -249,10 +294,8 @@ export class DingTalkClient {
     const onAbort = () => controller.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const headers: Record<string, string> = {
-        'x-acs-dingtalk-access-token': accessToken,
-        accept: 'application/json',
-      };
+      const headers: Record<string, string> = { accept: 'application/json' };
+      if (op.family !== 'none') headers['x-acs-dingtalk-access-token'] = accessToken;
       if (op.body !== undefined) headers['content-type'] = 'application/json';
       const { agent, request } = await this.http();
       const response = await request(this.baseUrl + op.path, {
@@ -284,7 +327,7 @@ export class DingTalkClient {
   private mapError(op: Operation, e: ParsedError, attempts: number, accessToken: string): DingTalkError {
     const { kind, message } = describe(op, e, attempts, this.host);
     const suffix = e.requestId ? ` (DingTalk requestid ${e.requestId})` : '';
-    return new DingTalkError(redact(message + suffix, accessToken), kind, e.code, e.status, e.requestId);
+    return new DingTalkError(redact(message + suffix, accessToken), kind, e.code, e.status, e.requestId, op.family);
   }
 }
 
@@ -320,6 +363,11 @@ function parseErrorBody(res: RawResponse): ParsedError {
   return out;
 }
 
+/** Answers that mean DingTalk refused the request before doing anything: safe to repeat even an append. */
+function notProcessed(e: ParsedError): boolean {
+  return (e.code !== undefined && QPS_CODES.has(e.code)) || e.status === 429;
+}
+
 function isRetryable(e: ParsedError): boolean {
   if (e.ipBanWaitMinutes !== undefined) return false; // minutes-long ban: retrying within seconds only prolongs it
   if (e.code && QPS_CODES.has(e.code)) return true;
@@ -335,7 +383,9 @@ function describe(
 ): { kind: DingTalkErrorKind; message: string } {
   const code = e.code ?? '';
   const tag = e.code ? `${e.code}, HTTP ${e.status}` : `HTTP ${e.status}`;
-  const what = op.name === 'overwriteContent' ? `writing DingTalk document "${op.documentId}"` : 'reading the signed-in DingTalk user';
+  const what = op.what;
+  const doc = op.documentId !== undefined ? `DingTalk document "${op.documentId}"` : undefined;
+  const right = op.needs === 'edit' ? 'edit' : 'read';
   const dtMessage = e.message ? ` DingTalk said: "${e.message}".` : '';
   const tries = `${attempts} attempt${attempts === 1 ? '' : 's'}`;
 
@@ -345,6 +395,23 @@ function describe(
       message:
         `DingTalk has temporarily blocked this server's egress IP for sending too many requests (${tag}). ` +
         `Wait about ${e.ipBanWaitMinutes} minutes and try again.`,
+    };
+  }
+  if (code === 'invalidClientIdOrSecret') {
+    return {
+      kind: 'app_credentials',
+      message:
+        `DingTalk refused the DingTalk app's credentials while ${what} (${tag}). Check DINGTALK_CLIENT_ID (the app's Client ID / AppKey) and the app secret ` +
+        '(held by the Agent Identity API-key credential provider AGENT_IDENTITY_DINGTALK_APP_SECRET_PROVIDER, or DINGTALK_CLIENT_SECRET in development).',
+    };
+  }
+  if (code === 'MissingoperatorId') {
+    return { kind: 'invalid_request', message: `DingTalk refused ${what} because it carried no operatorId (${tag}); this is a bug in the server.` };
+  }
+  if ((code === 'InvalidAuthentication' || e.status === 401) && op.family === 'app') {
+    return {
+      kind: 'invalid_token',
+      message: `DingTalk rejected the app access token while ${what} (${tag}): it is invalid or expired, and a fresh one is fetched on the next call.`,
     };
   }
   if (code === 'InvalidAuthentication' || e.status === 401) {
@@ -369,7 +436,7 @@ function describe(
       message:
         `DingTalk denied ${what}: the DingTalk app lacks the permission ${list} (${tag}). ` +
         `An admin of the DingTalk app must grant ${list} to the app (open-dev.dingtalk.com → the app → 权限管理), ` +
-        'then the user must authorize DingTalk again so the new token carries it.',
+        (op.family === 'app' ? 'then try again.' : 'then the user must authorize DingTalk again so the new token carries it.'),
     };
   }
   if (code === 'Forbidden.AccessDenied.ApiCountLimitForOrg') {
@@ -398,8 +465,8 @@ function describe(
     return {
       kind: 'not_found',
       message:
-        op.name === 'overwriteContent'
-          ? `DingTalk document "${op.documentId}" was not found (${tag}). Check the link; the signed-in DingTalk user must be able to edit it.`
+        doc
+          ? `${doc} was not found (${tag}). Check the link; the signed-in DingTalk user must be able to ${right} it.`
           : `DingTalk answered "not found" while ${what} (${tag}).`,
     };
   }
@@ -413,8 +480,8 @@ function describe(
     return {
       kind: 'permission_denied',
       message:
-        `DingTalk refused ${what} (${tag}).${dtMessage} The DingTalk app or the signed-in user lacks access` +
-        (op.name === 'overwriteContent' ? '; the signed-in DingTalk user must be able to edit the document.' : '.'),
+        `DingTalk refused ${what} (${tag}).${dtMessage} ` +
+        (doc ? `The signed-in DingTalk user has no permission to ${right} ${doc}: ask its owner to share it with them.` : 'The DingTalk app or the signed-in user lacks access.'),
     };
   }
   if (e.status >= 400 && e.status < 500) {
@@ -423,7 +490,7 @@ function describe(
       kind: 'invalid_request',
       message:
         `DingTalk rejected the request while ${what} (${tag}).${dtMessage}` +
-        (tooLong && op.name === 'overwriteContent'
+        (tooLong && op.needs === 'edit'
           ? ` The content may be too long: DingTalk accepts at most ${MAX_OVERWRITE_CHARS.toLocaleString('en-US')} characters.`
           : ''),
     };
@@ -436,6 +503,12 @@ function describe(
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function redactError(e: DingTalkError, secrets: string[]): DingTalkError {
+  const message = secrets.reduce(redact, e.message);
+  if (message === e.message) return e;
+  return new DingTalkError(message, e.kind, e.code, e.httpStatus, e.requestId, e.tokenFamily);
 }
 
 function redact(text: string, secret: string): string {

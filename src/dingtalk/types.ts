@@ -6,6 +6,7 @@ export type DingTalkErrorKind =
   | 'invalid_request' // DingTalk rejected the input (e.g. content too long)
   | 'rate_limited' // QPS limits: retried, then surfaced
   | 'quota_exceeded' // monthly org quota: not retried
+  | 'app_credentials' // invalidClientIdOrSecret: the DingTalk app's Client ID or secret is wrong
   | 'server_error' // 5xx: retried, then surfaced
   | 'network' // timeout, connection refused
   | 'unknown';
@@ -18,6 +19,8 @@ export class DingTalkError extends Error {
     readonly code?: string,
     readonly httpStatus?: number,
     readonly requestId?: string,
+    /** Which token family the failed call carried: tells the tool which token to drop. */
+    readonly tokenFamily?: 'user' | 'app' | 'none',
   ) {
     super(message);
     this.name = 'DingTalkError';

@@ -169,6 +169,9 @@ export function hintFor(action: string, code: string, httpStatus?: number): stri
   if (code.startsWith('EntityNotExists.OAuth2CredentialProvider') || code.startsWith('EntityNotExist.OAuth2CredentialProvider')) {
     return 'The OAuth2 credential provider does not exist: check the configured DingTalk credential provider name in the Agent Identity console.';
   }
+  if (code.startsWith('EntityNotExists.APIKeyCredentialProvider') || code.startsWith('EntityNotExist.APIKeyCredentialProvider')) {
+    return 'The API-key credential provider holding the DingTalk app secret does not exist: check AGENT_IDENTITY_DINGTALK_APP_SECRET_PROVIDER, or run `dingtalk-mcp setup` to create it.';
+  }
   if (/ReturnURL/i.test(code)) {
     return "The return URL is not allowed: add `<APP_REDIRECT_URI>/callback` to the workload identity's AllowedResourceOAuth2ReturnURLs.";
   }
@@ -184,7 +187,7 @@ export function hintFor(action: string, code: string, httpStatus?: number): stri
         return "Grant the system policy AliyunAgentIdentityDataCompleteAuthAccess to the server's RAM identity (the credential chain's user or role).";
       case 'GetResourceOAuth2Token':
       case 'GetResourceAPIKey':
-        return "The signing identity may not fetch this credential: the workload identity's RAM role needs agentidentitydata:GetResourceOAuth2Token (AliyunAgentIdentityDataGetCredentialAccess), or with AGENT_IDENTITY_USE_STS=false the server's RAM identity does.";
+        return `The signing identity may not fetch this credential: the workload identity's RAM role needs agentidentitydata:${action} (AliyunAgentIdentityDataGetCredentialAccess), or with AGENT_IDENTITY_USE_STS=false the server's RAM identity does.`;
       case 'GetWorkloadAccessToken':
       case 'GetWorkloadAccessTokenForJWT':
       case 'GetWorkloadAccessTokenForUserId':
@@ -301,6 +304,21 @@ export class AgentIdentityClient {
       sessionStatus: optionalString(body, 'SessionStatus'),
       requestId: requestIdOf(body),
     };
+  }
+
+  /**
+   * GetResourceAPIKey (AgentIdentityData 2025-11-27; GetResourceAPIKeyRequest {WorkloadAccessToken,
+   * ResourceCredentialProviderName} → GetResourceAPIKeyResponseBody {APIKey, RequestId}). `signingCredential` as above.
+   */
+  async getResourceAPIKey(workloadAccessToken: string, providerName: string, signingCredential?: StsCredentials): Promise<{ apiKey: string; requestId?: string }> {
+    const action = 'GetResourceAPIKey';
+    const body = await this.call({
+      action,
+      body: { WorkloadAccessToken: workloadAccessToken, ResourceCredentialProviderName: providerName },
+      signing: signingCredential,
+      sensitive: [workloadAccessToken, ...(signingCredential ? [signingCredential.accessKeySecret, signingCredential.securityToken] : [])],
+    });
+    return { apiKey: requireString(body, 'APIKey', action), requestId: requestIdOf(body) };
   }
 
   async completeResourceTokenAuth(sessionUri: string, identifier: UserIdentifier): Promise<{ requestId?: string }> {

@@ -116,6 +116,15 @@ export class AgentIdentityBroker implements IdentityBroker {
     return withSignal(promise, options.signal);
   }
 
+  /** GetResourceAPIKey with this user's (cached) workload token, signed like GetResourceOAuth2Token. Not cached here. */
+  async getApiKey(user: UserIdentity, providerName: string): Promise<string> {
+    if (!this.workloadIdentityName) this.assertConfigured('GetResourceAPIKey');
+    if (!providerName) {
+      throw new AgentIdentityError('No Agent Identity API-key credential provider is configured for the DingTalk app secret: set AGENT_IDENTITY_DINGTALK_APP_SECRET_PROVIDER.', 'ConfigurationMissing', 'GetResourceAPIKey');
+    }
+    return this.withWorkloadToken(user, async (workloadAccessToken, signing) => (await this.client.getResourceAPIKey(workloadAccessToken, providerName, signing)).apiKey);
+  }
+
   async completeAuthorization(sessionUri: string, user: UserIdentity): Promise<void> {
     this.assertConfigured('CompleteResourceTokenAuth');
     const identifier = user.kind === 'userId' ? { UserId: user.userId } : { UserJWT: user.jwt };
@@ -174,7 +183,7 @@ export class AgentIdentityBroker implements IdentityBroker {
   private async fetchDingTalkToken(user: UserIdentity, options: GetDingTalkTokenOptions): Promise<DingTalkTokenOutcome> {
     const key = userKey(user);
     const generation = this.dingTalkGeneration.get(key) ?? 0;
-    const result = await this.requestResourceToken(user, options, true);
+    const result = await this.requestResourceToken(user, options);
 
     if (result.accessToken) {
       if ((this.dingTalkGeneration.get(key) ?? 0) === generation) {
@@ -209,16 +218,9 @@ export class AgentIdentityBroker implements IdentityBroker {
     );
   }
 
-  private async requestResourceToken(
-    user: UserIdentity,
-    options: GetDingTalkTokenOptions,
-    mayRetry: boolean,
-  ): Promise<GetResourceOAuth2TokenResult> {
-    const artifact = artifactKey(user);
-    const workloadAccessToken = await this.getWorkloadToken(user);
-    const signing = this.useSts ? await this.getSts(artifact, workloadAccessToken) : undefined;
-    try {
-      return await this.client.getResourceOAuth2Token(
+  private requestResourceToken(user: UserIdentity, options: GetDingTalkTokenOptions): Promise<GetResourceOAuth2TokenResult> {
+    return this.withWorkloadToken(user, (workloadAccessToken, signing) =>
+      this.client.getResourceOAuth2Token(
         {
           workloadAccessToken,
           providerName: this.providerName,
@@ -231,17 +233,27 @@ export class AgentIdentityBroker implements IdentityBroker {
           ...(options.sessionUri !== undefined ? { sessionUri: options.sessionUri } : {}),
         },
         signing,
-      );
+      ),
+    );
+  }
+
+  /** Run a credential fetch with the user's workload token (and STS signing); a stale token or STS credential is replaced once. */
+  private async withWorkloadToken<T>(user: UserIdentity, fetch: (workloadAccessToken: string, signing?: StsCredentials) => Promise<T>, mayRetry = true): Promise<T> {
+    const artifact = artifactKey(user);
+    const workloadAccessToken = await this.getWorkloadToken(user);
+    const signing = this.useSts ? await this.getSts(artifact, workloadAccessToken) : undefined;
+    try {
+      return await fetch(workloadAccessToken, signing);
     } catch (err) {
       if (mayRetry && err instanceof AgentIdentityError) {
         if (STALE_WORKLOAD_TOKEN.test(err.code)) {
           this.workloadTokens.delete(artifact);
           this.stsCredentials.delete(artifact);
-          return this.requestResourceToken(user, options, false);
+          return this.withWorkloadToken(user, fetch, false);
         }
         if (signing && STALE_STS.test(err.code)) {
           this.stsCredentials.delete(artifact);
-          return this.requestResourceToken(user, options, false);
+          return this.withWorkloadToken(user, fetch, false);
         }
       }
       throw err;

@@ -46,6 +46,8 @@ export interface IdentityBroker {
   getDingTalkToken(user: UserIdentity, options: GetDingTalkTokenOptions): Promise<DingTalkTokenOutcome>;
   /** CompleteResourceTokenAuth with the same artifact that minted the workload token. */
   completeAuthorization(sessionUri: string, user: UserIdentity): Promise<void>;
+  /** The API key an Agent Identity API-key credential provider holds (GetResourceAPIKey), fetched with this user's workload token. */
+  getApiKey?(user: UserIdentity, providerName: string): Promise<string>;
   /** DingTalk said the token is invalid or expired: forget it so the next call asks Agent Identity again. */
   dropDingTalkToken(user: UserIdentity): void;
   /** Whether the server's own Alibaba Cloud credentials can be found, never revealing them (for /healthz). */

@@ -17,6 +17,8 @@ export const SANDBOX = {
   accessKeyId: 'LTAIsandboxAccessKey01',
   dingtalkClientId: 'dingsandboxapp0001',
   sampleDocumentId: 'SandboxDoc0001TeamNotes',
+  /** The Agent Identity API-key credential provider holding the sandbox DingTalk app's secret. */
+  appSecretProviderName: 'dingtalk-app-secret',
   /** HTTP mode: the server's OAuth client at the emulated identity provider, and the token audience. */
   oidcClientId: 'dingtalk-mcp-sandbox',
 } as const;
@@ -26,6 +28,9 @@ export interface Sandbox {
   dingtalkUrl: string;
   workloadIdentityName: string;
   providerName: string;
+  /** The API-key credential provider with the DingTalk app secret (GetResourceAPIKey). */
+  appSecretProviderName: string;
+  dingtalkClientId: string;
   accessKeyId: string;
   /** Random per sandbox; only the emulator accepts it. */
   accessKeySecret: string;
@@ -78,6 +83,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     apps: [{ clientId: SANDBOX.dingtalkClientId, clientSecret: dingtalkClientSecret, redirectUris: [agentIdentityCallback], name: 'Sandbox DingTalk app' }],
     documents: [{ id: SANDBOX.sampleDocumentId, title: 'Team notes (sandbox)', content: '# Team notes\n\nNothing here yet.\n' }],
   });
+  seedPersonalDocuments(dingtalk);
   let agentIdentity: AgentIdentityEmulator;
   try {
     agentIdentity = await startAgentIdentityEmulator({
@@ -98,6 +104,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
               },
             }
           : undefined,
+      apiKeyProviders: [{ name: SANDBOX.appSecretProviderName, apiKey: dingtalkClientSecret }],
       providers: [
         {
           name: SANDBOX.providerName,
@@ -120,6 +127,8 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     dingtalkUrl: dingtalk.url,
     workloadIdentityName: SANDBOX.workloadIdentityName,
     providerName: SANDBOX.providerName,
+    appSecretProviderName: SANDBOX.appSecretProviderName,
+    dingtalkClientId: SANDBOX.dingtalkClientId,
     accessKeyId: SANDBOX.accessKeyId,
     accessKeySecret,
     credential,
@@ -132,6 +141,8 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       AGENT_IDENTITY_ENDPOINT: agentIdentity.url,
       AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: SANDBOX.workloadIdentityName,
       AGENT_IDENTITY_DINGTALK_PROVIDER: SANDBOX.providerName,
+      DINGTALK_CLIENT_ID: SANDBOX.dingtalkClientId,
+      AGENT_IDENTITY_DINGTALK_APP_SECRET_PROVIDER: SANDBOX.appSecretProviderName,
       ALIBABA_CLOUD_ACCESS_KEY_ID: SANDBOX.accessKeyId,
       ALIBABA_CLOUD_ACCESS_KEY_SECRET: accessKeySecret,
       DINGTALK_API_BASE: dingtalk.url,
@@ -146,6 +157,21 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       await Promise.allSettled([agentIdentity.close(), dingtalk.close(), oidc?.close()]);
     },
   };
+}
+
+/** A little of each user's 我的文档, so search, list and read have something to find (private to its owner). */
+function seedPersonalDocuments(dingtalk: DingTalkEmulator): void {
+  const [zhang, li] = dingtalk.users;
+  if (zhang) {
+    dingtalk.seedFolder('SandboxFolder0001Projects', { title: 'Projects', owner: zhang.unionId });
+    dingtalk.seedDocument('SandboxDoc0002CostReport', {
+      title: 'ECS cost report',
+      owner: zhang.unionId,
+      folder: 'SandboxFolder0001Projects',
+      content: '# ECS cost report\n\n| Month | Cost (CNY) |\n| --- | --- |\n| September | 1,204.50 |\n\nSee [the billing console](https://usercenter2.aliyun.com/).\n',
+    });
+  }
+  if (li) dingtalk.seedDocument('SandboxDoc0003PrivatePlan', { title: 'Private plan', owner: li.unionId, content: '# Private plan\n\n- only 李四 may read this\n' });
 }
 
 /** A port free on 127.0.0.1 right now. */

@@ -13,15 +13,17 @@
 import type { CallToolResult, InputRequiredResult, McpServer, ServerContext, ToolAnnotations } from '@modelcontextprotocol/server';
 import type * as z from 'zod/v4';
 import { acquireDingTalkToken, type LadderDeps } from '../authorization/ladder.js';
+import type { AppCallContext, DingTalkAppApi } from '../dingtalk/app-api.js';
+import type { AppTokenSource } from '../dingtalk/app-token.js';
 import type { DingTalkClient } from '../dingtalk/client.js';
+import type { MineWorkspaces } from '../dingtalk/mine-workspace.js';
+import type { DingTalkAccount, OperatorDirectory } from '../dingtalk/operator.js';
 import { DingTalkError } from '../dingtalk/types.js';
 import { AgentIdentityError, userKey, type UserIdentity } from '../identity/types.js';
 import type { InFlight } from '../in-flight.js';
 import { hashUserId, type Logger } from '../log.js';
 
-/** Groups a deployment can switch on or off with `--toolsets` (like github-mcp-server's toolsets). */
-export const TOOLSETS = ['read', 'write', 'account'] as const;
-export type Toolset = (typeof TOOLSETS)[number];
+import type { Toolset } from './toolsets.js';
 
 /**
  * Which DingTalk token the tool's calls carry (docs/architecture.md decision 12). `user`: only the user's own token.
@@ -37,6 +39,12 @@ export interface ToolDeps {
   logger: Logger;
   /** Graceful shutdown waits for writes already sent to DingTalk. */
   writes: InFlight;
+  /** The caller's own DingTalk account (users/me), per user token. */
+  operators: OperatorDirectory;
+  /** The app-token family; absent without an app credential (then only user-token tools are listed). */
+  app?: { api: DingTalkAppApi; tokens: AppTokenSource; mine: MineWorkspaces };
+  /** The tools this server lists (toolsets, read-only mode, app credential). */
+  tools: ReadonlyArray<ToolDefinition>;
 }
 
 /** What a tool's `run` gets: the caller, their DingTalk user token, and the shared dependencies. */
@@ -46,6 +54,10 @@ export interface ToolCall {
   userToken: string;
   signal: AbortSignal;
   deps: ToolDeps;
+  /** The caller's DingTalk account, learnt from their own token (cached). */
+  account(): Promise<DingTalkAccount>;
+  /** App token + operatorId = the caller's own unionId, for the app-token APIs. */
+  app(): Promise<AppCallContext & { api: DingTalkAppApi; mine: MineWorkspaces }>;
 }
 
 export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z.ZodObject = z.ZodObject> {
@@ -63,6 +75,8 @@ export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z
   purpose: (input: z.output<I>) => string;
   /** Structured output while the user still has to authorize (the rest of the fields `outputSchema` requires). */
   pending: (input: z.output<I>) => Record<string, unknown>;
+  /** Ask the user for a fresh consent even when Agent Identity holds a token (switching accounts). */
+  forceConsent?: (input: z.output<I>) => boolean;
   /** Appended to failures so the user knows the state of their data: "Nothing was written." */
   nothingDone: string;
   run: (input: z.output<I>, call: ToolCall) => Promise<CallToolResult>;
@@ -103,6 +117,7 @@ async function runTool<I extends z.ZodObject, O extends z.ZodObject>(
   const started = Date.now();
   let outcome = 'error';
   let user: UserIdentity | undefined;
+  let account: DingTalkAccount | undefined;
   try {
     const refused = tool.check?.(input);
     if (refused !== undefined) {
@@ -118,7 +133,13 @@ async function runTool<I extends z.ZodObject, O extends z.ZodObject>(
       toolName: tool.name,
       structured: (extra: Record<string, unknown>) => ({ ...pending, ...extra }),
       purpose: tool.purpose(input),
+      forceAuthentication: tool.forceConsent?.(input) ?? false,
     };
+    const who = user;
+    if (ladderRequest.forceAuthentication) {
+      deps.ladder.broker.dropDingTalkToken(who);
+      deps.operators.drop(userKey(who));
+    }
 
     let rejectedToken: string | undefined;
     // At most two attempts: a token DingTalk refuses is dropped and replaced once.
@@ -128,24 +149,54 @@ async function runTool<I extends z.ZodObject, O extends z.ZodObject>(
         outcome = got.outcome;
         return got.result;
       }
+      const userToken = got.accessToken;
+      const signal = ctx.mcpReq.signal;
+      let appToken: string | undefined;
+      const resolveAccount = async () => (account = await deps.operators.resolve(userKey(who), userToken, signal));
+      const call: ToolCall = {
+        user: who,
+        userToken,
+        signal,
+        deps,
+        account: resolveAccount,
+        async app() {
+          if (!deps.app) throw new Error(`${tool.name} needs the DingTalk app credential, which is not configured`);
+          // The operator first: a user token DingTalk refuses is found before the app token is spent.
+          const { unionId } = await resolveAccount();
+          appToken = await deps.app.tokens.get(who, signal);
+          return { appToken, operatorId: unionId, signal, api: deps.app.api, mine: deps.app.mine };
+        },
+      };
       try {
-        const result = await tool.run(input, { user, userToken: got.accessToken, signal: ctx.mcpReq.signal, deps });
+        const result = await tool.run(input, call);
         outcome = result.isError ? 'refused' : 'ok';
         return result;
       } catch (e) {
         if (!(e instanceof DingTalkError) || e.kind !== 'invalid_token' || attempt > 0) throw e;
-        deps.ladder.broker.dropDingTalkToken(user);
-        rejectedToken = got.accessToken;
+        if (e.tokenFamily === 'app' && appToken !== undefined) {
+          // DingTalk refused the app token: nothing happened, fetch a fresh one and go again.
+          deps.app?.tokens.invalidate(appToken);
+          continue;
+        }
+        deps.ladder.broker.dropDingTalkToken(who);
+        deps.operators.drop(userKey(who));
+        rejectedToken = userToken;
       }
     }
     throw new Error('unreachable');
   } catch (e) {
     if (e instanceof DingTalkError) {
       outcome = `dingtalk_${e.kind}`;
+      const signedIn =
+        account && (e.kind === 'permission_denied' || e.kind === 'not_found')
+          ? ` You are signed in to DingTalk as ${account.nick ?? account.unionId}; if that is the wrong account, call get_dingtalk_account with switch: true.`
+          : '';
       const text =
-        e.kind === 'invalid_token'
-          ? `DingTalk rejected the access token Agent Identity issued even after a fresh one was fetched. Ask an administrator to check the DingTalk credential provider in Agent Identity. ${tool.nothingDone}`
-          : `${e.message} ${tool.nothingDone}`;
+        e.kind === 'invalid_token' && e.tokenFamily === 'app'
+          ? `DingTalk rejected the app access token even after a fresh one was fetched. Ask an administrator to check DINGTALK_CLIENT_ID and the app secret. ${tool.nothingDone}`
+          : e.kind === 'invalid_token'
+            ? `DingTalk rejected the access token Agent Identity issued even after a fresh one was fetched. Ask an administrator to check the DingTalk credential provider in Agent Identity. ${tool.nothingDone}`
+            : `${e.message}${signedIn} ${tool.nothingDone}`;
       return errorResult(text);
     }
     if (e instanceof AgentIdentityError) {

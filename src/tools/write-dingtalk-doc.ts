@@ -1,15 +1,12 @@
 import * as z from 'zod/v4';
 import { parseDocumentRef } from '../dingtalk/document-ref.js';
 import { defineTool } from './define-tool.js';
-import { documentInput } from './inputs.js';
-
-/** DingTalk's documented limit for overwriteContent (docs/reference/dingtalk.md §3.1, §5). */
-export const MAX_CONTENT_CHARS = 50_000;
+import { documentInput, MAX_CONTENT_CHARS } from './inputs.js';
 
 const DESCRIPTION = [
   'Replace the entire content of a DingTalk document (钉钉文档) with Markdown, acting as the signed-in user with their own DingTalk permissions.',
-  'Use it when the user asks to write, save or put text into a DingTalk doc. Pass the document link from the browser (https://alidocs.dingtalk.com/i/nodes/<id>) or the id, and the complete Markdown.',
-  'It overwrites: anything already in the document is replaced, so include everything that should remain.',
+  'Use it when the user asks to rewrite or replace a DingTalk doc. Pass the document link from the browser (https://alidocs.dingtalk.com/i/nodes/<id>) or the id, and the complete Markdown.',
+  'It overwrites: anything already in the document is replaced, so include everything that should remain. When read_dingtalk_doc and append_dingtalk_doc are available, read the document first, and use append_dingtalk_doc to add to a document rather than rewriting it.',
   'The first time, the user must approve DingTalk access in a browser; the client shows the link, or the result contains it — then call again with the same arguments.',
 ].join(' ');
 

@@ -26,10 +26,26 @@ describe('tools/list', () => {
     const server = await connectServer(stack);
     try {
       const { tools } = await server.client.listTools();
-      expect(tools.map((t) => t.name)).toEqual(['write_dingtalk_doc']);
+      // Every tool, with the sandbox's app credential configured (the snapshot covers each one).
+      expect(tools.map((t) => t.name)).toEqual([
+        'search_dingtalk_docs',
+        'read_dingtalk_doc',
+        'get_dingtalk_doc_info',
+        'list_dingtalk_folder',
+        'append_dingtalk_doc',
+        'create_dingtalk_doc',
+        'write_dingtalk_doc',
+        'get_dingtalk_account',
+      ]);
       await expect(JSON.stringify(tools, null, 2) + '\n').toMatchFileSnapshot('./__toolsnaps__/tools.json');
-      const tool = tools[0]!;
-      expect(tool.annotations).toMatchObject({ destructiveHint: true, idempotentHint: true, openWorldHint: true, readOnlyHint: false });
+      const byName = Object.fromEntries(tools.map((t) => [t.name, t]));
+      expect(byName['write_dingtalk_doc']!.annotations).toMatchObject({ destructiveHint: true, idempotentHint: true, openWorldHint: true, readOnlyHint: false });
+      expect(byName['append_dingtalk_doc']!.annotations).toMatchObject({ destructiveHint: false, idempotentHint: false, readOnlyHint: false });
+      expect(byName['create_dingtalk_doc']!.annotations).toMatchObject({ destructiveHint: false, idempotentHint: false, readOnlyHint: false });
+      for (const name of ['search_dingtalk_docs', 'read_dingtalk_doc', 'get_dingtalk_doc_info', 'list_dingtalk_folder', 'get_dingtalk_account']) {
+        expect(byName[name]!.annotations?.readOnlyHint).toBe(true);
+      }
+      for (const t of tools) expect(t.outputSchema).toBeDefined();
     } finally {
       await server.close();
     }

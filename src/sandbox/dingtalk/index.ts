@@ -90,6 +90,8 @@ export interface DingTalkEmulator {
   /** Convenience for tests: mint a user token pair without the browser flow. */
   issueTokens(clientId: string, unionId: string): { accessToken: string; refreshToken: string; expireIn: number };
   readonly users: ReadonlyArray<EmulatorUser>;
+  /** Every user, refresh and app token ever issued (for leak checks in tests). */
+  issuedTokens(): string[];
 }
 
 export const DEFAULT_EMULATOR_USERS: ReadonlyArray<EmulatorUser> = [
@@ -264,6 +266,7 @@ export async function startDingTalkEmulator(options: DingTalkEmulatorOptions): P
       st.offsetMs += ms;
     },
     now: () => st.now(),
+    issuedTokens: () => [...st.issued],
     issueTokens(clientId, unionId) {
       if (!st.apps.has(clientId)) throw new Error(`unknown clientId ${clientId}`);
       if (!st.users.has(unionId)) throw new Error(`unknown unionId ${unionId}`);

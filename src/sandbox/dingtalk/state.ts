@@ -120,6 +120,8 @@ export class EmulatorState {
   readonly refreshTokens = new Map<string, UserTokenRecord>();
   readonly appTokens = new Map<string, AppTokenRecord>();
   readonly requests: EmulatorRequestLog[] = [];
+  /** Every token and refresh token ever issued, for tests' leak checks. */
+  readonly issued: string[] = [];
   faults: Array<Omit<FaultSpec, 'times' | 'match'> & { remaining: number; match: FaultMatch }> = [];
   offsetMs = 0;
 
@@ -146,6 +148,7 @@ export class EmulatorState {
     const refreshToken = randomBytes(24).toString('hex');
     this.userTokens.set(accessToken, { clientId, unionId, scopes, expiresAt: this.now() + this.userTokenTtlMs });
     this.refreshTokens.set(refreshToken, { clientId, unionId, scopes, expiresAt: this.now() + this.refreshTtlMs });
+    this.issued.push(accessToken, refreshToken);
     return { accessToken, refreshToken, expireIn: Math.round(this.userTokenTtlMs / 1000) };
   }
 
@@ -232,6 +235,7 @@ export class EmulatorState {
     }
     const accessToken = randomBytes(24).toString('hex');
     this.appTokens.set(accessToken, { clientId, expiresAt: this.now() + this.appTokenTtlMs });
+    this.issued.push(accessToken);
     return { accessToken, expireIn: Math.round(this.appTokenTtlMs / 1000) };
   }
 }
