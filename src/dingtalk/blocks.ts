@@ -11,8 +11,8 @@
 export interface RenderedBlock {
   index: number;
   markdown: string;
-  /** Lists join their items with single line breaks. */
-  listItem: boolean;
+  /** Items of one list join with single line breaks. */
+  list?: 'unorderedList' | 'orderedList';
 }
 
 export function renderBlocks(blocks: unknown[]): RenderedBlock[] {
@@ -24,26 +24,26 @@ export function renderBlocks(blocks: unknown[]): RenderedBlock[] {
     switch (type) {
       case 'heading': {
         const level = Number(/(\d)/.exec(String(body['level'] ?? ''))?.[1] ?? 1);
-        return { index, markdown: `${'#'.repeat(Math.min(Math.max(level, 1), 6))} ${inline(body)}`, listItem: false };
+        return { index, markdown: `${'#'.repeat(Math.min(Math.max(level, 1), 6))} ${inline(body)}`};
       }
       case 'paragraph':
-        return { index, markdown: inline(body), listItem: false };
+        return { index, markdown: inline(body)};
       case 'unorderedList':
       case 'orderedList': {
         const level = typeof body['level'] === 'number' && body['level'] > 0 ? Math.min(body['level'], 8) : 0;
-        return { index, markdown: `${'  '.repeat(level)}${type === 'orderedList' ? '1.' : '-'} ${inline(body)}`, listItem: true };
+        return { index, markdown: `${'  '.repeat(level)}${type === 'orderedList' ? '1.' : '-'} ${inline(body)}`, list: type };
       }
       case 'blockquote':
-        return { index, markdown: inline(body).split('\n').map((l) => `> ${l}`).join('\n'), listItem: false };
+        return { index, markdown: inline(body).split('\n').map((l) => `> ${l}`).join('\n')};
       case 'code': {
         const lang = typeof body['language'] === 'string' ? body['language'] : '';
-        return { index, markdown: `\`\`\`${lang}\n${text(body)}\n\`\`\``, listItem: false };
+        return { index, markdown: `\`\`\`${lang}\n${text(body)}\n\`\`\``};
       }
       case 'table':
-        return { index, markdown: table(body), listItem: false };
+        return { index, markdown: table(body)};
       default: {
         const fallback = text(body);
-        return { index, markdown: fallback ? fallback : `<!-- a DingTalk "${type}" block that cannot be shown as Markdown -->`, listItem: false };
+        return { index, markdown: fallback ? fallback : `<!-- a DingTalk "${type}" block that cannot be shown as Markdown -->`};
       }
     }
   });
@@ -53,7 +53,7 @@ export function renderBlocks(blocks: unknown[]): RenderedBlock[] {
 export function joinBlocks(blocks: RenderedBlock[]): string {
   let out = '';
   blocks.forEach((b, i) => {
-    if (i > 0) out += b.listItem && blocks[i - 1]!.listItem ? '\n' : '\n\n';
+    if (i > 0) out += b.list !== undefined && b.list === blocks[i - 1]!.list ? '\n' : '\n\n';
     out += b.markdown;
   });
   return out;
