@@ -53,7 +53,7 @@ const NODE_SCOPE = 'Wiki.Node.Read';
 const WORKSPACE_SCOPE = 'Wiki.Workspace.Read';
 const SEARCH_SCOPE = 'Storage.Dentry.Search';
 
-/** The DingTalk app permission each app-token API needs (reference §3.6; shown by `doctor` and setup's checklist). */
+/** The DingTalk app permission each app-token API needs (docs/dingtalk-api.md; shown by `doctor` and setup's checklist). */
 export const APP_PERMISSIONS = {
   read: [READ_SCOPE, NODE_SCOPE, WORKSPACE_SCOPE, SEARCH_SCOPE],
   write: [WRITE_SCOPE, CREATE_SCOPE, WORKSPACE_SCOPE, NODE_SCOPE],
@@ -80,7 +80,7 @@ export class DingTalkAppApi {
       [appSecret],
     );
     const accessToken = body['accessToken'];
-    // expireIn per SDK and docs; some clients see expiresIn (reference §2.1): accept both.
+    // expireIn per SDK and docs; some clients see expiresIn (docs/dingtalk-api.md): accept both.
     const expire = body['expireIn'] ?? body['expiresIn'];
     if (typeof accessToken !== 'string' || accessToken === '') throw missing('accessToken', 'GetAccessToken', requestId);
     return { accessToken, expireInSeconds: typeof expire === 'number' && expire > 0 ? expire : 7200 };
@@ -111,7 +111,7 @@ export class DingTalkAppApi {
       name: 'InsertContent',
       method: 'POST',
       path: `/v1.0/doc/suites/documents/${encodeURIComponent(documentId)}/content${query({ operatorId: ctx.operatorId })}`,
-      // The map's markdown form {type, content} is from a third-party live test (reference §3.2): UNVERIFIED.
+      // The map's markdown form {type, content} is from a third-party live test (docs/dingtalk-api.md): UNVERIFIED.
       body: JSON.stringify({ content: { type: 'markdown', content: markdown } }),
       scope: WRITE_SCOPE,
       what: `appending to DingTalk document "${documentId}"`,
@@ -152,11 +152,11 @@ export class DingTalkAppApi {
       idempotent: false,
       ...(parentNodeId ? { documentId: parentNodeId, needs: 'edit' as const } : {}),
     });
-    // The response names the node by dentryUuid, nodeId and docKey; all are accepted where a docKey is (reference §1).
+    // The response names the node by dentryUuid, nodeId and docKey; all are accepted where a docKey is (docs/dingtalk-api.md).
     const nodeId = str(res.body['dentryUuid']) ?? str(res.body['nodeId']);
     if (!nodeId) throw missing('dentryUuid', 'CreateWorkspaceDoc', res.requestId);
     const url = str(res.body['url']);
-    // 3P: the returned workspaceId may differ from the one requested (reference §3.4); keep DingTalk's.
+    // 3P: the returned workspaceId may differ from the one requested (docs/dingtalk-api.md); keep DingTalk's.
     return { nodeId, workspaceId: str(res.body['workspaceId']) ?? workspaceId, ...(url ? { url } : {}) };
   }
 

@@ -2,7 +2,7 @@
 import * as z from 'zod/v4';
 import { parseDocumentRef } from '../dingtalk/document-ref.js';
 
-/** DingTalk's documented limit for one write's content (reference §3.1, §5; assumed for InsertContent too). */
+/** DingTalk's documented limit for one write's content (docs/dingtalk-api.md; assumed for InsertContent too). */
 export const MAX_CONTENT_CHARS = 50_000;
 
 /** A DingTalk document (or folder) as a link or an id; `parseDocumentRef` decides which shapes are accepted. */
@@ -55,12 +55,12 @@ export function refCheck(document: string | undefined, what = 'document'): strin
   return ref.ok ? undefined : what === 'document' ? ref.message : ref.message.replace(/\bdocument\b/g, what);
 }
 
-/** A document's link when DingTalk gave none (the /i/nodes/ shape, reference §1). */
+/** A document's link when DingTalk gave none (the /i/nodes/ shape, docs/dingtalk-api.md). */
 export function linkOf(id: string, url?: string): string {
   return url ?? `https://alidocs.dingtalk.com/i/nodes/${encodeURIComponent(id)}`;
 }
 
-/** The wiki APIs name documents with their ".adoc" suffix (3P-observed, reference §1). */
+/** The wiki APIs name documents with their ".adoc" suffix (third-party observation, docs/dingtalk-api.md). */
 export function titleOf(name: string): string {
   return name.replace(/\.adoc$/i, '');
 }

@@ -2,7 +2,7 @@ import * as z from 'zod/v4';
 import { defineTool } from './define-tool.js';
 import { cursorInput, isoTime, linkOf, statusOutput, titleOf } from './inputs.js';
 
-/** storage_2_0 SearchDentries answers at most 50 per page (reference §3.5). */
+/** storage_2_0 SearchDentries answers at most 50 per page (docs/dingtalk-api.md). */
 const MAX_LIMIT = 50;
 
 export const searchDingTalkDocs = defineTool({

@@ -1,7 +1,6 @@
 import * as z from 'zod/v4';
-import { parseDocumentRef } from '../dingtalk/document-ref.js';
 import { defineTool } from './define-tool.js';
-import { documentInput, MAX_CONTENT_CHARS } from './inputs.js';
+import { documentInput, MAX_CONTENT_CHARS, refCheck, refId as docId } from './inputs.js';
 
 const DESCRIPTION = [
   'Replace the entire content of a DingTalk document (钉钉文档) with Markdown, acting as the signed-in user with their own DingTalk permissions.',
@@ -33,10 +32,7 @@ export const writeDingTalkDoc = defineTool({
     authorizationUrl: z.string().optional().describe('Where the user approves DingTalk access, when status is authorization_required.'),
   }),
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: true },
-  check: ({ document }) => {
-    const ref = parseDocumentRef(document);
-    return ref.ok ? undefined : ref.message;
-  },
+  check: ({ document }) => refCheck(document),
   purpose: ({ document }) => `writing to DingTalk document ${docId(document)}`,
   pending: ({ document }) => ({ status: 'written', documentId: docId(document), charactersWritten: 0 }),
   nothingDone: 'Nothing was written.',
@@ -49,8 +45,3 @@ export const writeDingTalkDoc = defineTool({
   },
 });
 
-/** The id of a reference `check` already accepted. */
-function docId(document: string): string {
-  const ref = parseDocumentRef(document);
-  return ref.ok ? ref.documentId : document;
-}

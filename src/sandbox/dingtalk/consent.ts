@@ -1,5 +1,5 @@
 /**
- * DingTalk's user OAuth, as the emulator plays it (reference/dingtalk.md §2.1):
+ * DingTalk's user OAuth, as the emulator plays it (docs/dingtalk-api.md):
  *   - login.dingtalk.com GET /oauth2/auth: the consent page (the real one is an interactive login, not a
  *     public contract; POST /oauth2/auth/decision is the emulator's own form target);
  *   - api.dingtalk.com POST /v1.0/oauth2/userAccessToken (oauth2_1_0 GetUserToken).
@@ -39,7 +39,7 @@ export function createConsent(st: EmulatorState) {
   const issueTokens = (clientId: string, unionId: string, scopes: string[]) => st.issueUserTokens(clientId, unionId, scopes);
   type AccessTokenRecord = UserTokenRecord;
 
-  /** reference §2.1 step 2. Error codes other than invalidClientIdOrSecret are MODELED. */
+  /** docs/dingtalk-api.md step 2. Error codes other than invalidClientIdOrSecret are MODELED. */
   async function tokenEndpoint(req: IncomingMessage): Promise<Record<string, unknown>> {
     const body = await readJson(req);
     const str = (k: string) => (typeof body[k] === 'string' ? (body[k] as string) : undefined);
@@ -67,7 +67,7 @@ export function createConsent(st: EmulatorState) {
       if (!entry || entry.expiresAt <= now() || entry.clientId !== app.clientId) {
         throw new HttpError(400, 'invalidRefreshToken', '不合法的refreshToken'); // MODELED
       }
-      refreshTokens.delete(refreshToken); // rotation (reference §2.1: appears to rotate; UNVERIFIED)
+      refreshTokens.delete(refreshToken); // rotation (docs/dingtalk-api.md: appears to rotate; UNVERIFIED)
       record = entry;
     } else {
       throw new HttpError(400, 'invalidGrantType', 'grantType must be authorization_code or refresh_token'); // MODELED
@@ -78,7 +78,7 @@ export function createConsent(st: EmulatorState) {
     return out;
   }
 
-  /** reference §2.1 step 1. Invalid requests never redirect (the redirect_uri is not trusted yet): 400 page. */
+  /** docs/dingtalk-api.md step 1. Invalid requests never redirect (the redirect_uri is not trusted yet): 400 page. */
   function authorizePage(res: ServerResponse, url: URL): number {
     const q = url.searchParams;
     const clientId = q.get('client_id');
@@ -158,7 +158,7 @@ The app <strong>${escapeHtml(app.name ?? app.clientId)}</strong> asks to access 
         scopes: consent.scopes,
         expiresAt: now() + AUTH_CODE_TTL_MS,
       });
-      target.searchParams.set('authCode', code); // reference §2.1: the parameter is `authCode`
+      target.searchParams.set('authCode', code); // docs/dingtalk-api.md: the parameter is `authCode`
     } else {
       return bad('decision must be "allow" or "deny".');
     }

@@ -3,7 +3,7 @@
  * node tree, each with an owner, readers and editors. Node ids play every id role at once (dentryUuid =
  * wiki nodeId = docKey), which DingTalk allows for /i/nodes/ links (docs/dingtalk-api.md, "Identifiers").
  *
- * Access rights are the operator's own (reference/dingtalk.md §0: "DingTalk enforces the operator's document
+ * Access rights are the operator's own (docs/dingtalk-api.md: "DingTalk enforces the operator's document
  * ACL"): a role on the node or on a folder above it, or on the workspace. How DingTalk inherits roles in detail
  * is MODELED.
  */
@@ -30,7 +30,7 @@ export interface DocNode {
   /** null for a workspace's root folder. */
   parentId: string | null;
   type: 'FILE' | 'FOLDER';
-  /** Without the `.adoc` suffix; the wiki APIs add it for documents (3P-observed, reference §1). */
+  /** Without the `.adoc` suffix; the wiki APIs add it for documents (third-party observation, docs/dingtalk-api.md). */
   name: string;
   creatorUnionId: string;
   modifierUnionId: string;

@@ -48,9 +48,9 @@ export interface DingTalkEmulatorOptions {
   port?: number;
   apps: EmulatorApp[];
   users?: EmulatorUser[];
-  /** User access-token lifetime, seconds (DingTalk: 7200, reference §2.1). */
+  /** User access-token lifetime, seconds (DingTalk: 7200, docs/dingtalk-api.md). */
   tokenTtlSeconds?: number;
-  /** App access-token lifetime, seconds (DingTalk: 7200, reference §2.1 step 4). */
+  /** App access-token lifetime, seconds (DingTalk: 7200, docs/dingtalk-api.md step 4). */
   appTokenTtlSeconds?: number;
   /** Refresh-token lifetime, seconds (DingTalk: 30 days). */
   refreshTokenTtlSeconds?: number;
@@ -200,7 +200,7 @@ export async function startDingTalkEmulator(options: DingTalkEmulatorOptions): P
       finish(200);
     } catch (err) {
       if (err instanceof HttpError) {
-        // reference §4: error body {code, requestid, message} (+ accessdenieddetail for permission errors).
+        // docs/dingtalk-api.md: error body {code, requestid, message} (+ accessdenieddetail for permission errors).
         sendJson(res, err.status, { code: err.code, requestid: requestId, message: err.message, ...err.extra });
         finish(err.status, err.code);
         return;

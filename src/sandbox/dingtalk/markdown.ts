@@ -2,7 +2,7 @@
  * How the emulator turns a document's Markdown into DocBlocksQuery's first-level blocks.
  *
  * The SDK types `result.data` as `any[]` (doc_1_0 DocBlocksQueryResponseBodyResult). Observed by a third party
- * (reference/dingtalk.md §3.3): `{blockType:"heading", heading:{level:"heading-2", text}, index, id}` and
+ * (docs/dingtalk-api.md): `{blockType:"heading", heading:{level:"heading-2", text}, index, id}` and
  * `{blockType:"paragraph", paragraph:{text}}`, `"unknown"` for unsupported types. Everything else here —
  * `children` inline elements with links, list, quote, table and code blocks — is MODELED (UNVERIFIED).
  */

@@ -1,6 +1,6 @@
 /**
  * The DingTalk OpenAPI endpoints the server calls, faithful to `@alicloud/dingtalk` 2.2.27 (path, method,
- * which field goes in query or body, which are required) and to reference/dingtalk.md §0–§5. The SDK action
+ * which field goes in query or body, which are required) and to docs/dingtalk-api.md–§5. The SDK action
  * each handler answers is named above it. Error codes DingTalk does not document are MODELED.
  */
 import type { IncomingMessage } from 'node:http';
@@ -9,9 +9,9 @@ import { markdownToBlocks } from './markdown.js';
 import type { ApiName, EmulatorRequestLog, EmulatorState, EmulatorUser } from './state.js';
 import { HttpError, readJson, safeDecode } from './wire.js';
 
-/** reference §3.1 (a): content ≤ 50,000 chars; assumed for the other write APIs too (UNVERIFIED). */
+/** docs/dingtalk-api.md (a): content ≤ 50,000 chars; assumed for the other write APIs too (UNVERIFIED). */
 export const MAX_CONTENT_CHARS = 50_000;
-/** storage_2_0 SearchDentries: maxResults default 50, max 50 (reference §3.5). ListNodes' cap is MODELED the same. */
+/** storage_2_0 SearchDentries: maxResults default 50, max 50 (docs/dingtalk-api.md). ListNodes' cap is MODELED the same. */
 const MAX_PAGE = 50;
 export const DOC_LINK_BASE = 'https://alidocs.dingtalk.com/i/nodes/';
 
@@ -48,7 +48,7 @@ export function createOpenApi(st: EmulatorState) {
   const docs = st.docs;
   const iso = (ms: number) => new Date(ms).toISOString();
 
-  /** MODELED: DingTalk's codes for "no such document" and "the operator may not" are not documented (reference §4, §8.5). */
+  /** MODELED: DingTalk's codes for "no such document" and "the operator may not" are not documented (docs/dingtalk-api.md). */
   const notFound = (id: string) => new HttpError(404, 'DocumentNotFound', `The document or folder ${id} does not exist.`);
   const noAccess = () => new HttpError(403, 'Forbidden.AccessDenied.NoPermission', 'The operator has no permission on this document.');
 
@@ -60,7 +60,7 @@ export function createOpenApi(st: EmulatorState) {
   }
 
   function userIdOf(unionId: string): string {
-    // 3P-observed (reference §1): wiki nodes report the numeric userId, not the unionId. MODELED derivation.
+    // 3P-observed (docs/dingtalk-api.md): wiki nodes report the numeric userId, not the unionId. MODELED derivation.
     let h = 0;
     for (const c of unionId) h = (h * 31 + c.charCodeAt(0)) >>> 0;
     return String(100000000 + (h % 900000000));
@@ -169,7 +169,7 @@ export function createOpenApi(st: EmulatorState) {
         if (content === undefined || content === null) throw new HttpError(400, 'MissingParameter', '缺少参数：content'); // MODELED
         if (typeof content !== 'object' || Array.isArray(content)) throw new HttpError(400, 'InvalidParameter', 'content must be an object'); // MODELED
         const c = content as Record<string, unknown>;
-        // {type:"markdown", content} per a third-party live test (reference §3.2); other types MODELED as refused.
+        // {type:"markdown", content} per a third-party live test (docs/dingtalk-api.md); other types MODELED as refused.
         if (c['type'] !== 'markdown') throw new HttpError(400, 'InvalidParameter', 'content.type must be "markdown"');
         const markdown = markdownOf(c, 'content');
         const node = nodeFor(id ?? '', operator.unionId, 'EDITOR');
@@ -270,7 +270,7 @@ export function createOpenApi(st: EmulatorState) {
         return next ? { items, nextToken: next } : { items };
       }
       default:
-        // reference §4: a wrong path gives 404 InvalidAction.NotFound [3P].
+        // docs/dingtalk-api.md: a wrong path gives 404 InvalidAction.NotFound [3P].
         throw new HttpError(404, 'InvalidAction.NotFound', 'Specified api is not found, please check your url and method.');
     }
   }

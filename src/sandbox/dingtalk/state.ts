@@ -10,12 +10,12 @@ import { HttpError } from './wire.js';
 export interface EmulatorApp {
   clientId: string;
   clientSecret: string;
-  /** Registered redirect URLs (安全设置 → 重定向URL), matched exactly (reference §2.1). */
+  /** Registered redirect URLs (安全设置 → 重定向URL), matched exactly (docs/dingtalk-api.md). */
   redirectUris: string[];
   /** Shown on the consent page. Defaults to the clientId. */
   name?: string;
   /**
-   * Permission codes the app has been granted in the developer console (reference §2.2, §3.6).
+   * Permission codes the app has been granted in the developer console (docs/dingtalk-api.md).
    * Default: DEFAULT_PERMISSIONS. A call needing one the app lacks →
    * 403 Forbidden.AccessDenied.AccessTokenPermissionDenied with accessdenieddetail.requiredScopes.
    */
@@ -171,7 +171,7 @@ export class EmulatorState {
   private presented(req: IncomingMessage): string {
     const header = req.headers['x-acs-dingtalk-access-token'];
     const token = Array.isArray(header) ? header[0] : header;
-    // reference §2.1 step 5: only this header counts; `Authorization: Bearer` or `?access_token=` do not.
+    // docs/dingtalk-api.md step 5: only this header counts; `Authorization: Bearer` or `?access_token=` do not.
     if (!token) throw new HttpError(400, 'AuthenticationFailed.MissingParameter', '缺少参数：x-acs-dingtalk-access-token');
     return token;
   }
@@ -203,8 +203,8 @@ export class EmulatorState {
   }
 
   /**
-   * An app-identity API: the app token plus `operatorId` (reference §0). A user token is refused (MODELED
-   * answer, as above); a missing operatorId → 400 MissingoperatorId [3P live, reference §0].
+   * An app-identity API: the app token plus `operatorId` (docs/dingtalk-api.md). A user token is refused (MODELED
+   * answer, as above); a missing operatorId → 400 MissingoperatorId [3P live, docs/dingtalk-api.md].
    */
   authenticateApp(req: IncomingMessage, permission: string, operatorId: unknown, log: EmulatorRequestLog): { clientId: string; operator: EmulatorUser } {
     const token = this.presented(req);

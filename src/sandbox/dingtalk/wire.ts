@@ -1,6 +1,7 @@
-/** The emulator's wire helpers: DingTalk's error shape `{code, requestid, message}` (reference/dingtalk.md §4), JSON and HTML answers. */
+/** The emulator's wire helpers: DingTalk's error shape `{code, requestid, message}` (docs/dingtalk-api.md), JSON and HTML answers. */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BodyTooLargeError, escapeHtml, readBody as readBodyLimited, sendJson as sendJsonReply } from '../http.js';
 
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
@@ -28,22 +29,14 @@ export function safeDecode(s: string): string | undefined {
   }
 }
 
-export function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new HttpError(413, 'RequestEntityTooLarge', 'request body too large')); // MODELED
-        req.resume();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
+/** The body, or 413 like a gateway once it passes 4 MiB (MODELED limit). */
+export async function readBody(req: IncomingMessage): Promise<Buffer> {
+  try {
+    return await readBodyLimited(req, MAX_BODY_BYTES);
+  } catch (e) {
+    if (e instanceof BodyTooLargeError) throw new HttpError(413, 'RequestEntityTooLarge', 'request body too large'); // MODELED
+    throw e;
+  }
 }
 
 export async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
@@ -61,13 +54,7 @@ export async function readJson(req: IncomingMessage): Promise<Record<string, unk
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json;charset=utf-8',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-  });
-  res.end(text);
+  sendJsonReply(res, status, body, { 'cache-control': 'no-store' });
 }
 
 export function sendHtml(res: ServerResponse, status: number, html: string): void {
@@ -96,8 +83,4 @@ ${body}
 </body></html>`;
 }
 
-const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-
-export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c);
-}
+export { escapeHtml };
