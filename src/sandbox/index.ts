@@ -31,6 +31,8 @@ export interface Sandbox {
   /** The API-key credential provider with the DingTalk app secret (GetResourceAPIKey). */
   appSecretProviderName: string;
   dingtalkClientId: string;
+  /** Random per sandbox; held by the API-key provider above (and by the OAuth2 provider as its client secret). */
+  dingtalkClientSecret: string;
   accessKeyId: string;
   /** Random per sandbox; only the emulator accepts it. */
   accessKeySecret: string;
@@ -129,6 +131,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     providerName: SANDBOX.providerName,
     appSecretProviderName: SANDBOX.appSecretProviderName,
     dingtalkClientId: SANDBOX.dingtalkClientId,
+    dingtalkClientSecret,
     accessKeyId: SANDBOX.accessKeyId,
     accessKeySecret,
     credential,

@@ -63,7 +63,15 @@ describe('two servers, and some that fail', () => {
   });
 
   it('offers every tool with a server prefix and routes each call to its server', async () => {
-    expect(hub.toolSpecs().map((t) => t.function.name).sort()).toEqual(['billing__query_monthly_costs', 'dingtalk__write_dingtalk_doc']);
+    expect(hub.toolSpecs().map((t) => t.function.name).sort()).toEqual([
+      'billing__query_monthly_costs',
+      ...['append', 'create', 'write'].map((v) => `dingtalk__${v}_dingtalk_doc`),
+      'dingtalk__get_dingtalk_account',
+      'dingtalk__get_dingtalk_doc_info',
+      'dingtalk__list_dingtalk_folder',
+      'dingtalk__read_dingtalk_doc',
+      'dingtalk__search_dingtalk_docs',
+    ].sort());
     expect(hub.toolSpecs().find((t) => t.function.name === 'billing__query_monthly_costs')?.function.description).toMatch(/^\[billing\] /);
     expect(hub.route('dingtalk__write_dingtalk_doc')).toMatchObject({ server: 'dingtalk', tool: { name: 'write_dingtalk_doc' } });
 
