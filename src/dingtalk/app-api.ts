@@ -1,5 +1,5 @@
 /**
- * The app-token family of DingTalk document APIs (DESIGN decision 12): header `x-acs-dingtalk-access-token` =
+ * The app-token family of DingTalk document APIs (docs/architecture.md decision 12): header `x-acs-dingtalk-access-token` =
  * the **app** token, `operatorId` = the acting user's unionId; DingTalk enforces that operator's own access
  * rights. Paths, methods, field names and required fields follow `@alicloud/dingtalk` 2.2.27 (the SDK action is
  * named at each call); see docs/dingtalk-api.md. Answers are parsed defensively: a field DingTalk leaves out is

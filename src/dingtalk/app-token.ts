@@ -1,5 +1,5 @@
 /**
- * The DingTalk app access token (DESIGN decision 13): cached until shortly before `expireIn`, fetched
+ * The DingTalk app access token (docs/architecture.md decision 13): cached until shortly before `expireIn`, fetched
  * single-flight, refetched once when DingTalk rejects it. The app secret it is minted from comes from an
  * Agent Identity API-key credential provider (GetResourceAPIKey, what the Python kit's `requires_api_key` does)
  * or, in development, from DINGTALK_CLIENT_SECRET. Neither the secret nor the token is ever logged.

@@ -1,5 +1,5 @@
 /**
- * DingTalk OpenAPI transport for both token families (DESIGN decision 12): the user-token ("个人授权") calls
+ * DingTalk OpenAPI transport for both token families (docs/architecture.md decision 12): the user-token ("个人授权") calls
  * here, the app-token calls in app-api.ts through `send`.
  *
  * - The user's access token goes ONLY in the `x-acs-dingtalk-access-token` header (reference/dingtalk.md §2.1 step 5);

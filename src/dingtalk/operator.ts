@@ -1,7 +1,7 @@
 /**
  * Who the caller is in DingTalk: the unionId (and name) that GET /v1.0/contact/users/me (contact_1_0 GetUser,
- * "me") returns for *their own* user token. It is the only `operatorId` app-token calls ever carry (DESIGN
- * decision 12). Cached per user together with a fingerprint of the token it was learnt from: a different token
+ * "me") returns for *their own* user token. It is the only `operatorId` app-token calls ever carry
+ * (docs/architecture.md decision 12). Cached per user together with a fingerprint of the token it was learnt from: a different token
  * (after a re-consent, perhaps of another DingTalk account) means asking again, and dropping the user's token
  * drops this too.
  */

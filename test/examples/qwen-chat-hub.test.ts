@@ -21,6 +21,17 @@ import '../helpers/stack.js';
 
 const unusedTokens = new TokenFile('/nonexistent/qwen-chat-test/oauth.json');
 
+/** Both servers' tools as the model sees them: the billing tool and every DingTalk document tool. */
+const ALL_TOOL_NAMES = [
+  'billing__query_monthly_costs',
+  ...['append', 'create', 'write'].map((v) => `dingtalk__${v}_dingtalk_doc`),
+  'dingtalk__get_dingtalk_account',
+  'dingtalk__get_dingtalk_doc_info',
+  'dingtalk__list_dingtalk_folder',
+  'dingtalk__read_dingtalk_doc',
+  'dingtalk__search_dingtalk_docs',
+].sort();
+
 describe('two servers, and some that fail', () => {
   let sandbox: ChatSandbox;
   let hub: McpHub;
@@ -63,15 +74,7 @@ describe('two servers, and some that fail', () => {
   });
 
   it('offers every tool with a server prefix and routes each call to its server', async () => {
-    expect(hub.toolSpecs().map((t) => t.function.name).sort()).toEqual([
-      'billing__query_monthly_costs',
-      ...['append', 'create', 'write'].map((v) => `dingtalk__${v}_dingtalk_doc`),
-      'dingtalk__get_dingtalk_account',
-      'dingtalk__get_dingtalk_doc_info',
-      'dingtalk__list_dingtalk_folder',
-      'dingtalk__read_dingtalk_doc',
-      'dingtalk__search_dingtalk_docs',
-    ].sort());
+    expect(hub.toolSpecs().map((t) => t.function.name).sort()).toEqual(ALL_TOOL_NAMES);
     expect(hub.toolSpecs().find((t) => t.function.name === 'billing__query_monthly_costs')?.function.description).toMatch(/^\[billing\] /);
     expect(hub.route('dingtalk__write_dingtalk_doc')).toMatchObject({ server: 'dingtalk', tool: { name: 'write_dingtalk_doc' } });
 
@@ -86,7 +89,7 @@ describe('two servers, and some that fail', () => {
     expect(overwrites()).toBe(writesBefore);
     // The model's tools in that request were exactly the prefixed ones.
     const sent = sandbox.dashscope.requests.at(-1)!.body as { tools: Array<{ function: { name: string } }> };
-    expect(sent.tools.map((t) => t.function.name).sort()).toEqual(['billing__query_monthly_costs', 'dingtalk__write_dingtalk_doc']);
+    expect(sent.tools.map((t) => t.function.name).sort()).toEqual(ALL_TOOL_NAMES);
   });
 
   it('the tool loop is bounded: after the limit Qwen gets no tools and must answer', async () => {
