@@ -9,7 +9,10 @@
  *    or pass --yes and the demo plays the browser itself,
  * 5. prints the document afterwards, then writes once more to show that no new consent is needed.
  *
- * Flags: --yes (approve automatically), --era 2025 (speak protocol 2025-11-25 instead of 2026-07-28).
+ * 6. keeps the sandbox (and its document viewer) running until you press Enter.
+ *
+ * Flags: --yes (the demo plays the browser and chooses Allow), --deny (with --yes: it chooses Deny, to show what a
+ * refusal looks like), --keep-open (with --yes: still wait for Enter before stopping the sandbox), --era 2025 (speak protocol 2025-11-25 instead of 2026-07-28).
  */
 import { createInterface } from 'node:readline/promises';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +23,9 @@ import { freePort, startSandbox } from '../src/sandbox/index.js';
 
 const args = process.argv.slice(2);
 const autoApprove = args.includes('--yes') || !process.stdin.isTTY;
+const decision = args.includes('--deny') ? 'deny' : 'allow';
+/** Interactive runs keep the sandbox up until Enter (its viewer link must stay alive); --keep-open asks for that with --yes. */
+const keepOpen = args.includes('--keep-open') || !autoApprove;
 const era = args.includes('--era') && args[args.indexOf('--era') + 1] === '2025' ? 'legacy' : 'auto';
 
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
@@ -57,8 +63,8 @@ async function main(): Promise<void> {
     say(`  ${params.message}`);
     say(`  ${url.protocol}//${bold(url.host)}${url.pathname}${url.search}`);
     if (autoApprove) {
-      say(dim('  --yes: the demo opens the link itself and chooses Allow on the DingTalk consent page.'));
-      const visit = await followAuthorizationLink(params.url, { decision: 'allow' });
+      say(dim(`  --yes: the demo opens the link itself and chooses ${decision === 'deny' ? 'Deny' : 'Allow'} on the DingTalk consent page.`));
+      const visit = await followAuthorizationLink(params.url, { decision });
       say(dim(`  browser finished on: ${/<h1>([^<]*)<\/h1>/.exec(visit.body)?.[1] ?? visit.status}`));
       return { action: 'accept' };
     }
@@ -81,6 +87,14 @@ async function main(): Promise<void> {
   say(bold(`Calling write_dingtalk_doc on ${sandbox.sampleDocumentLink}`));
   const first = await client.callTool({ name: 'write_dingtalk_doc', arguments: { document: sandbox.sampleDocumentLink, content } }, { timeout: 15 * 60_000 });
   say(`  → ${textOf(first)}`);
+  if (first.isError) {
+    // A refusal (Deny, a declined prompt, an expired link) ends the demo: asking again would ignore the answer.
+    await client.close();
+    await sandbox.close();
+    say();
+    say(bold('Demo stopped: nothing was written') + ' (the answer above says why). To see the write, run `npm run demo` again and choose Allow.');
+    process.exit(1);
+  }
 
   const doc = sandbox.dingtalk.getDocument(sandbox.sampleDocumentId);
   say();
@@ -94,10 +108,17 @@ async function main(): Promise<void> {
   say(dim(`  Agent Identity calls for it: ${sandbox.agentIdentity.calls.length - callsBefore} (the token is cached; one DingTalk request per write)`));
 
   await client.close();
-  await sandbox.close();
-  const ok = !first.isError && !second.isError;
+  const ok = !second.isError;
   say();
   say(ok ? bold('Demo finished.') : bold('Demo failed.'));
+  if (keepOpen) {
+    // The viewer link above is served by the sandbox: keep it alive while the user looks.
+    say(`The document stays viewable at ${sandbox.documentViewerUrl(sandbox.sampleDocumentId)}`);
+    const rl = createInterface({ input: process.stdin, output: process.stdout });
+    await rl.question('Press Enter to stop the sandbox. ');
+    rl.close();
+  }
+  await sandbox.close();
   process.exit(ok ? 0 : 1);
 }
 

@@ -50,7 +50,8 @@ export interface ChatObserver {
   onToolResult?(call: ToolCallInfo, outcome: ToolOutcome & { declined?: boolean }, durationMs: number): void;
   /**
    * Asked before a tool that may destroy data runs ({@link mayDestroy}); false, or a throw, means it does not run and
-   * the model is told the user declined. Absent: such tools run without asking (the terminal chat's behaviour).
+   * the model is told the user declined. Absent: such tools run without asking. The terminal chat asks with
+   * {@link confirmInTerminal}; the web chat asks with a card.
    */
   confirmToolCall?(call: ToolCallInfo, signal?: AbortSignal): Promise<boolean>;
 }
@@ -129,8 +130,7 @@ export class ChatSession {
         const started = Date.now();
         const outcome = await hub.callTool(call.function.name, args, signal);
         observer?.onToolResult?.(info, outcome, Date.now() - started);
-        const shown = sanitize(outcome.text).split('\n')[0]!.slice(0, 300);
-        terminal.write((outcome.isError ? style.error(terminal, '  ↳ error: ') : style.dim(terminal, '  ↳ ')) + shown + '\n');
+        terminal.write((outcome.isError ? style.error(terminal, '  ↳ error: ') : style.dim(terminal, '  ↳ ')) + formatToolResult(outcome.text) + '\n');
         this.messages.push({ role: 'tool', tool_call_id: call.id, content: outcome.isError ? `Error: ${outcome.text}` : outcome.text });
         result.toolCalls.push({ name: call.function.name, server: outcome.server, isError: outcome.isError, text: outcome.text });
       }
@@ -174,6 +174,38 @@ export class ChatSession {
     if (started || thinking) terminal.write('\n');
     return turn;
   }
+}
+
+/** Bounds of a tool result shown in the terminal (the model always gets all of it). */
+export const RESULT_LINES = 40;
+export const RESULT_CHARS = 4000;
+
+/** The whole tool result, sanitized, indented under its first line, cut at the bounds with a note of what is left. */
+export function formatToolResult(text: string, maxLines = RESULT_LINES, maxChars = RESULT_CHARS): string {
+  const clean = sanitize(text.replace(/\r\n?/g, '\n')).trimEnd();
+  const lines = clean.split('\n');
+  let shown = lines.slice(0, maxLines).join('\n');
+  if (shown.length > maxChars) shown = shown.slice(0, maxChars);
+  const rest = clean.length - shown.length;
+  const shownLines = shown.split('\n');
+  const more = rest > 0 ? `\n    … (${lines.length - shownLines.length > 0 ? `${lines.length - shownLines.length} more lines, ` : ''}${rest} more characters not shown)` : '';
+  return shownLines.join('\n    ') + more;
+}
+
+/** Asks in the terminal before a tool that may destroy data runs; with `autoApprove` (--yes) says it runs without asking. */
+export function confirmInTerminal(terminal: Terminal, autoApprove: boolean): (call: ToolCallInfo, signal?: AbortSignal) => Promise<boolean> {
+  return async (call, signal) => {
+    const what = `  ⚠ ${sanitize(call.name)} may change or delete data (the server marks it destructive).`;
+    if (autoApprove) {
+      terminal.write(style.warn(terminal, what) + style.dim(terminal, ' --yes: running it without asking.\n'));
+      return true;
+    }
+    terminal.write(style.warn(terminal, what) + '\n');
+    const answer = await terminal.ask('  Run it? [y/N] ', signal);
+    const yes = answer !== undefined && /^y(es)?$/i.test(answer.trim());
+    if (!yes) terminal.write(style.dim(terminal, '  Not run.\n'));
+    return yes;
+  };
 }
 
 function summarizeArgs(args: Record<string, unknown>): string {

@@ -15,7 +15,18 @@ import { spawn } from 'node:child_process';
 import type { ElicitResult } from '@modelcontextprotocol/client';
 import { sanitize, style, type Terminal } from './terminal.js';
 
-export type Opener = (url: string) => Promise<void>;
+/** Hands a URL to a browser; may resolve to the line to show instead of "Opened in your browser." */
+export type Opener = (url: string) => Promise<void | string>;
+
+/**
+ * Whether this machine can show a browser at all: macOS and Windows always can; elsewhere only with a graphical
+ * session (X11 `DISPLAY` or Wayland `WAYLAND_DISPLAY`). Over SSH or in a container there is none, and xdg-open
+ * would either fail later or take over the terminal with a text browser.
+ */
+export function hasDisplay(env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform): boolean {
+  if (platform === 'darwin' || platform === 'win32') return true;
+  return Boolean(env.DISPLAY || env.WAYLAND_DISPLAY);
+}
 
 export interface UrlCheck {
   ok: boolean;
@@ -66,10 +77,20 @@ export const systemBrowser: Opener = (url) =>
     const [command, args] =
       process.platform === 'darwin' ? ['open', [url]] : process.platform === 'win32' ? ['rundll32', ['url.dll,FileProtocolHandler', url]] : ['xdg-open', [url]];
     const child = spawn(command, args, { stdio: 'ignore', detached: true });
-    child.once('error', reject);
-    child.once('spawn', () => {
+    // The launchers hand the URL over and exit at once; a non-zero exit means no browser took it. One still running
+    // after a few seconds is taken as a browser that started in its place.
+    const timer = setTimeout(() => {
       child.unref();
       resolve();
+    }, 3000);
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve();
+      else reject(new Error(`${command} exited with ${code}`));
     });
   });
 
@@ -81,6 +102,8 @@ export interface ConsentOptions {
   openBrowser?: boolean;
   /** How to open a link (default: the system browser). Tests and the scripted sandbox demo inject a scripted browser. */
   opener?: Opener;
+  /** Whether the system browser can be shown (default {@link hasDisplay}); only consulted without an `opener`. */
+  display?: boolean;
 }
 
 export interface ConsentRequest {
@@ -112,7 +135,10 @@ export async function askToOpen(options: ConsentOptions, request: ConsentRequest
   say(`   Site: ${style.host(terminal, check.url.host)}`);
   say(`   Link: ${formatUrl(terminal, check.url)}`);
   for (const w of check.warnings) say(style.warn(terminal, `   ⚠ ${w}`));
-  const browser = options.openBrowser !== false;
+  // No display and no injected opener: nothing could open, so say so instead of pretending.
+  const noDisplay = options.openBrowser !== false && !options.opener && !(options.display ?? hasDisplay());
+  const browser = options.openBrowser !== false && !noDisplay;
+  if (noDisplay) say(style.dim(terminal, '   No display here (an SSH session or a container?), so no browser can be started: open the link on a machine with one.'));
   let answer: string | undefined;
   if (options.autoApprove) {
     answer = 'y';
@@ -126,12 +152,12 @@ export async function askToOpen(options: ConsentOptions, request: ConsentRequest
     return 'decline';
   }
   if (!browser) {
-    say(`   Open it yourself (--no-browser): ${check.url.href}`);
+    say(`   Open it yourself${noDisplay ? '' : ' (--no-browser)'}: ${check.url.href}`);
     return 'accept';
   }
   try {
-    await (options.opener ?? systemBrowser)(check.url.href);
-    say(style.dim(terminal, '   Opened in your browser.'));
+    const shown = await (options.opener ?? systemBrowser)(check.url.href);
+    say(style.dim(terminal, `   ${shown || 'Opened in your browser.'}`));
   } catch {
     say(`   Could not start a browser; open the link yourself: ${check.url.href}`);
   }

@@ -9,7 +9,7 @@
  */
 import { parseArgs } from 'node:util';
 import { followAuthorizationLink } from '../shared/browser.js';
-import { ChatSession, DEFAULT_MAX_TOOL_ROUNDS } from './chat.js';
+import { ChatSession, confirmInTerminal, DEFAULT_MAX_TOOL_ROUNDS } from './chat.js';
 import { ConfigFileError, readConfigFile, type ResolvedServer } from './config.js';
 import { DashScopeClient, DashScopeError, DEFAULT_BASE_URL, DEFAULT_MODEL } from './dashscope.js';
 import type { Opener } from './elicitation.js';
@@ -104,8 +104,8 @@ async function main(argv: string[]): Promise<number> {
     if (values.yes) {
       // Like a real browser, the scripted one runs on its own: the chat continues when the server confirms.
       opener = async (url) => {
-        say(style.dim(terminal, '   (sandbox --yes: a scripted browser opens the link and chooses Allow on the emulated DingTalk page)'));
         void followAuthorizationLink(url, { decision: 'allow' }).catch((e: unknown) => say(style.error(terminal, `   scripted browser failed: ${String(e)}`)));
+        return '(sandbox --yes: a scripted browser opens the link and chooses Allow on the emulated DingTalk page)';
       };
       if (messages.length === 0) messages.push(SANDBOX_SAMPLE_MESSAGE(sandbox.documentLink));
     }
@@ -144,7 +144,9 @@ async function main(argv: string[]): Promise<number> {
     if (hub.servers.size === 0) say(style.warn(terminal, 'No MCP server is available: Qwen will answer without tools.'));
     say(style.dim(terminal, `Model ${llm.model} at ${llm.baseUrl}. Type /exit to quit.`));
 
-    const session = new ChatSession({ llm, hub, terminal, maxToolRounds, noStream: values['no-stream'] });
+    // A tool that may change or delete data runs only after a yes (--yes answers it, and says so).
+    const observer = { confirmToolCall: confirmInTerminal(terminal, values.yes === true) };
+    const session = new ChatSession({ llm, hub, terminal, maxToolRounds, noStream: values['no-stream'], observer });
     let inFlight: AbortController | undefined;
     process.on('SIGINT', () => {
       if (inFlight && !inFlight.signal.aborted) {

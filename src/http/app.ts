@@ -10,6 +10,7 @@ import type { Runtime } from '../runtime.js';
 import { createServer } from '../server.js';
 import { VERSION } from '../version.js';
 import { createBrowserLogin } from './browser-login.js';
+import { sendLanding } from './landing.js';
 import { browserRoutes } from './browser-routes.js';
 import { bearerAuth, trustedProxyAuth, userFromContext, userFromRequest } from './caller.js';
 import type { OidcProvider } from './oidc.js';
@@ -59,6 +60,9 @@ export function createHttpApp(runtime: Runtime, oidc?: OidcProvider): HttpApp {
     if (!oidc) return res.status(404).json({ error: 'not_found', error_description: 'This deployment authenticates through a trusted gateway.' });
     res.json({ resource, authorization_servers: [oidc.issuer], bearer_methods_supported: ['header'], scopes_supported: ['openid'], resource_name: 'DingTalk documents (agent-identity-dingtalk-mcp)' });
   });
+
+  // What this is and how to connect, instead of "Cannot GET /".
+  app.get('/', (req, res) => sendLanding(req, res, { version: VERSION, mcpUrl: resource, metadataUrl: `${base}${metadataPath}`, issuer: oidc?.issuer, sandbox: config.sandbox }));
 
   app.get('/healthz', async (_req, res) => {
     const check = await runtime.broker.checkCredentials?.().catch((e: unknown) => ({ ok: false as const, reason: (e as Error).message }));
