@@ -308,3 +308,88 @@ describe('sign-in as an OAuth client', () => {
     expect((await fetch(`${sandbox.mcpBase}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status).toBe(401);
   });
 });
+
+describe('without --sandbox: a config file, a DashScope key and a registered client id', () => {
+  it('discovers the identity provider from the server, signs in, and completes a consented write through the events the page gets', async () => {
+    const { writeFileSync, mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { freePort } = await import('../../src/sandbox/index.js');
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const { clientId } = sandbox.registerWebClient(`${base}/auth/callback`);
+    const billing = sandbox.servers.find((s) => s.name === 'billing')!.entry as { url: string; headers: Record<string, string> };
+    const config = join(mkdtempSync(join(tmpdir(), 'web-chat-config-')), 'mcp.json');
+    writeFileSync(config, JSON.stringify({ mcpServers: { dingtalk: { url: `${sandbox.mcpBase}/mcp` }, billing: { url: billing.url, headers: { Authorization: '${BILLING_AUTH}' } } } }));
+    const main = fileURLToPath(new URL('../../dist/examples/qwen-chat/web/main.js', import.meta.url));
+    const child = spawn(process.execPath, [main, '--config', config, '--client-id', clientId, '--port', String(port)], {
+      env: { PATH: process.env.PATH ?? '', HOME: '/tmp/web-chat-test-home', DASHSCOPE_API_KEY: sandbox.dashscope.apiKey, DASHSCOPE_BASE_URL: sandbox.dashscope.baseUrl, BILLING_AUTH: billing.headers.Authorization! },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      await expect.poll(() => out, { timeout: 30_000 }).toContain(`Web chat: ${base}/`);
+      const at = (path: string) => `${base}${path}`;
+      // The page's steps, by hand: session, sign-in, the identity provider's form, our callback.
+      const first = await fetch(at('/api/session'));
+      const cookies = new Map<string, string>();
+      const [pair] = first.headers.getSetCookie()[0]!.split(';');
+      cookies.set('qwc_session', pair!.slice(pair!.indexOf('=') + 1));
+      let csrf = ((await first.json()) as { csrf: string }).csrf;
+      const cookie = () => [...cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+      const call = (path: string, body: unknown) => fetch(at(path), { method: 'POST', headers: { origin: base, 'content-type': 'application/json', 'x-csrf-token': csrf, cookie: cookie() }, body: JSON.stringify(body) });
+      const { url } = (await (await call('/auth/login', {})).json()) as { url: string };
+      expect(url.startsWith(`${sandbox.upstream.oidc!.issuer}/`)).toBe(true); // found through the MCP server's metadata
+      await followAuthorizationLink(url, { oidcSub: 'dave-4004', cookies });
+      csrf = ((await (await fetch(at('/api/session'), { headers: { cookie: cookie() } })).json()) as { csrf: string }).csrf;
+
+      const items = new Map<string, Record<string, unknown>>();
+      const deltas = new Map<string, number>();
+      const stream = await fetch(at('/api/events'), { headers: { cookie: cookie() } });
+      const reader = stream.body!.getReader();
+      let buffer = '';
+      void (async () => {
+        for (;;) {
+          const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
+          if (done) return;
+          buffer += new TextDecoder().decode(value);
+          let end: number;
+          while ((end = buffer.indexOf('\n\n')) >= 0) {
+            const line = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            if (!line.startsWith('data: ')) continue;
+            const event = JSON.parse(line.slice(6)) as { type: string; item?: Record<string, unknown>; items?: Array<Record<string, unknown>>; id?: string; text?: string };
+            if (event.type === 'item') items.set(event.item!.id as string, event.item!);
+            if (event.type === 'delta') {
+              items.get(event.id!)!.text = `${items.get(event.id!)!.text as string}${event.text}`;
+              deltas.set(event.id!, (deltas.get(event.id!) ?? 0) + 1);
+            }
+          }
+        }
+      })();
+      const find = (pred: (i: Record<string, unknown>) => boolean) => [...items.values()].find(pred);
+
+      expect((await call('/api/chat', { message: `Write last month's ECS costs into ${sandbox.documentLink}` })).status).toBe(202);
+      await expect.poll(() => find((i) => i.kind === 'tool' && i.state === 'confirm')).toBeTruthy();
+      await call('/api/decide', { id: find((i) => i.kind === 'tool' && i.state === 'confirm')!.id, answer: 'run' });
+      await expect.poll(() => find((i) => i.kind === 'consent' && i.state === 'asking')).toBeTruthy();
+      const card = find((i) => i.kind === 'consent')!;
+      expect(card).toMatchObject({ server: 'dingtalk', host: new URL(sandbox.mcpBase).host, serverHost: true, warnings: ['Plain http to this machine: expected for a server running locally.'] });
+      await call('/api/decide', { id: card.id, answer: 'accept' });
+      // The person's browser (its own cookies): the MCP server's same-user sign-in, DingTalk's consent page.
+      const visit = await followAuthorizationLink(card.href as string, { oidcSub: 'dave-4004' });
+      expect(visit.body).toContain('DingTalk access granted');
+      await expect.poll(() => find((i) => i.kind === 'consent')!.state, { timeout: 20_000 }).toBe('completed');
+      await expect.poll(() => find((i) => i.kind === 'assistant' && i.streaming === false && /^Done\./.test(String(i.text)))).toBeTruthy();
+      // The answer arrived as it was generated: many small pieces, not one block at the end.
+      expect(deltas.get(find((i) => i.kind === 'assistant')!.id as string)).toBeGreaterThan(3);
+      expect(sandbox.upstream.dingtalk.getDocument(sandbox.upstream.sampleDocumentId)?.content).toContain('| cn-beijing | 1,234.56 |');
+      await reader.cancel();
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+  }, 90_000);
+});

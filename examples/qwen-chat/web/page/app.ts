@@ -204,7 +204,8 @@ function render(item: Item): HTMLLIElement {
     case 'assistant': {
       const body = el('div', { className: 'markdown' });
       body.append(renderMarkdown(item.text));
-      return el('li', { className: `assistant${item.streaming ? ' streaming' : ''}` }, el('p', { className: 'who', text: 'Qwen' }), body);
+      // aria-busy while streaming: screen readers announce the answer once, not every redraw.
+      return el('li', { className: `assistant${item.streaming ? ' streaming' : ''}`, attrs: { 'aria-busy': String(item.streaming) } }, el('p', { className: 'who', text: 'Qwen' }), body);
     }
     case 'notice':
       return el('li', { className: `notice ${item.level}`, attrs: item.level === 'error' ? { role: 'alert' } : {} }, item.text);
