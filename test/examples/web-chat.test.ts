@@ -78,8 +78,14 @@ describe('the web chat in Chromium', () => {
     const { shot } = screenshots('web-chat/full-flow');
     const browser = await newBrowser();
     const page = browser.page;
+    // Everything the page loads comes from the chat's own origin (no CDN; it works offline).
+    const fetched: string[] = [];
+    page.on('request', (r) => fetched.push(r.url()));
     await page.goto(web.url);
     await expect.poll(() => page.getByRole('button', { name: 'Sign in' }).isVisible()).toBe(true);
+    const webOrigin = new URL(web.url).origin;
+    expect(fetched.filter((u) => new URL(u).origin !== webOrigin)).toEqual([]);
+    expect(fetched.map((u) => new URL(u).pathname).filter((p) => p !== '/favicon.ico').sort()).toEqual(['/', '/api/session', '/static/app.js', '/static/style.css', '/static/vendor/markdown-it.min.js', '/static/vendor/purify.min.js']);
     await shot(page, 'signed-out');
     await signIn(page, 'alice-1001', (name) => shot(page, name));
     await shot(page, 'signed-in');
@@ -115,8 +121,10 @@ describe('the web chat in Chromium', () => {
     expect(browser.context.pages()).toHaveLength(1); // nothing opened by itself
     await shot(page, 'consent-card');
 
+    // By keyboard: the card took the focus on its Open button.
+    await expect.poll(() => page.evaluate(() => document.activeElement?.textContent)).toBe('Open link');
     const popupPromise = browser.context.waitForEvent('page');
-    await consent.getByRole('button', { name: 'Open link' }).click();
+    await page.keyboard.press('Enter');
     const popup = await popupPromise;
     await popup.waitForLoadState();
     // The MCP server checks who opens its link: sign in there as the same person, then DingTalk asks.
