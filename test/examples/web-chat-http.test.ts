@@ -393,3 +393,62 @@ describe('without --sandbox: a config file, a DashScope key and a registered cli
     expect(await exited).toBe(0);
   }, 90_000);
 });
+
+describe('token refresh', () => {
+  it('a renewed access token is what the next MCP request carries', async () => {
+    const { createServer } = await import('node:http');
+    const { toNodeHandler } = await import('@modelcontextprotocol/node');
+    const { createMcpHandler, McpServer } = await import('@modelcontextprotocol/server');
+    const z = await import('zod/v4');
+    const seen: string[] = [];
+    const mcp = toNodeHandler(
+      createMcpHandler(() => {
+        const server = new McpServer({ name: 'recorder', version: '0.0.1' });
+        server.registerTool('whoami', { description: 'who', inputSchema: z.object({}), annotations: { readOnlyHint: true } }, async () => ({ content: [{ type: 'text', text: 'ok' }] }));
+        return server;
+      }),
+    );
+    const recorder = createServer((req, res) => {
+      seen.push(req.headers.authorization ?? '');
+      void mcp(req, res);
+    });
+    await new Promise<void>((r) => recorder.listen(0, '127.0.0.1', () => r()));
+    const url = `http://127.0.0.1:${(recorder.address() as import('node:net').AddressInfo).port}/mcp`;
+    const chat = await startWebChat({
+      llm: new DashScopeClient({ apiKey: sandbox.dashscope.apiKey, baseUrl: sandbox.dashscope.baseUrl, retryBaseDelayMs: 1 }),
+      servers: [{ name: 'recorder', missing: [], entry: { url } }],
+      signInServer: 'recorder',
+      signIn: async (o) => new SignIn({ ...sandbox.registerWebClient(`${o}/auth/callback`), redirectUri: `${o}/auth/callback` }),
+      port: 0,
+      // Every message renews the token (the emulator's tokens live an hour).
+      limits: { refreshMarginMs: 2 * 3600_000 },
+      log: () => {},
+    });
+    try {
+      const o = new URL(chat.url).origin;
+      const first = await fetch(`${o}/api/session`);
+      const cookies = new Map<string, string>();
+      const [pair] = first.headers.getSetCookie()[0]!.split(';');
+      cookies.set('qwc_session', pair!.slice(pair!.indexOf('=') + 1));
+      let csrf = ((await first.json()) as { csrf: string }).csrf;
+      const cookie = () => [...cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+      const call = (path: string, body: unknown) => fetch(`${o}${path}`, { method: 'POST', headers: { origin: o, 'content-type': 'application/json', 'x-csrf-token': csrf, cookie: cookie() }, body: JSON.stringify(body) });
+      const { url: login } = (await (await call('/auth/login', {})).json()) as { url: string };
+      await followAuthorizationLink(login, { oidcSub: 'alice-1001', cookies });
+      csrf = ((await (await fetch(`${o}/api/session`, { headers: { cookie: cookie() } })).json()) as { csrf: string }).csrf;
+      const atSignIn = chat.heldSecrets()[0]!;
+      expect(seen.at(-1)).toBe(`Bearer ${atSignIn}`); // connecting used the token from the sign-in
+
+      expect((await call('/api/chat', { message: 'call recorder__whoami {}' })).status).toBe(202);
+      const user = chat.users()[0]!;
+      await expect.poll(() => user.chat.transcript.all().some((i) => i.kind === 'tool' && i.state === 'done')).toBe(true);
+      const renewed = chat.heldSecrets()[0]!;
+      expect(renewed).not.toBe(atSignIn);
+      expect(seen.at(-1)).toBe(`Bearer ${renewed}`);
+    } finally {
+      await chat.close();
+      recorder.closeAllConnections();
+      recorder.close();
+    }
+  });
+});

@@ -41,6 +41,8 @@ export interface Limits {
   anonymousIdleMs: number;
   /** How long consent and confirmation cards wait. */
   decisionTimeoutMs: number;
+  /** A message renews the person's access token when it expires within this long. */
+  refreshMarginMs: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -54,6 +56,7 @@ export const DEFAULT_LIMITS: Limits = {
   userIdleMs: 30 * 60_000,
   anonymousIdleMs: 15 * 60_000,
   decisionTimeoutMs: 10 * 60_000,
+  refreshMarginMs: 2 * 60_000,
 };
 
 export interface WebChatOptions {
@@ -381,7 +384,7 @@ export async function startWebChat(options: WebChatOptions): Promise<WebChat> {
 
   /** Refresh the user's access token shortly before it expires; false when the sign-in cannot be renewed. */
   async function fresh(entry: UserEntry): Promise<boolean> {
-    if (entry.tokens.expiresAt - Date.now() > 60_000) return true;
+    if (entry.tokens.expiresAt - Date.now() > limits.refreshMarginMs) return true;
     try {
       entry.tokens = await signIn!.refresh(entry.tokens);
       entry.auth.Authorization = `Bearer ${entry.tokens.accessToken}`;
