@@ -2,7 +2,7 @@
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { usage } from './help.js';
 import { createLogger } from './log.js';
-import { createRuntime, secretsOf, type RuntimeOverrides } from './runtime.js';
+import { createRuntime, secretsOf, stateStoreOptions, type RuntimeOverrides } from './runtime.js';
 import type { Sandbox } from './sandbox/index.js';
 import { serveStdioTransport } from './transports/stdio.js';
 import { VERSION } from './version.js';
@@ -63,6 +63,11 @@ async function main(argv: string[]): Promise<void> {
     });
   }
 
+  if (config.redisUrl) {
+    // Loaded only when configured: the Redis client is not part of a plain start.
+    const { createStateStore } = await import('./state/index.js');
+    overrides.store = await createStateStore({ redisUrl: config.redisUrl, stateSecret: config.stateSecret, redisKeyPrefix: config.redisKeyPrefix, logger, ...stateStoreOptions(config) });
+  }
   const runtime = createRuntime(config, overrides);
   const transport =
     config.transport === 'http' ? await (await import('./transports/http.js')).serveHttpTransport(runtime) : serveStdioTransport(runtime);

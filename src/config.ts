@@ -60,6 +60,8 @@ type RawConfig = {
   trustedProxies: string;
   rateLimitPerMinute: string;
   maxBody: string;
+  redisUrl: string;
+  redisKeyPrefix: string;
 };
 
 export const SETTINGS: Setting[] = [
@@ -103,6 +105,12 @@ export const SETTINGS: Setting[] = [
   { key: 'trustedProxies', flag: 'trusted-proxies', env: 'DINGTALK_MCP_TRUSTED_PROXIES', help: 'http, opt-in: comma-separated IP addresses of the gateway allowed to set that header.' },
   { key: 'rateLimitPerMinute', flag: 'rate-limit', env: 'DINGTALK_MCP_RATE_LIMIT', default: '60', help: 'http: tool calls per user per minute; more get HTTP 429.' },
   { key: 'maxBody', flag: 'max-body', env: 'DINGTALK_MCP_MAX_BODY', default: '1mb', help: 'http: the largest request body accepted on `/mcp` (HTTP 413 above it).' },
+  {
+    key: 'redisUrl', flag: 'redis-url', env: 'DINGTALK_MCP_REDIS_URL', secret: true,
+    help: 'http, several replicas: the Redis (ApsaraDB for Redis / Tair) in which replicas share pending authorizations, completion events, rate limits and sign-in state; `redis://` or `rediss://` (TLS), with `user:password@` for an ACL user. Requires `DINGTALK_MCP_STATE_SECRET`. Unset: in memory (one replica). See docs/deployment-replicas.md.',
+    fix: 'use redis://[user:password@]host:port[/db] or rediss://… for TLS',
+  },
+  { key: 'redisKeyPrefix', env: 'DINGTALK_MCP_REDIS_PREFIX', default: 'dtmcp:', help: 'Prefix of every Redis key and channel this server uses (deployments sharing one Redis use different prefixes).' },
   { key: 'configFile', flag: 'config', env: 'DINGTALK_MCP_CONFIG', default: '.config.json', help: 'Path of the JSON config file (the Python kit\'s `.config.json`); optional.' },
 ];
 
@@ -160,6 +168,18 @@ const schema = z.object({
   trustedProxies: list.optional(),
   rateLimitPerMinute: int(1, 100_000),
   maxBody: z.string().regex(/^\d+(b|kb|mb)$/i, 'must look like 1mb or 500kb'),
+  redisUrl: z
+    .string()
+    .refine((v) => {
+      try {
+        const u = new URL(v);
+        return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== '' && !u.hash && /^(\/\d*)?$/.test(u.pathname);
+      } catch {
+        return false;
+      }
+    }, 'must be a redis:// or rediss:// URL with a host')
+    .optional(),
+  redisKeyPrefix: z.string().regex(/^[A-Za-z0-9:_.-]{1,32}$/, 'must be 1-32 characters of letters, digits and : _ . -'),
 });
 
 export type Config = z.output<typeof schema> & {
@@ -234,6 +254,12 @@ export function loadConfig({ argv = [], env = process.env, cwd = process.cwd() }
       required('oidcIssuer', 'is required for --transport http');
       required('oidcClientId', 'is required for --transport http (browser sign-in on /connect)');
     }
+  }
+  if (raw.redisUrl && !raw.stateSecret) {
+    problems.push(
+      'DINGTALK_MCP_STATE_SECRET is required with DINGTALK_MCP_REDIS_URL: every replica must verify the state and cookies the others sign, and seal what they put in Redis. ' +
+        'Give every replica the same value of at least 32 characters (e.g. `openssl rand -hex 32`), kept out of the Redis URL and of logs.',
+    );
   }
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const config = parsed.data;

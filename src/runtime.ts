@@ -17,6 +17,9 @@ import { createLogger, type Logger } from './log.js';
 import type { ToolDeps } from './tools/define-tool.js';
 import { selectTools } from './tools/index.js';
 import { InFlight } from './in-flight.js';
+import { createMemoryStore } from './state/memory.js';
+import { passwordOf as redisPassword } from './state/redis-url.js';
+import type { StateStore } from './state/types.js';
 
 /** Ways to replace the real upstreams (the sandbox, tests). */
 export interface RuntimeOverrides {
@@ -24,6 +27,8 @@ export interface RuntimeOverrides {
   credential?: ConstructorParameters<typeof AgentIdentityClient>[0]['credential'];
   broker?: IdentityBroker;
   logger?: Logger;
+  /** The shared state store (Redis); default in memory. See createStateStore. */
+  store?: StateStore;
 }
 
 export interface Runtime {
@@ -31,6 +36,8 @@ export interface Runtime {
   logger: Logger;
   broker: IdentityBroker;
   pending: PendingAuthorizations;
+  /** Where pending authorizations, rate limits and sign-in marks live (memory, or Redis shared by replicas). */
+  store: StateStore;
   state: SignedState;
   /** DingTalk writes in progress: graceful shutdown waits for them. */
   writes: InFlight;
@@ -71,7 +78,8 @@ export function createRuntime(config: Config, overrides: RuntimeOverrides = {}):
   });
 
   const state = new SignedState(config.stateSecret);
-  const pending = new PendingAuthorizations({ ttlMs: authTimeoutMs });
+  const store = overrides.store ?? createMemoryStore(stateStoreOptions(config));
+  const pending = new PendingAuthorizations(store.pending, { ttlMs: authTimeoutMs });
   const requestStateCodec = createRequestStateCodec<AuthRequestState>({
     // A key of its own, derived from the state secret, so the two signatures never mix.
     key: createHash('sha256').update(state.keyBytes).update('mcp-request-state').digest(),
@@ -99,12 +107,14 @@ export function createRuntime(config: Config, overrides: RuntimeOverrides = {}):
     logger,
     broker,
     pending,
+    store,
     state,
     writes,
     callbackProblem: 'the authorization pages are not listening yet',
     toolDeps: (resolveUser) => ({ ladder, dingtalk, resolveUser, logger, writes, operators, app, tools: selectTools(config, app !== undefined) }),
     async close() {
       pending.close();
+      await store.close();
       await dingtalk.close();
     },
   };
@@ -131,6 +141,12 @@ function appAccess(config: Config, broker: IdentityBroker, dingtalk: DingTalkCli
   return { api, tokens: new AppTokenSource({ clientId: config.dingtalkClientId, secret, api, logger }), mine: new MineWorkspaces(api) };
 }
 
+/** How long records live and how many a user may hold, the same for every store. */
+export function stateStoreOptions(config: Config): { lingerMs: number; maxPerUser: number } {
+  // Settled records linger one more lifetime, so a late 2026-07-28 retry learns how they ended.
+  return { lingerMs: config.authTimeoutSeconds * 1000, maxPerUser: 5 };
+}
+
 /** The stdio user: a JWT when one is configured (Agent Identity verifies it), else the user id. */
 export function configuredUser(config: Config): UserIdentity {
   if (config.userJwt) {
@@ -150,7 +166,7 @@ export function configuredUser(config: Config): UserIdentity {
 }
 
 export function secretsOf(config: Config): string[] {
-  return [config.userJwt, config.stateSecret, config.oidcClientSecret, config.dingtalkClientSecret, process.env.ALIBABA_CLOUD_ACCESS_KEY_SECRET, process.env.ALIBABA_CLOUD_SECURITY_TOKEN].filter(
+  return [config.userJwt, config.stateSecret, config.oidcClientSecret, config.dingtalkClientSecret, config.redisUrl ? redisPassword(config.redisUrl) : undefined, process.env.ALIBABA_CLOUD_ACCESS_KEY_SECRET, process.env.ALIBABA_CLOUD_SECURITY_TOKEN].filter(
     (s): s is string => typeof s === 'string' && s.length > 0,
   );
 }

@@ -12,6 +12,7 @@ import {
 import type { IdentityBroker, UserIdentity } from '../identity/types.js';
 import { userKey } from '../identity/types.js';
 import type { Logger } from '../log.js';
+import { StoreUnavailableError } from '../state/types.js';
 import type { PendingAuthorization, PendingAuthorizations, Settlement } from './pending.js';
 import type { SignedState } from './signed-state.js';
 
@@ -71,6 +72,19 @@ const userHash = (user: UserIdentity) => createHash('sha256').update(userKey(use
  * carrying the link and "authorize, then call again".
  */
 export async function acquireDingTalkToken(deps: LadderDeps, req: LadderRequest): Promise<LadderOutcome> {
+  try {
+    return await climbLadder(deps, req);
+  } catch (e) {
+    // Redis down or restarting: a clear tool error; nothing was written, and a link already given stays valid.
+    if (e instanceof StoreUnavailableError) {
+      deps.logger.warn('state store unavailable during a tool call', { error: e.message });
+      return fail(`${e.message} Nothing was written; call the tool again in a moment.`, 'state_store_unavailable', req);
+    }
+    throw e;
+  }
+}
+
+async function climbLadder(deps: LadderDeps, req: LadderRequest): Promise<LadderOutcome> {
   const { ctx, user } = req;
 
   // A 2026-07-28 retry: the client echoes our signed requestState (already verified by the SDK hook).
@@ -80,9 +94,9 @@ export async function acquireDingTalkToken(deps: LadderDeps, req: LadderRequest)
       return fail('This authorization was started by a different user; call the tool again to start your own.', 'authorization_wrong_user', req);
     }
     const response = inputResponse(ctx.mcpReq.inputResponses, AUTH_INPUT_KEY);
-    const entry = deps.pending.get(carried.pid);
+    const entry = await deps.pending.get(carried.pid);
     if (response.kind === 'elicit' && response.action !== 'accept') {
-      if (entry) deps.pending.settle(entry.id, 'failed', 'declined');
+      if (entry) await deps.pending.settle(entry.id, 'failed', 'declined');
       return declined(response.action === 'decline' ? 'decline' : 'cancel', req);
     }
     if (entry && entry.settlement !== 'expired') return finish(deps, req, entry, await waitFor(deps, req, entry));
@@ -114,7 +128,7 @@ export async function acquireDingTalkToken(deps: LadderDeps, req: LadderRequest)
     return fail(`DingTalk access must be authorized in a browser, but this server cannot receive the authorization: ${problem}`, 'authorization_unavailable', req);
   }
 
-  const entry = deps.pending.add(pendingId, user, outcome.sessionUri, outcome.authorizationUrl);
+  const entry = await deps.pending.add(pendingId, user, outcome.sessionUri, outcome.authorizationUrl);
   const url = deps.connectUrl(entry.id);
   const lifetime = formatDuration(deps.authTimeoutMs);
   const message = `Authorize ${req.purpose}: sign in to DingTalk and approve access for your account. The link works once, only for you, and expires in ${lifetime}.`;
@@ -166,7 +180,7 @@ async function legacyElicitation(
     const first = await Promise.race([answer, settled]);
     if (ctx.mcpReq.signal.aborted) throw ctx.mcpReq.signal.reason ?? new Error('cancelled');
     if (first.type === 'answer' && first.action !== 'accept') {
-      deps.pending.settle(entry.id, 'failed', 'declined');
+      await deps.pending.settle(entry.id, 'failed', 'declined');
       return declined(first.action === 'decline' ? 'decline' : 'cancel', req);
     }
     return finish(deps, req, entry, await waitFor(deps, req, entry));
@@ -201,13 +215,15 @@ async function waitFor(deps: LadderDeps, req: LadderRequest, entry: PendingAutho
   }
 }
 
-async function finish(deps: LadderDeps, req: LadderRequest, entry: PendingAuthorization, settlement: Settlement): Promise<LadderOutcome> {
+async function finish(deps: LadderDeps, req: LadderRequest, started: PendingAuthorization, settlement: Settlement): Promise<LadderOutcome> {
+  // How it ended may have been written by another replica: read the record again.
+  const entry = (await deps.pending.get(started.id)) ?? started;
   switch (settlement) {
     case 'denied':
-      deps.pending.delete(entry.id);
+      await deps.pending.delete(entry.id);
       return fail('Access was denied on the DingTalk consent page, so nothing was written. If that was a mistake, call the tool again and choose Allow.', 'authorization_denied', req);
     case 'failed':
-      deps.pending.delete(entry.id);
+      await deps.pending.delete(entry.id);
       if (entry.failureMessage === 'declined') return declined('decline', req);
       return fail(`The authorization did not complete: ${entry.failureMessage ?? 'unknown error'}. Nothing was written; call the tool again to retry.`, 'authorization_failed', req);
     case 'expired':
@@ -220,7 +236,7 @@ async function finish(deps: LadderDeps, req: LadderRequest, entry: PendingAuthor
         sessionUri: entry.completedBySibling ? undefined : entry.sessionUri,
         signal: req.ctx.mcpReq.signal,
       });
-      deps.pending.delete(entry.id);
+      await deps.pending.delete(entry.id);
       if (outcome.status === 'token') return { kind: 'token', accessToken: outcome.accessToken };
       return fail('The authorization completed, but Agent Identity has not released the DingTalk token yet. Call the tool again in a moment.', 'authorization_incomplete', req);
     }

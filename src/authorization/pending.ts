@@ -1,44 +1,36 @@
 import { randomBytes } from 'node:crypto';
 import type { UserIdentity } from '../identity/types.js';
-import { userKey } from '../identity/types.js';
+import type { PendingRecord, PendingRecords, Settlement } from '../state/types.js';
 
-/** How an authorization ended, as far as the waiting tool call is concerned. */
-export type Settlement = 'completed' | 'denied' | 'expired' | 'failed';
-
-export interface PendingAuthorization {
-  /** Unguessable, single-use; the only thing in the /connect URL (docs/architecture.md decision 4). */
-  id: string;
-  user: UserIdentity;
-  sessionUri: string;
-  authorizationUrl: string;
-  createdAt: number;
-  expiresAt: number;
-  /** Set once, by the callback: the state is single-use. */
-  callbackConsumed: boolean;
-  settlement?: Settlement;
-  failureMessage?: string;
-  /** Completed because another authorization of the same user completed: its token is in the vault. */
-  completedBySibling?: boolean;
-}
+export type { Settlement } from '../state/types.js';
+export type PendingAuthorization = PendingRecord;
 
 type Listener = (settlement: Settlement) => void;
 
 /**
- * Authorizations waiting for the user's browser, in memory (docs/architecture.md decision 9: behind a small
- * interface so a shared store can replace it later). Entries expire and are swept.
+ * Authorizations waiting for the user's browser. The records live in the state store (in memory,
+ * or Redis shared by every replica: src/state/); the tool calls waiting on them live here, in this
+ * process, and are woken by the store's settlement announcements, wherever the callback landed.
  */
 export class PendingAuthorizations {
-  private readonly entries = new Map<string, PendingAuthorization>();
-  /** Ids per user, oldest first. */
-  private readonly byUser = new Map<string, Set<string>>();
   private readonly listeners = new Map<string, Set<Listener>>();
-  private readonly sweeper: NodeJS.Timeout;
+  private readonly unsubscribe: Array<() => void>;
+  /** Set when this replica shuts down: its waiting calls end, the shared records stay for the others. */
+  private closingMessage: string | undefined;
 
   constructor(
-    private readonly options: { ttlMs: number; maxPerUser?: number; now?: () => number },
+    private readonly records: PendingRecords,
+    private readonly options: { ttlMs: number; now?: () => number },
   ) {
-    this.sweeper = setInterval(() => this.sweep(), Math.min(60_000, Math.max(1_000, options.ttlMs / 4)));
-    this.sweeper.unref();
+    this.unsubscribe = [
+      records.onSettled((id, settlement) => this.dispatch(id, settlement)),
+      // Announcements may have been missed while the store was unreachable: look again.
+      records.onResync(() => {
+        for (const id of [...this.listeners.keys()]) {
+          void records.get(id).then((r) => r?.settlement && this.dispatch(id, r.settlement), () => {});
+        }
+      }),
+    ];
   }
 
   private now(): number {
@@ -50,83 +42,72 @@ export class PendingAuthorizations {
     return randomBytes(18).toString('base64url');
   }
 
-  add(id: string, user: UserIdentity, sessionUri: string, authorizationUrl: string): PendingAuthorization {
+  async add(id: string, user: UserIdentity, sessionUri: string, authorizationUrl: string): Promise<PendingAuthorization> {
     const now = this.now();
-    const entry: PendingAuthorization = {
-      id, user, sessionUri, authorizationUrl, createdAt: now, expiresAt: now + this.options.ttlMs, callbackConsumed: false,
-    };
-    // Bound memory per user: past the limit, the user's oldest links are retired first.
-    const key = userKey(user);
-    const mine = [...(this.byUser.get(key) ?? [])];
-    const max = this.options.maxPerUser ?? 5;
-    for (const old of mine.slice(0, Math.max(0, mine.length - max + 1))) {
-      this.settle(old, 'expired');
-      this.delete(old);
-    }
-    this.entries.set(id, entry);
-    let ids = this.byUser.get(key);
-    if (!ids) this.byUser.set(key, (ids = new Set()));
-    ids.add(id);
-    return entry;
+    const record = { id, user, sessionUri, authorizationUrl, createdAt: now, expiresAt: now + this.options.ttlMs };
+    // Bounded per user: past the limit the store retires the user's oldest links (announced as 'expired').
+    await this.records.insert(record);
+    return { ...record, callbackConsumed: false };
   }
 
-  /** The entry if it exists and has not expired. */
-  get(id: string): PendingAuthorization | undefined {
-    const entry = this.entries.get(id);
-    if (!entry) return undefined;
-    if (!entry.settlement && entry.expiresAt <= this.now()) this.settle(id, 'expired');
-    return entry;
+  /** The entry if it exists (an unsettled one past its expiry reads as 'expired'). */
+  async get(id: string): Promise<PendingAuthorization | undefined> {
+    const record = await this.records.get(id);
+    if (record && !record.settlement && this.closingMessage) return { ...record, settlement: 'failed', failureMessage: this.closingMessage };
+    return record;
   }
 
-  settle(id: string, settlement: Settlement, failureMessage?: string): void {
-    const entry = this.entries.get(id);
-    if (!entry || entry.settlement) return;
-    this.finish(entry, settlement, failureMessage);
-    if (settlement === 'completed') {
-      // Calls of the same user waiting on other links need not wait any more: the vault has the token.
-      for (const sibling of this.byUser.get(userKey(entry.user)) ?? []) {
-        const other = this.entries.get(sibling);
-        if (other && !other.settlement) {
-          other.completedBySibling = true;
-          this.finish(other, 'completed');
-        }
-      }
-    }
+  /** The callback's single use, atomic across replicas. */
+  claimCallback(id: string): Promise<'claimed' | 'used' | 'missing'> {
+    return this.records.claimCallback(id);
   }
 
-  private finish(entry: PendingAuthorization, settlement: Settlement, failureMessage?: string): void {
-    entry.settlement = settlement;
-    entry.failureMessage = failureMessage;
-    const listeners = this.listeners.get(entry.id);
-    this.listeners.delete(entry.id);
+  async settle(id: string, settlement: Settlement, failureMessage?: string): Promise<void> {
+    // Waiters here are woken by the store's announcement (the same path as for other replicas).
+    await this.records.settle(id, settlement, failureMessage);
+  }
+
+  private dispatch(id: string, settlement: Settlement): void {
+    const listeners = this.listeners.get(id);
+    this.listeners.delete(id);
     for (const l of listeners ?? []) l(settlement);
   }
 
-  /** Calls `listener` once when the entry settles (immediately if it already has). */
+  /** Calls `listener` once when the entry settles (at once if it already has, or is unknown: 'expired'). */
   onSettled(id: string, listener: Listener): () => void {
-    const entry = this.get(id);
-    if (!entry) {
-      listener('expired');
-      return () => {};
-    }
-    if (entry.settlement) {
-      listener(entry.settlement);
-      return () => {};
-    }
     let set = this.listeners.get(id);
     if (!set) this.listeners.set(id, (set = new Set()));
-    set.add(listener);
-    return () => set.delete(listener);
+    let fired = false;
+    const once: Listener = (s) => {
+      if (fired) return;
+      fired = true;
+      set.delete(once);
+      listener(s);
+    };
+    set.add(once);
+    // Listening first, then looking: a settlement in between is not missed.
+    this.get(id).then(
+      (entry) => {
+        if (!entry) once('expired');
+        else if (entry.settlement) once(entry.settlement);
+      },
+      () => {}, // the store is unreachable: the waiter's own timer or the resync ends it
+    );
+    return () => {
+      set.delete(once);
+      if (set.size === 0 && this.listeners.get(id) === set) this.listeners.delete(id);
+    };
   }
 
   /**
    * Wait until the user finishes in the browser, the link expires, `timeoutMs` passes or `signal` aborts.
-   * Resolves with the settlement, or 'expired' on timeout; rejects only on abort.
+   * Resolves with the settlement, or 'expired' on timeout; rejects on abort or when the store is unreachable.
    */
-  wait(id: string, timeoutMs: number, signal?: AbortSignal): Promise<Settlement> {
+  async wait(id: string, timeoutMs: number, signal?: AbortSignal): Promise<Settlement> {
+    const entry = await this.get(id);
+    if (!entry) return 'expired';
+    if (entry.settlement) return entry.settlement;
     return new Promise((resolve, reject) => {
-      const entry = this.get(id);
-      if (!entry) return resolve('expired');
       const remaining = Math.min(timeoutMs, entry.expiresAt - this.now());
       let unsubscribe: () => void = () => {};
       let done = false;
@@ -136,14 +117,17 @@ export class PendingAuthorizations {
         clearTimeout(timer);
         unsubscribe();
         signal?.removeEventListener('abort', onAbort);
+        this.closeWaiters.delete(onClose);
         fn();
       };
       const onAbort = () => finish(() => reject(signal?.reason ?? new Error('aborted')));
+      const onClose = () => finish(() => resolve('failed'));
       const timer = setTimeout(() => finish(() => {
         // Past the link's own lifetime it can never complete: retire it.
-        if (this.now() >= entry.expiresAt) this.settle(id, 'expired');
-        resolve(entry.settlement ?? 'expired');
+        if (this.now() >= entry.expiresAt) void this.records.settle(id, 'expired').catch(() => {});
+        resolve('expired');
       }), Math.max(0, remaining));
+      this.closeWaiters.add(onClose);
       unsubscribe = this.onSettled(id, (s) => finish(() => resolve(s)));
       if (done) return;
       if (signal?.aborted) onAbort();
@@ -151,38 +135,35 @@ export class PendingAuthorizations {
     });
   }
 
-  /** End every unsettled authorization (shutdown): waiting calls return at once with `message`. */
-  settleAll(settlement: Settlement, message: string): void {
-    for (const entry of this.entries.values()) if (!entry.settlement) this.settle(entry.id, settlement, message);
+  private readonly closeWaiters = new Set<() => void>();
+
+  /**
+   * Shutdown of this replica: every call waiting here returns at once with `message`. The records
+   * stay in the store, so a consent given afterwards still completes (on another replica, or after
+   * the restart) and the client's next call finds the token.
+   */
+  settleAll(_settlement: 'failed', message: string): void {
+    this.closingMessage = message;
+    for (const close of [...this.closeWaiters]) close();
+    for (const id of [...this.listeners.keys()]) this.dispatch(id, 'failed');
   }
 
-  /** Forget an entry whose outcome has been used. */
-  delete(id: string): void {
-    const entry = this.entries.get(id);
-    this.entries.delete(id);
+  /** Forget an entry whose outcome has been used (never one still pending elsewhere, during shutdown). */
+  async delete(id: string): Promise<void> {
     this.listeners.delete(id);
-    if (!entry) return;
-    const key = userKey(entry.user);
-    const ids = this.byUser.get(key);
-    ids?.delete(id);
-    if (ids?.size === 0) this.byUser.delete(key);
-  }
-
-  get size(): number {
-    return this.entries.size;
-  }
-
-  private sweep(): void {
-    const now = this.now();
-    for (const [id, entry] of this.entries) {
-      if (!entry.settlement && entry.expiresAt <= now) this.settle(id, 'expired');
-      // An expired link can never be used again; settled ones linger briefly so a late 2026-07-28
-      // retry can still learn how they ended.
-      if (entry.settlement === 'expired' || entry.expiresAt + this.options.ttlMs <= now) this.delete(id);
+    if (this.closingMessage) {
+      const record = await this.records.get(id).catch(() => undefined);
+      if (record && !record.settlement) return;
     }
+    await this.records.delete(id);
+  }
+
+  /** How many authorizations the store holds (every replica's, with Redis). */
+  count(): Promise<number> {
+    return this.records.count();
   }
 
   close(): void {
-    clearInterval(this.sweeper);
+    for (const u of this.unsubscribe) u();
   }
 }

@@ -11,10 +11,10 @@ import { createServer } from '../server.js';
 import { VERSION } from '../version.js';
 import { createBrowserLogin } from './browser-login.js';
 import { sendLanding } from './landing.js';
-import { browserRoutes } from './browser-routes.js';
+import { browserRoutes, storeUnavailablePage } from './browser-routes.js';
 import { bearerAuth, trustedProxyAuth, userFromContext, userFromRequest } from './caller.js';
 import type { OidcProvider } from './oidc.js';
-import { RateLimiter } from './rate-limit.js';
+import { StoreUnavailableError } from '../state/types.js';
 
 const MAX_SESSIONS_PER_USER = 20;
 const SESSION_IDLE_MS = 30 * 60_000;
@@ -66,15 +66,19 @@ export function createHttpApp(runtime: Runtime, oidc?: OidcProvider): HttpApp {
 
   app.get('/healthz', async (_req, res) => {
     const check = await runtime.broker.checkCredentials?.().catch((e: unknown) => ({ ok: false as const, reason: (e as Error).message }));
-    const usable = check?.ok !== false;
+    // The store's state names its endpoint, never its user or password.
+    const store = runtime.store.health();
+    const pendingAuthorizations = store.status === 'ready' ? await runtime.pending.count().catch(() => undefined) : undefined;
+    const usable = check?.ok !== false && store.status === 'ready';
     res.status(usable ? 200 : 503).json({
       status: usable ? 'ok' : 'degraded',
       version: VERSION,
       agentIdentityCredentials: check === undefined ? 'unchecked' : check.ok ? 'usable' : 'unavailable',
       ...(check && check.ok ? { credentialSource: check.type } : {}),
       ...(check && !check.ok ? { problem: check.reason } : {}),
+      store,
       sessions: sessions.size,
-      pendingAuthorizations: runtime.pending.size,
+      ...(pendingAuthorizations !== undefined ? { pendingAuthorizations } : {}),
     });
   });
 
@@ -82,11 +86,12 @@ export function createHttpApp(runtime: Runtime, oidc?: OidcProvider): HttpApp {
   const login = createBrowserLogin({
     appRedirectUri: base,
     signer: runtime.state.signer,
+    once: runtime.store.once,
     logger,
     // One way to know the browser user, like /mcp: the trusted gateway when configured, else our sign-in.
     ...(trustedProxy ? { trustedProxy } : oidc && config.oidcClientId ? { oidc: { provider: oidc, clientId: config.oidcClientId, clientSecret: config.oidcClientSecret } } : {}),
   });
-  app.use(login.router);
+  app.use(login.router, storeUnavailablePage(logger));
   app.use(browserRoutes({ pending: runtime.pending, state: runtime.state, broker: runtime.broker, logger, verifyBrowserUser: login.verifyBrowserUser }));
 
   // Who is calling: a verified bearer JWT, or (opt-in) a trusted gateway's header.
@@ -94,12 +99,21 @@ export function createHttpApp(runtime: Runtime, oidc?: OidcProvider): HttpApp {
     ? trustedProxyAuth(trustedProxy.header, trustedProxy.proxies, logger)
     : bearerAuth(oidc!, config.oidcAudience ?? config.oidcClientId ?? '', `${base}${metadataPath}`, logger);
 
-  const limiter = new RateLimiter(config.rateLimitPerMinute, 60_000);
-  const rateLimit = (req: Request, res: Response, next: NextFunction) => {
+  // Per user across every replica (the state store): one Redis round trip per tools/call request.
+  const rateLimit = async (req: Request, res: Response, next: NextFunction) => {
     const user = userFromRequest(req);
     const calls = countToolCalls(req.body);
     if (!user || calls === 0) return next();
-    const retryAfter = limiter.take(userKey(user), calls);
+    let retryAfter: number;
+    try {
+      retryAfter = await runtime.store.rateLimits.take(userKey(user), calls, config.rateLimitPerMinute, 60_000);
+    } catch (e) {
+      if (!(e instanceof StoreUnavailableError)) throw e;
+      // Fail closed: without the shared count, N replicas would allow N times the limit.
+      logger.warn('state store unavailable: tool calls refused with 503', { error: e.message });
+      res.status(503).set('Retry-After', String(e.retryAfterSeconds));
+      return void res.json({ jsonrpc: '2.0', id: Array.isArray(req.body) ? null : (req.body?.id ?? null), error: { code: -32000, message: `${e.message} Nothing was done.` } });
+    }
     if (retryAfter === 0) return next();
     logger.warn('rate limit: tool calls refused', { user: hashUserId(userKey(user)) });
     res.status(429).set('Retry-After', String(Math.ceil(retryAfter / 1000))).json({

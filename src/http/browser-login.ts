@@ -2,6 +2,7 @@ import express, { type Request, type Response } from 'express';
 import type { PendingAuthorization } from '../authorization/pending.js';
 import type { Signer } from '../authorization/signer.js';
 import type { Logger } from '../log.js';
+import type { OnceMarks } from '../state/types.js';
 import { gatewayUser } from './caller.js';
 import type { OidcProvider } from './oidc.js';
 import { sendPage, setPageSecurityHeaders } from './pages.js';
@@ -18,6 +19,8 @@ export interface BrowserLoginOptions {
   appRedirectUri: string;
   signer: Signer;
   logger: Logger;
+  /** Each sign-in response is used once, whichever replica it reaches. */
+  once: OnceMarks;
   oidc?: { provider: OidcProvider; clientId: string; clientSecret?: string };
   trustedProxy?: { header: string; proxies: string[] };
 }
@@ -123,6 +126,10 @@ export function createBrowserLogin(options: BrowserLoginOptions) {
     if (!options.oidc || !state || !flow?.ok || state !== flow.value.state || !code) {
       logger.warn('security: sign-in callback refused', { reason: !flow?.ok ? 'no sign-in in progress' : 'state mismatch or no code' });
       return sendPage(res, 400, 'Sign-in could not be completed', 'This sign-in response does not match a sign-in started in this browser. Open the authorization link again.');
+    }
+    if (!(await options.once.claim('oidc-login', state, FLOW_TTL_MS))) {
+      logger.warn('security: sign-in callback refused', { reason: 'sign-in response replayed' });
+      return sendPage(res, 400, 'Sign-in already completed', 'This sign-in response was already used. Open the authorization link again.');
     }
     try {
       const claims = await options.oidc.provider.finishLogin({ code, verifier: flow.value.verifier, nonce: flow.value.nonce, clientId: options.oidc.clientId, clientSecret: options.oidc.clientSecret, redirectUri: loginRedirectUri });

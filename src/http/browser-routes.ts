@@ -2,6 +2,7 @@ import express, { type Request, type Response } from 'express';
 import type { PendingAuthorization, PendingAuthorizations } from '../authorization/pending.js';
 import type { SignedState } from '../authorization/signed-state.js';
 import { AgentIdentityError, type IdentityBroker } from '../identity/types.js';
+import { StoreUnavailableError } from '../state/types.js';
 import type { Logger } from '../log.js';
 import { sendPage, setPageSecurityHeaders } from './pages.js';
 
@@ -26,7 +27,7 @@ export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
   const { pending, logger } = deps;
 
   router.get('/connect/:id', async (req, res) => {
-    const entry = pending.get(String(req.params.id));
+    const entry = await pending.get(String(req.params.id));
     if (!entry) return sendPage(res, 404, 'Link not found', 'This authorization link is unknown or has expired.', GONE);
     if (entry.settlement) return sendPage(res, 410, 'Link already used', 'This authorization has already finished or expired.', GONE);
     if (deps.verifyBrowserUser && !(await deps.verifyBrowserUser(req, res, entry, 'connect'))) return;
@@ -45,20 +46,21 @@ export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
         ? sendPage(res, 410, 'Authorization expired', 'This authorization took too long and has expired. Nothing was changed.', GONE)
         : sendPage(res, 400, 'Invalid authorization response', 'The state of this response could not be verified. Nothing was changed.');
     }
-    const entry = pending.get(verdict.pendingId);
+    const entry = await pending.get(verdict.pendingId);
     if (!entry || entry.settlement === 'expired') {
       return sendPage(res, 410, 'Authorization expired', 'This authorization is unknown or has expired. Nothing was changed.', GONE);
     }
-    if (entry.callbackConsumed || entry.settlement) {
+    const replayed = () => {
       logger.warn('security: callback refused', { reason: 'state replayed', pending: entry.id.slice(0, 6) });
       return sendPage(res, 409, 'Authorization already used', 'This authorization response was already used. Nothing was changed.');
-    }
+    };
+    if (entry.callbackConsumed || entry.settlement) return replayed();
     if (deps.verifyBrowserUser && !(await deps.verifyBrowserUser(req, res, entry, 'callback'))) return;
 
     const error = q('error');
     if (error) {
-      entry.callbackConsumed = true;
-      pending.settle(entry.id, error === 'access_denied' ? 'denied' : 'failed', `DingTalk answered "${error.slice(0, 64)}"`);
+      if ((await pending.claimCallback(entry.id)) !== 'claimed') return replayed();
+      await pending.settle(entry.id, error === 'access_denied' ? 'denied' : 'failed', `DingTalk answered "${error.slice(0, 64)}"`);
       return sendPage(res, 200, 'Access not granted', 'You did not grant access to DingTalk, so nothing will be written. You can close this tab.');
     }
     const sessionUri = q('session_uri');
@@ -67,19 +69,31 @@ export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
       return sendPage(res, 400, 'Invalid authorization response', 'This response does not belong to the authorization it claims. Nothing was changed.');
     }
 
-    entry.callbackConsumed = true; // single use, claimed before the upstream call to shut out races
+    // Single use, claimed atomically (across replicas) before the upstream call to shut out races.
+    if ((await pending.claimCallback(entry.id)) !== 'claimed') return replayed();
     try {
       await deps.broker.completeAuthorization(sessionUri, entry.user);
     } catch (e) {
       const message = e instanceof AgentIdentityError ? e.message : 'Agent Identity could not be reached.';
       logger.error('CompleteResourceTokenAuth failed', { error: message });
-      pending.settle(entry.id, 'failed', message);
+      await pending.settle(entry.id, 'failed', message);
       return sendPage(res, 502, 'Authorization could not be completed', message, 'Nothing was changed.');
     }
-    pending.settle(entry.id, 'completed');
+    await pending.settle(entry.id, 'completed');
     logger.info('authorization completed', { pending: entry.id.slice(0, 6) });
     sendPage(res, 200, 'DingTalk access granted', 'You can close this tab and return to your assistant: it will finish what it was doing.');
   });
 
+  router.use(storeUnavailablePage(logger));
   return router;
+}
+
+/** Error handler for browser pages: the shared store is down or restarting, so say so and let the browser retry (the callback's state stays valid). */
+export function storeUnavailablePage(logger: Logger) {
+  return (err: unknown, _req: Request, res: Response, next: (e?: unknown) => void) => {
+    if (!(err instanceof StoreUnavailableError) || res.headersSent) return next(err);
+    logger.warn('browser page: state store unavailable', { error: err.message });
+    res.set('Retry-After', String(err.retryAfterSeconds));
+    sendPage(res, 503, 'Temporarily unavailable', 'This server cannot reach its shared state store right now. Nothing was changed.', `Reload this page in ${err.retryAfterSeconds} seconds.`);
+  };
 }

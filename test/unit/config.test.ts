@@ -72,6 +72,37 @@ describe('invalid settings fail with one message naming every problem and its fi
   });
 });
 
+describe('shared state in Redis', () => {
+  const env = { AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: 'w', AGENT_IDENTITY_USER_ID: 'alice' };
+  it('takes a redis:// or rediss:// URL from the environment or --redis-url', () => {
+    expect(loadConfig({ env: { ...env, DINGTALK_MCP_REDIS_URL: 'rediss://dtmcp:pw@r-bp1.redis.rds.aliyuncs.com:6379/0', DINGTALK_MCP_STATE_SECRET: 'x'.repeat(32) }, cwd: dir() }).redisUrl).toBe('rediss://dtmcp:pw@r-bp1.redis.rds.aliyuncs.com:6379/0');
+    const config = loadConfig({ argv: ['--redis-url', 'redis://127.0.0.1:6380'], env: { ...env, DINGTALK_MCP_STATE_SECRET: 'x'.repeat(32) }, cwd: dir() });
+    expect(config.redisUrl).toBe('redis://127.0.0.1:6380');
+    expect(config.redisKeyPrefix).toBe('dtmcp:');
+    expect(loadConfig({ env, cwd: dir() }).redisUrl).toBeUndefined();
+  });
+
+  it('refuses to start without a shared state secret, saying why and how to make one', () => {
+    expect(() => loadConfig({ argv: ['--redis-url', 'redis://127.0.0.1:6380'], env, cwd: dir() })).toThrow(/DINGTALK_MCP_STATE_SECRET is required with DINGTALK_MCP_REDIS_URL: every replica must verify.*openssl rand -hex 32/);
+  });
+
+  it.each(['http://127.0.0.1:6379', 'redis://', 'not a url', 'redis://host:6379/zero'])('refuses %s as a Redis URL', (url) => {
+    expect(() => loadConfig({ env: { ...env, DINGTALK_MCP_REDIS_URL: url, DINGTALK_MCP_STATE_SECRET: 'x'.repeat(32) }, cwd: dir() })).toThrow(/DINGTALK_MCP_REDIS_URL \/ --redis-url: must be a redis:\/\/ or rediss:\/\/ URL with a host; use redis:\/\/\[user:password@\]host:port/);
+  });
+
+  it('an invalid Redis URL is never echoed (it may carry a password)', () => {
+    const error = (() => {
+      try {
+        loadConfig({ env: { ...env, DINGTALK_MCP_REDIS_URL: 'http://user:hunter2-secret@host', DINGTALK_MCP_STATE_SECRET: 'x'.repeat(32) }, cwd: dir() });
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error?.message).not.toContain('hunter2-secret');
+  });
+});
+
 describe('docs stay true', () => {
   it('the settings table in docs/settings.md is exactly the one the code defines', () => {
     const doc = readFileSync(new URL('../../docs/settings.md', import.meta.url), 'utf8');
