@@ -4,7 +4,7 @@ import type { AlibabaCloudCredential } from '../identity/agent-identity-client.j
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import type { Logger } from '../log.js';
 import { startAgentIdentityEmulator, type AgentIdentityEmulator } from './agent-identity-emulator.js';
-import { startDingTalkEmulator, type DingTalkEmulator } from './dingtalk/index.js';
+import { startDingTalkEmulator, type DingTalkEmulator, type EmulatorUser } from './dingtalk/index.js';
 import { startOidcEmulator, type OidcEmulator, type OidcUser } from './oidc/index.js';
 
 // A CommonJS package: Node hands us `module.exports` (class on `.default`); some loaders unwrap it already.
@@ -59,6 +59,8 @@ export interface SandboxOptions {
   logger?: Logger;
   /** HTTP mode: also emulate the identity provider; `loginRedirectUri` is the server's `<APP_REDIRECT_URI>/login/callback`. */
   oidc?: { loginRedirectUri: string; users?: OidcUser[] };
+  /** DingTalk accounts of the emulated organization (default: two). */
+  dingtalkUsers?: EmulatorUser[];
 }
 
 /** Start emulated Agent Identity and DingTalk on 127.0.0.1, wired to each other (docs/architecture.md decision 11). */
@@ -84,6 +86,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const dingtalk = await startDingTalkEmulator({
     apps: [{ clientId: SANDBOX.dingtalkClientId, clientSecret: dingtalkClientSecret, redirectUris: [agentIdentityCallback], name: 'Sandbox DingTalk app' }],
     documents: [{ id: SANDBOX.sampleDocumentId, title: 'Team notes (sandbox)', content: '# Team notes\n\nNothing here yet.\n' }],
+    ...(options.dingtalkUsers ? { users: options.dingtalkUsers } : {}),
   });
   seedPersonalDocuments(dingtalk);
   let agentIdentity: AgentIdentityEmulator;
