@@ -262,6 +262,8 @@ describe('limits and faults', () => {
       expect(body.error.message).toMatch(/The shared state store \(Redis at redis:\/\/127\.0\.0\.1:\d+\) is unavailable.*Try again in a few seconds\. Nothing was done\./);
       expect(JSON.stringify(body)).not.toContain(REDIS_PASSWORD);
       await expect(write(client, 'grace', 'y')).rejects.toThrow(/503|shared state store/);
+      // What needs no shared state keeps working.
+      expect((await client.listTools()).tools.map((t) => t.name)).toContain('write_dingtalk_doc');
 
       const page = await fetch(link, { redirect: 'manual' });
       expect(page.status).toBe(503);
