@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { Redis } from 'ioredis';
-import { followAuthorizationLink } from '../src/sandbox/browser.js';
+import { followAuthorizationLink } from '../examples/shared/browser.js';
 import { freePort, startSandbox, type Sandbox } from '../src/sandbox/index.js';
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 400);

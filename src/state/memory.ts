@@ -1,3 +1,4 @@
+import { RateLimiter } from './token-bucket.js';
 import { userKey } from '../identity/types.js';
 import type {
   NewPendingRecord,
@@ -145,31 +146,17 @@ export class MemoryPendingRecords implements PendingRecords {
   }
 }
 
-/** Continuous token buckets; buckets of idle keys are dropped once full again. */
+/** The in-process token buckets (src/state/token-bucket.ts), one set per limit and window. */
 export class MemoryRateLimits implements RateLimits {
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private readonly limiters = new Map<string, RateLimiter>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
   async take(key: string, n: number, limit: number, windowMs: number): Promise<number> {
-    return this.takeNow(key, n, limit, windowMs);
-  }
-
-  takeNow(key: string, n: number, limit: number, windowMs: number): number {
-    const now = this.now();
-    const rate = limit / windowMs;
-    const bucket = this.buckets.get(key) ?? { tokens: limit, at: now };
-    bucket.tokens = Math.min(limit, bucket.tokens + (now - bucket.at) * rate);
-    bucket.at = now;
-    this.buckets.set(key, bucket);
-    if (this.buckets.size > 10_000) {
-      for (const [k, b] of this.buckets) if (b.tokens + (now - b.at) * rate >= limit) this.buckets.delete(k);
-    }
-    if (bucket.tokens >= n) {
-      bucket.tokens -= n;
-      return 0;
-    }
-    return Math.ceil((n - bucket.tokens) / rate);
+    const id = `${limit}/${windowMs}`;
+    let limiter = this.limiters.get(id);
+    if (!limiter) this.limiters.set(id, (limiter = new RateLimiter(limit, windowMs, this.now)));
+    return limiter.take(key, n);
   }
 }
 

@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { RateLimiter } from '../../../src/http/rate-limit.js';
+import { RateLimiter } from '../../../src/state/token-bucket.js';
 import type { ResolvedServer } from '../config.js';
 import type { DashScopeClient } from '../dashscope.js';
 import type { SignIn, PendingSignIn, SignedInUser, UserTokens } from './sign-in.js';

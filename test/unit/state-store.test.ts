@@ -5,11 +5,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../src/log.js';
-import { createStateStore } from '../src/state/index.js';
-import { createMemoryStore } from '../src/state/memory.js';
-import { StoreUnavailableError, type NewPendingRecord, type Settlement, type StateStore } from '../src/state/types.js';
-import { redisServerAvailable, startRedisServer, type RedisServer } from './helpers/redis-server.js';
+import { createLogger } from '../../src/log.js';
+import { createStateStore } from '../../src/state/index.js';
+import { createMemoryStore } from '../../src/state/memory.js';
+import { StoreUnavailableError, type NewPendingRecord, type Settlement, type StateStore } from '../../src/state/types.js';
+import { redisServerAvailable, startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 
 const SECRET = 'replica-shared-secret-0123456789abcdef';
 const JWT = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZUBleGFtcGxlLmNvbSJ9.c2lnbmF0dXJlLW9mLXRoZS1qd3Q';

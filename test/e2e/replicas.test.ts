@@ -7,12 +7,12 @@
  */
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { followAuthorizationLink } from '../src/sandbox/browser.js';
-import { startSandbox, type Sandbox } from '../src/sandbox/index.js';
-import { startReplicaProxy, type ReplicaProxy } from './helpers/replica-proxy.js';
-import { startReplica, type Replica } from './helpers/replicas.js';
-import { redisServerAvailable, startRedisServer, type RedisServer } from './helpers/redis-server.js';
-import { allServerStderr, STATE_SECRET, textOf, waitFor } from './helpers/stack.js';
+import { followAuthorizationLink } from '../../examples/shared/browser.js';
+import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import { startReplicaProxy, type ReplicaProxy } from '../helpers/replica-proxy.js';
+import { startReplica, type Replica } from '../helpers/replicas.js';
+import { redisServerAvailable, startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+import { allServerStderr, STATE_SECRET, textOf, waitFor } from '../helpers/stack.js';
 
 if (!redisServerAvailable()) throw new Error('redis-server is not installed: `apt-get install -y redis-server` (.ci/run does it)');
 
