@@ -12,7 +12,7 @@ import type {
   StoreHealth,
 } from './types.js';
 
-/** The default store: one process, nothing shared (DESIGN decision 9). */
+/** The default store: one process, nothing shared (docs/architecture.md decision 9). */
 export function createMemoryStore(options: PendingRecordsOptions & { now?: () => number }): StateStore {
   const pending = new MemoryPendingRecords(options);
   const rateLimits = new MemoryRateLimits(options.now);

@@ -1,7 +1,7 @@
 import type { UserIdentity } from '../identity/types.js';
 
 /**
- * The state several replicas must share (DESIGN decision 16), behind one small interface with two
+ * The state several replicas must share (docs/architecture.md decision 16), behind one small interface with two
  * implementations: in memory (the default, one process) and Redis (`DINGTALK_MCP_REDIS_URL`).
  * docs/deployment-replicas.md lists the Redis keys, their TTLs and sizes.
  */
@@ -23,7 +23,7 @@ export type StoreHealth =
 export type Settlement = 'completed' | 'denied' | 'expired' | 'failed';
 
 export interface PendingRecord {
-  /** Unguessable, single-use; the only thing in the /connect URL (DESIGN decision 4). */
+  /** Unguessable, single-use; the only thing in the /connect URL (docs/architecture.md decision 4). */
   id: string;
   user: UserIdentity;
   sessionUri: string;
