@@ -335,7 +335,7 @@ describe('limits and faults', () => {
     } finally {
       await Promise.all([...clients.values()].map((c) => c.close()));
     }
-  }, 120_000);
+  }, 300_000);
 });
 
 describe('what Redis holds', () => {
