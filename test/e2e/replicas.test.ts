@@ -44,7 +44,7 @@ beforeAll(async () => {
   for (const sub of subs) sandbox.dingtalk.seedDocument(doc(sub), { title: sub, content: '' });
   const env = { DINGTALK_MCP_REDIS_URL: redis.url, DINGTALK_MCP_RATE_LIMIT: String(RATE_LIMIT) };
   replicas = await Promise.all([0, 1, 2].map((i) => startReplica(i, sandbox, base, env)));
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await Promise.allSettled(replicas.map((r) => r.stop()));

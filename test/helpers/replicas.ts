@@ -29,7 +29,7 @@ export async function startReplica(index: number, sandbox: Sandbox, publicUrl: s
       stderr += c.toString();
       allServerStderr.push(c.toString());
     });
-    await waitFor(() => stderr.slice(from).includes('serving MCP over streamable HTTP') || proc.exitCode !== null, `replica ${index} to listen`);
+    await waitFor(() => stderr.slice(from).includes('serving MCP over streamable HTTP') || proc.exitCode !== null, `replica ${index} to listen`, 30_000);
     if (proc.exitCode !== null) throw new Error(`replica ${index} exited: ${stderr}`);
   };
   await start();
