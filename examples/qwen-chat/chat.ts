@@ -13,9 +13,9 @@ export const DEFAULT_MAX_TOOL_ROUNDS = 8;
 
 export const SYSTEM_PROMPT =
   'You are a helpful assistant in a terminal chat. You can use tools from several MCP servers; a tool name starts with ' +
-  'its server name and two underscores. When the user asks to write something into a DingTalk document, use the ' +
-  'write_dingtalk_doc tool with the document link exactly as the user gave it and the complete Markdown content: it ' +
-  'replaces the whole document. If a tool needs the user to approve access, the client shows the user a link; just ' +
+  'its server name and two underscores. Pass DingTalk document links exactly as the user gave them. To see what a ' +
+  'DingTalk document says, use read_dingtalk_doc. To add to a document, use append_dingtalk_doc. write_dingtalk_doc ' +
+  'replaces the whole document with complete Markdown: use it only to rewrite a document, after reading it. If a tool needs the user to approve access, the client shows the user a link; just ' +
   'report what the tool answered. Never ask the user for passwords or tokens. Answer briefly.';
 
 export interface ChatOptions {

@@ -127,6 +127,15 @@ export interface DashScopeEmulator {
 
 const DOC_LINK = /https?:\/\/alidocs\.dingtalk\.(?:com|io)\/i\/nodes\/[A-Za-z0-9_-]+(?:\?[^\s)"'>]*)?/;
 const FUNCTION_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+/** "Add … to this doc": an addition, not a rewrite. */
+const ADDITION = /\b(add|append)\b|追加|添加|加到|加入/i;
+/** "What does this doc say": a read. */
+const QUESTION = /\bwhat does\b|\bwhat's in\b|\bread\b|\bsays?\b|summari[sz]e|内容|讲了什么|写了什么/i;
+
+/** The tool that puts text into a document: append for additions when it is offered, else the overwrite. */
+function writerFor(ctx: RuleContext): string | undefined {
+  return (ADDITION.test(ctx.lastUser) ? ctx.tool('append_dingtalk_doc') : undefined) ?? ctx.tool('write_dingtalk_doc');
+}
 
 export function textOf(content: WireMessage['content']): string {
   if (typeof content === 'string') return content;
@@ -153,12 +162,13 @@ export const explicitCallRule: ScriptRule = (ctx) => {
 /** After a data tool (not the writer) answered and the user gave a DingTalk link: write the data there. */
 export const writeDataRule: ScriptRule = (ctx) => {
   if (ctx.last.role !== 'tool') return undefined;
-  const writer = ctx.tool('write_dingtalk_doc');
+  const writer = writerFor(ctx);
   const link = DOC_LINK.exec(ctx.lastUser)?.[0];
   const answered = ctx.toolNameOf(ctx.last);
-  if (!writer || !link || !answered || answered === writer || ctx.callsThisTurn.includes(writer)) return undefined;
+  if (!writer || !link || !answered || /dingtalk/.test(answered) || ctx.callsThisTurn.includes(writer)) return undefined;
   const data = textOf(ctx.last.content).trim();
-  const content = `# ${/cost|费用|bill|账单/i.test(ctx.lastUser) ? 'ECS costs, last month' : 'Notes'}\n\n${data}\n\n_Written by Qwen through agent-identity-dingtalk-mcp._\n`;
+  const heading = writer.endsWith('append_dingtalk_doc') ? '##' : '#';
+  const content = `${heading} ${/cost|费用|bill|账单/i.test(ctx.lastUser) ? 'ECS costs, last month' : 'Notes'}\n\n${data}\n\n_Written by Qwen through agent-identity-dingtalk-mcp._\n`;
   return { toolCalls: [{ name: writer, arguments: { document: link, content } }] };
 };
 
@@ -167,7 +177,12 @@ export const answerRule: ScriptRule = (ctx) => {
   if (ctx.last.role !== 'tool') return undefined;
   const result = textOf(ctx.last.content).trim();
   const name = ctx.toolNameOf(ctx.last) ?? 'the tool';
-  if (name.endsWith('write_dingtalk_doc')) {
+  if (name.endsWith('read_dingtalk_doc')) {
+    if (/^Error/i.test(result)) return { content: `I could not read the document. The tool said: "${result}"` };
+    if (/\/connect\//.test(result)) return { content: `DingTalk needs your approval first. The tool said: "${result}"` };
+    return { content: `The document says:\n\n${result}` };
+  }
+  if (name.endsWith('write_dingtalk_doc') || name.endsWith('append_dingtalk_doc')) {
     if (/^Error/i.test(result)) return { content: `The DingTalk write did not succeed. The tool said: "${result}"` };
     if (/https?:\/\//.test(result)) return { content: `DingTalk needs your approval first. The tool said: "${result}"` };
     return { content: `Done. The DingTalk tool reports: "${result}"` };
@@ -183,25 +198,36 @@ export const fetchCostsRule: ScriptRule = (ctx) => {
   return { toolCalls: [{ name: costs, arguments: {} }] };
 };
 
-/** A user message with a DingTalk link: write a short Markdown note made from the message into it. */
+/** A question about a linked document, while the reader is offered: read it. */
+export const readDocRule: ScriptRule = (ctx) => {
+  if (ctx.last.role !== 'user' || ADDITION.test(ctx.lastUser) || !QUESTION.test(ctx.lastUser)) return undefined;
+  const link = DOC_LINK.exec(ctx.lastUser)?.[0];
+  const reader = ctx.tool('read_dingtalk_doc');
+  if (!link || !reader) return undefined;
+  return { toolCalls: [{ name: reader, arguments: { document: link } }] };
+};
+
+/** A user message with a DingTalk link: write (or, for an addition, append) a short Markdown note made from the message. */
 export const writeNoteRule: ScriptRule = (ctx) => {
   if (ctx.last.role !== 'user') return undefined;
   const link = DOC_LINK.exec(ctx.lastUser)?.[0];
-  const writer = ctx.tool('write_dingtalk_doc');
+  const writer = writerFor(ctx);
   if (!link || !writer) return undefined;
   const request = ctx.lastUser.replace(link, '').replace(/\s+/g, ' ').trim();
-  const content = `# Note from the chat\n\n${request || '(no text)'}\n\n- written by Qwen (sandbox)\n`;
+  const content = writer.endsWith('append_dingtalk_doc')
+    ? `## Note from the chat\n\n${request || '(no text)'}\n`
+    : `# Note from the chat\n\n${request || '(no text)'}\n\n- written by Qwen (sandbox)\n`;
   return { toolCalls: [{ name: writer, arguments: { document: link, content } }] };
 };
 
 export const fallbackRule: ScriptRule = () => ({
   content:
-    'This is the DashScope sandbox: I follow scripted rules, not a real model. Ask me to write into a DingTalk document, ' +
-    'e.g. "Write last month\'s ECS costs into https://alidocs.dingtalk.com/i/nodes/SandboxDoc0001TeamNotes", ' +
+    'This is the DashScope sandbox: I follow scripted rules, not a real model. Ask me to write into, add to or read a DingTalk document, ' +
+    'e.g. "Add last month\'s ECS costs to https://alidocs.dingtalk.com/i/nodes/SandboxDoc0001TeamNotes" or "What does https://alidocs.dingtalk.com/i/nodes/SandboxDoc0001TeamNotes say?", ' +
     'or "call <tool> {json}".',
 });
 
-export const DEFAULT_RULES: ScriptRule[] = [explicitCallRule, writeDataRule, answerRule, fetchCostsRule, writeNoteRule, fallbackRule];
+export const DEFAULT_RULES: ScriptRule[] = [explicitCallRule, writeDataRule, answerRule, fetchCostsRule, readDocRule, writeNoteRule, fallbackRule];
 
 class ApiError extends Error {
   constructor(

@@ -117,6 +117,34 @@ describe('a scripted conversation: ask, tool call, authorization link, consent, 
   });
 });
 
+describe('the chat reads and appends, as the user asks', () => {
+  it('"add last month\'s ECS costs to this doc" appends (the rest stays); "what does this doc say" reads', async () => {
+    const { hub, session, opened } = await chat({ era: 'auto', userId: 'chat-user-appends', answer: 'y' });
+    try {
+      const before = document()!;
+      const added = await session.send(`Add last month's ECS costs to ${sandbox.documentLink}`);
+      expect(added.toolCalls.map((c) => [c.name, c.isError])).toEqual([
+        ['billing__query_monthly_costs', false],
+        ['dingtalk__append_dingtalk_doc', false],
+      ]);
+      expect(added.answer).toMatch(/^Done\. The DingTalk tool reports: "Added \d+ characters/);
+      expect(opened).toHaveLength(1);
+      const after = document()!;
+      expect(after.startsWith(before.trimEnd())).toBe(true);
+      expect(after).toContain('## ECS costs, last month');
+      expect(after).toContain('| cn-beijing | 1,234.56 |');
+
+      const read = await session.send(`What does ${sandbox.documentLink} say?`);
+      expect(read.toolCalls.map((c) => [c.name, c.isError])).toEqual([['dingtalk__read_dingtalk_doc', false]]);
+      expect(read.answer).toMatch(/^The document says:/);
+      expect(read.answer).toContain('| cn-beijing | 1,234.56 |');
+      expect(document()).toBe(after);
+    } finally {
+      await hub.close();
+    }
+  });
+});
+
 describe('the sandbox demo command', () => {
   it('node dist/examples/qwen-chat/main.js --sandbox --yes shows the whole conversation and exits 0', () => {
     const main = fileURLToPath(new URL('../../dist/examples/qwen-chat/main.js', import.meta.url));
