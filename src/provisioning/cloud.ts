@@ -11,6 +11,9 @@
  *   CreateOAuth2CredentialProvider {OAuth2CredentialProviderName, CredentialProviderVendor, CallbackURL,
  *     OAuth2ProviderConfig (JSON), Description} → {OAuth2CredentialProvider{…, CredentialProviderArn, CallbackURL}}
  *   Get/DeleteOAuth2CredentialProvider {OAuth2CredentialProviderName}
+ *   CreateAPIKeyCredentialProvider {APIKeyCredentialProviderName, APIKey, Description} →
+ *     {APIKeyCredentialProvider{APIKeyCredentialProviderName, CredentialProviderArn, CreateTime, …}} (never the key)
+ *   Get/DeleteAPIKeyCredentialProvider {APIKeyCredentialProviderName}
  * RAM 2015-05-01 (ram-20150501): CreateRole {RoleName, AssumeRolePolicyDocument, Description} → {Role{Arn, …}};
  *   GetRole {RoleName}; UpdateRole {RoleName, NewAssumeRolePolicyDocument}; DeleteRole {RoleName};
  *   CreatePolicy {PolicyName, PolicyDocument, Description} → {Policy}; GetPolicy {PolicyName, PolicyType} →
@@ -25,7 +28,8 @@
  *
  * Identities that are never reused by a re-created resource of the same name (what teardown compares before
  * deleting): RAM Role `RoleId` (CreateRole/GetRole), RAM Policy `CreateDate` (CreatePolicy/GetPolicy `Policy`),
- * AgentIdentity `CreateTime` (Create/Get WorkloadIdentity, IdentityProvider, OAuth2CredentialProvider), IMS `AppId`.
+ * AgentIdentity `CreateTime` (Create/Get WorkloadIdentity, IdentityProvider, OAuth2CredentialProvider,
+ * APIKeyCredentialProvider), IMS `AppId`.
  */
 import { ControlPlaneError, type ControlPlaneClient } from './control-plane-client.js';
 
@@ -49,6 +53,11 @@ export interface OAuth2Provider {
   arn?: string;
   vendor?: string;
   callbackUrl?: string;
+  createTime?: string;
+}
+export interface ApiKeyProvider {
+  name: string;
+  arn?: string;
   createTime?: string;
 }
 export interface Role {
@@ -130,6 +139,11 @@ function toProvider(v: unknown): OAuth2Provider {
     ...opt('callbackUrl', p.CallbackURL),
     ...opt('createTime', p.CreateTime),
   };
+}
+
+function toApiKeyProvider(v: unknown): ApiKeyProvider {
+  const p = obj(v);
+  return { name: str(p.APIKeyCredentialProviderName) ?? '', ...opt('arn', p.CredentialProviderArn), ...opt('createTime', p.CreateTime) };
 }
 
 function toRole(v: unknown): Role {
@@ -226,6 +240,20 @@ export class Cloud {
   }
   deleteOAuth2Provider(name: string): Promise<boolean> {
     return deleted(this.client.call('agentidentity', 'DeleteOAuth2CredentialProvider', { OAuth2CredentialProviderName: name }));
+  }
+
+  // ---- AgentIdentity: API-key credential providers (the DingTalk app secret) ----
+  getApiKeyProvider(name: string): Promise<ApiKeyProvider | undefined> {
+    return orUndefined(
+      this.client.call('agentidentity', 'GetAPIKeyCredentialProvider', { APIKeyCredentialProviderName: name }).then((b) => toApiKeyProvider(b.APIKeyCredentialProvider)),
+    );
+  }
+  async createApiKeyProvider(p: { name: string; apiKey: string; description: string }): Promise<ApiKeyProvider> {
+    const b = await this.client.call('agentidentity', 'CreateAPIKeyCredentialProvider', { APIKeyCredentialProviderName: p.name, APIKey: p.apiKey, Description: p.description }, [p.apiKey]);
+    return toApiKeyProvider(b.APIKeyCredentialProvider);
+  }
+  deleteApiKeyProvider(name: string): Promise<boolean> {
+    return deleted(this.client.call('agentidentity', 'DeleteAPIKeyCredentialProvider', { APIKeyCredentialProviderName: name }));
   }
 
   // ---- RAM ----

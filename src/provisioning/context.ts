@@ -33,6 +33,8 @@ export interface Names {
   role: string;
   policy: string;
   provider: string;
+  /** The API-key credential provider holding the DingTalk app secret. */
+  appSecretProvider: string;
   appRedirectUri: string;
   callbackUrl: string;
   identityProvider: string;
@@ -63,6 +65,7 @@ export function resolveNames(opts: ProvisioningOptions, file: ConfigFile, suffix
     role,
     policy: `AgentIdentityPolicy-${role}`,
     provider: opts.providerName ?? file.string('dingtalk_provider_name') ?? DEFAULT_PROVIDER_NAME,
+    appSecretProvider: opts.appSecretProviderName ?? file.string('dingtalk_app_secret_provider_name') ?? `dingtalk-app-secret-${suffix}`,
     appRedirectUri,
     callbackUrl: `${appRedirectUri}/callback`,
     identityProvider: opts.identityProviderName ?? file.string('identity_provider_name') ?? `dingtalk-mcp-idp-${suffix}`,

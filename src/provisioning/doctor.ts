@@ -6,8 +6,11 @@ import { createServer } from 'node:net';
 import type { Context } from './context.js';
 import { resolveNames } from './context.js';
 import type { WorkloadIdentity } from './cloud.js';
+import { APP_PERMISSIONS } from '../dingtalk/app-api.js';
 import {
   allowsTokenFetch,
+  API_KEY_ACTION,
+  apiKeyProviderArn,
   checkTrust,
   oauth2ProviderArn,
   roleNameFromArn,
@@ -37,6 +40,9 @@ export async function runDoctor(ctx: Context): Promise<number> {
     if (r.fix) io.out(`       fix: ${r.fix}`);
   };
   const configuredWi = opts.workloadIdentityName ?? file.string('workload_identity_name');
+  // The document tools are on when an app-secret provider is configured (docs/tools.md).
+  const appSecretProvider = opts.appSecretProviderName ?? file.string('dingtalk_app_secret_provider_name');
+  const clientId = opts.dingtalkClientId ?? file.string('dingtalk_client_id');
 
   // 1. credentials
   let accountId: string | undefined;
@@ -103,6 +109,30 @@ export async function runDoctor(ctx: Context): Promise<number> {
     }
   }
 
+  // 3b. the DingTalk app secret for the document tools
+  if (!appSecretProvider) {
+    report({
+      status: 'info',
+      title: 'document tools',
+      detail: 'off: no app-secret provider is configured, so only write_dingtalk_doc and get_dingtalk_account are listed',
+      fix: 'to turn on read, append, create, search, info and list, run `dingtalk-mcp setup` with DINGTALK_CLIENT_ID and DINGTALK_CLIENT_SECRET (it stores the secret in an Agent Identity API-key credential provider), or set AGENT_IDENTITY_DINGTALK_APP_SECRET_PROVIDER to one you made',
+    });
+  } else if (!accountId) report({ status: 'skip', title: 'document tools', detail: 'needs working credentials' });
+  else {
+    try {
+      const provider = await cloud.getApiKeyProvider(appSecretProvider);
+      if (!provider) {
+        report({ status: 'fail', title: 'document tools', detail: `the API-key credential provider ${appSecretProvider} does not exist`, fix: 'run `dingtalk-mcp setup` with DINGTALK_CLIENT_ID and DINGTALK_CLIENT_SECRET, or correct AGENT_IDENTITY_DINGTALK_APP_SECRET_PROVIDER' });
+      } else if (!clientId) {
+        report({ status: 'fail', title: 'document tools', detail: `${appSecretProvider} exists, but the DingTalk app's Client ID is not known`, fix: 'set DINGTALK_CLIENT_ID (the app\'s AppKey) where the server runs' });
+      } else {
+        report({ status: 'ok', title: 'document tools', detail: `the app secret of DingTalk app ${clientId} is in ${appSecretProvider}` });
+      }
+    } catch (e) {
+      report({ status: 'fail', title: 'document tools', detail: 'the app-secret provider could not be read', fix: errorText(e) });
+    }
+  }
+
   // 4. the role: trust and permissions
   if (!accountId || !wi) report({ status: 'skip', title: 'workload role', detail: 'needs the workload identity' });
   else if (!wi.roleArn) {
@@ -137,8 +167,16 @@ export async function runDoctor(ctx: Context): Promise<number> {
             detail: `${role.name} may not call agentidentitydata:GetResourceOAuth2Token on the workload identity and the provider ${n.provider}`,
             fix: `attach a policy allowing agentidentitydata:GetResourceOAuth2Token on ${wiArn} and ${provArn} (run \`dingtalk-mcp setup\`), or set AGENT_IDENTITY_USE_STS=false so the server signs with its own credentials`,
           });
+        } else if (appSecretProvider && !system && !allowsTokenFetch(docs, wiArn, apiKeyProviderArn(n.regionId, accountId, appSecretProvider), API_KEY_ACTION)) {
+          const keyArn = apiKeyProviderArn(n.regionId, accountId, appSecretProvider);
+          report({
+            status: 'fail',
+            title: 'workload role',
+            detail: `${role.name} may not call ${API_KEY_ACTION} on ${appSecretProvider}, so the document tools cannot read the DingTalk app secret`,
+            fix: `allow ${API_KEY_ACTION} on ${wiArn} and ${keyArn} (run \`dingtalk-mcp setup\` if setup created the policy)`,
+          });
         } else {
-          report({ status: 'ok', title: 'workload role', detail: `${role.name} trusts Agent Identity for this workload identity and allows GetResourceOAuth2Token on it and ${n.provider}` });
+          report({ status: 'ok', title: 'workload role', detail: `${role.name} trusts Agent Identity for this workload identity and allows GetResourceOAuth2Token on it and ${n.provider}${appSecretProvider ? `, and GetResourceAPIKey on ${appSecretProvider}` : ''}` });
         }
       }
     } catch (e) {
@@ -150,7 +188,9 @@ export async function runDoctor(ctx: Context): Promise<number> {
   report({
     status: 'info',
     title: 'DingTalk app permission',
-    detail: 'cannot be checked from here: the DingTalk app must have Document.Document.Write (委托方式覆写使用者本人的钉钉文档) under 权限管理, and the provider\'s redirect URL under 安全设置 → 重定向URL',
+    detail:
+      'cannot be checked from here: the DingTalk app must have Contact.User.Read and Document.Document.Write (委托方式覆写使用者本人的钉钉文档) under 权限管理, and the provider\'s redirect URL under 安全设置 → 重定向URL' +
+      (appSecretProvider ? `; for the document tools also, per toolset, read: ${APP_PERMISSIONS.read.join(', ')}; write: ${APP_PERMISSIONS.write.join(', ')}` : ''),
   });
 
   // 6. the callback port

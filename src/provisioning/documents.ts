@@ -7,15 +7,21 @@
  * - trust policy: Principal.Service `workload.agentidentity.aliyuncs.com`, actions `sts:AssumeRole` + `sts:SetContext`,
  *   condition `StringEquals["sts:RequestContext/agentidentity:WorkloadIdentityArn"]` = the workload identity ARN;
  * - permission policy: the kit allows `agentidentitydata:GetResourceOAuth2Token` on [workload ARN, `…/oauth2credentialprovider/*`]
- *   and GetResourceAPIKey likewise. Ours is narrower: only GetResourceOAuth2Token, only this provider (UNVERIFIED that
+ *   and GetResourceAPIKey likewise. Ours is narrower: only GetResourceOAuth2Token on this provider, and (with the document
+ *   tools) GetResourceAPIKey on exactly the app-secret provider (UNVERIFIED that
  *   Agent Identity authorizes against a provider-specific ARN as it does against the kit's wildcard).
  */
 export const WORKLOAD_SERVICE_PRINCIPAL = 'workload.agentidentity.aliyuncs.com';
 export const WORKLOAD_ARN_CONDITION = 'sts:RequestContext/agentidentity:WorkloadIdentityArn';
 export const ROLE_ACTION = 'agentidentitydata:GetResourceOAuth2Token';
+export const API_KEY_ACTION = 'agentidentitydata:GetResourceAPIKey';
 
 export function workloadIdentityArn(region: string, account: string, name: string): string {
   return `acs:agentidentity:${region}:${account}:workloadidentitydirectory/default/workloadidentity/${name}`;
+}
+
+export function apiKeyProviderArn(region: string, account: string, name: string): string {
+  return `acs:agentidentity:${region}:${account}:tokenvault/default/apikeycredentialprovider/${name}`;
 }
 
 export function oauth2ProviderArn(region: string, account: string, name: string): string {
@@ -51,10 +57,14 @@ export function trustPolicy(workloadArn: string): string {
   });
 }
 
-export function permissionPolicy(workloadArn: string, providerArn: string): string {
+/** GetResourceOAuth2Token on the DingTalk provider; with the document tools also GetResourceAPIKey on exactly the app-secret provider. */
+export function permissionPolicy(workloadArn: string, providerArn: string, apiKeyArn?: string): string {
   return JSON.stringify({
     Version: '1',
-    Statement: [{ Effect: 'Allow', Action: [ROLE_ACTION], Resource: [workloadArn, providerArn] }],
+    Statement: [
+      { Effect: 'Allow', Action: [ROLE_ACTION], Resource: [workloadArn, providerArn] },
+      ...(apiKeyArn ? [{ Effect: 'Allow', Action: [API_KEY_ACTION], Resource: [workloadArn, apiKeyArn] }] : []),
+    ],
   });
 }
 
@@ -166,16 +176,16 @@ export function trustProblem(doc: string, workloadArn: string): string | undefin
   return undefined;
 }
 
-/** Does one of these policy documents allow GetResourceOAuth2Token on both the workload and the provider ARN? */
-export function allowsTokenFetch(docs: string[], workloadArn: string, providerArn: string): boolean {
+/** Does one of these policy documents allow `action` (default GetResourceOAuth2Token) on both the workload and the provider ARN? */
+export function allowsTokenFetch(docs: string[], workloadArn: string, providerArn: string, action = ROLE_ACTION): boolean {
   const allowed = (resource: string) =>
     docs.some((d) =>
       statements(d).some(
-        (s) => s.Effect === 'Allow' && list(s.Action).some((a) => wildcard(a, ROLE_ACTION, true)) && list(s.Resource).some((r) => wildcard(r, resource)),
+        (s) => s.Effect === 'Allow' && list(s.Action).some((a) => wildcard(a, action, true)) && list(s.Resource).some((r) => wildcard(r, resource)),
       ),
     );
   const denied = docs.some((d) =>
-    statements(d).some((s) => s.Effect === 'Deny' && list(s.Action).some((a) => wildcard(a, ROLE_ACTION, true)) && list(s.Resource).some((r) => wildcard(r, workloadArn) || wildcard(r, providerArn))),
+    statements(d).some((s) => s.Effect === 'Deny' && list(s.Action).some((a) => wildcard(a, action, true)) && list(s.Resource).some((r) => wildcard(r, workloadArn) || wildcard(r, providerArn))),
   );
   return !denied && allowed(workloadArn) && allowed(providerArn);
 }

@@ -46,6 +46,10 @@ export async function readIdentity(cloud: Cloud, type: ResourceType, name: strin
       const p = await cloud.getOAuth2Provider(name);
       return p && { identity: p.createTime };
     }
+    case 'apikey_credential_provider': {
+      const p = await cloud.getApiKeyProvider(name);
+      return p && { identity: p.createTime };
+    }
     case 'ims_application': {
       const app = appId ? await cloud.getApplication(appId) : undefined;
       // An AppId names one application forever; the name check catches a record pointed at another app.

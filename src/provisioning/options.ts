@@ -30,6 +30,8 @@ export interface ProvisioningOptions {
   loginRedirectUri?: string;
   audience?: string;
   dingtalkClientId?: string;
+  /** The API-key credential provider holding the DingTalk app secret (the document tools). */
+  appSecretProviderName?: string;
   dingtalkVendor: string;
   endpoints: Endpoints;
 }
@@ -71,6 +73,7 @@ export function parseProvisioningArgs(argv: string[], env: NodeJS.ProcessEnv): P
         'login-redirect-uri': { type: 'string' },
         audience: { type: 'string' },
         'dingtalk-client-id': { type: 'string' },
+        'app-secret-provider': { type: 'string' },
         'dingtalk-vendor': { type: 'string' },
         'agent-identity-control-endpoint': { type: 'string' },
         'ram-endpoint': { type: 'string' },
@@ -119,6 +122,7 @@ export function parseProvisioningArgs(argv: string[], env: NodeJS.ProcessEnv): P
     ['loginRedirectUri', s('login-redirect-uri', 'OIDC_LOGIN_REDIRECT_URI')],
     ['audience', s('audience', 'OIDC_AUDIENCE')],
     ['dingtalkClientId', s('dingtalk-client-id', 'DINGTALK_CLIENT_ID')],
+    ['appSecretProviderName', s('app-secret-provider', envOf('appSecretProvider', 'AGENT_IDENTITY_DINGTALK_APP_SECRET_PROVIDER'))],
   ];
   for (const [k, v] of optional) if (v !== undefined) (opts as unknown as Record<string, unknown>)[k] = v;
 
@@ -133,6 +137,7 @@ export function parseProvisioningArgs(argv: string[], env: NodeJS.ProcessEnv): P
     ['--workload-identity', opts.workloadIdentityName],
     ['--provider', opts.providerName],
     ['--identity-provider', opts.identityProviderName],
+    ['--app-secret-provider', opts.appSecretProviderName],
   ] as const) {
     if (v !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(v)) throw new UsageError(`${name}: use 1-64 letters, digits, '.', '_' or '-', got ${JSON.stringify(v)}`);
   }
@@ -169,6 +174,9 @@ Flags (environment in brackets):
   --redirect-uri <url>              [APP_REDIRECT_URI], default http://localhost:8090 (callback: <url>/callback)
   --dingtalk-client-id <id>         DingTalk app client id (AppKey) [DINGTALK_CLIENT_ID], to create the provider;
                                     its secret comes from DINGTALK_CLIENT_SECRET or a hidden prompt, never a flag
+  --app-secret-provider <name>      API-key credential provider holding the DingTalk app secret, for the document
+                                    tools [AGENT_IDENTITY_DINGTALK_APP_SECRET_PROVIDER], default dingtalk-app-secret-<random>;
+                                    created from the same secret when DINGTALK_CLIENT_ID is set, adopted if it exists
   --dingtalk-vendor <vendor>        CredentialProviderVendor when creating it [DINGTALK_PROVIDER_VENDOR],
                                     default ${DEFAULT_DINGTALK_VENDOR} (UNVERIFIED; adopting a console-made provider is safer)
   --identity-provider <name>        HTTP mode [AGENT_IDENTITY_IDENTITY_PROVIDER], default dingtalk-mcp-idp-<random>

@@ -24,7 +24,8 @@ export type ResourceType =
   | 'ram_policy'
   | 'ram_policy_attachment'
   | 'workload_identity'
-  | 'oauth2_credential_provider';
+  | 'oauth2_credential_provider'
+  | 'apikey_credential_provider';
 
 export type ResourceStatus = 'pending' | 'created' | 'adopted';
 

@@ -8,13 +8,16 @@
  * they already fit; otherwise the plan says what to fix).
  */
 import { randomUUID } from 'node:crypto';
-import type { Application, IdentityProvider, OAuth2Provider, Policy, Role, WorkloadIdentity } from './cloud.js';
+import { APP_PERMISSIONS } from '../dingtalk/app-api.js';
+import type { ApiKeyProvider, Application, IdentityProvider, OAuth2Provider, Policy, Role, WorkloadIdentity } from './cloud.js';
 import type { Context, Names } from './context.js';
 import { freshRecord, issuerOf, resolveNames } from './context.js';
 import { createOrAdopt, GONE } from './create-step.js';
 import { planResource, type Action, type Owned, type PlanItem } from './plan.js';
 import {
   allowsTokenFetch,
+  API_KEY_ACTION,
+  apiKeyProviderArn,
   oauth2ProviderArn,
   permissionPolicy,
   policyArn,
@@ -47,6 +50,10 @@ interface Live {
   /** The role / app exists but is not setup's: never changed (no policy attached, no secret created). */
   roleAdopted?: boolean;
   appAdopted?: boolean;
+  /** The API-key provider with the DingTalk app secret exists or will: the document tools are on. */
+  documentTools?: boolean;
+  /** The DingTalk app secret, read once (environment or hidden prompt) for both providers; never printed or stored. */
+  secret?: string;
 }
 
 export async function runSetup(ctx: Context): Promise<number> {
@@ -162,7 +169,14 @@ export async function runSetup(ctx: Context): Promise<number> {
   io.out('');
   io.out('DingTalk app (open.dingtalk.com → your app):');
   if (callback) io.out(`  - add this redirect URL under 安全设置 / Security settings → 重定向URL: ${callback}`);
-  io.out('  - grant the permission Document.Document.Write (委托方式覆写使用者本人的钉钉文档) under 权限管理.');
+  io.out('  - grant these permissions under 权限管理 (only those of the toolsets you expose):');
+  io.out('      every deployment: Contact.User.Read (who the signed-in user is); write_dingtalk_doc: Document.Document.Write (委托方式覆写使用者本人的钉钉文档)');
+  if (live.documentTools) {
+    io.out(`      toolset read (search, read, info, list): ${APP_PERMISSIONS.read.join(', ')}`);
+    io.out(`      toolset write (append, create): ${APP_PERMISSIONS.write.join(', ')}`);
+  } else {
+    io.out('  - the document tools (read, append, create, search, info, list) stay off: run setup with DINGTALK_CLIENT_ID (and its secret) to store the app secret in Agent Identity and turn them on.');
+  }
   io.out('');
   printClientConfig(ctx, names, { http, appId: live.appId ?? file.string('inbound_app_id') });
   return 0;
@@ -175,6 +189,7 @@ function plannedNames(n: Names, http: boolean): Array<[string, string]> {
     ['RAM policy', n.policy],
     ['policy attachment', `${n.role}/${n.policy}`],
     ['workload identity', n.workloadIdentity],
+    ['DingTalk app secret provider', n.appSecretProvider],
     ['DingTalk credential provider', n.provider],
   ];
 }
@@ -353,13 +368,22 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
     }),
   );
 
+  // ---- which providers: the document tools need the app secret in an API-key provider (docs/tools.md) ----
+  const appSecretProvider = await cloud.getApiKeyProvider(n.appSecretProvider);
+  const oauth2Provider = await cloud.getOAuth2Provider(n.provider);
+  live.documentTools = appSecretProvider !== undefined || opts.dingtalkClientId !== undefined;
+  if (opts.dingtalkClientId && !opts.dryRun && (!appSecretProvider || !oauth2Provider)) live.secret = await ctx.readDingTalkSecret();
+  const apiKeyArn = live.documentTools ? apiKeyProviderArn(n.regionId, account, n.appSecretProvider) : undefined;
+
   // ---- RAM policy ----
-  const expectedPolicy = permissionPolicy(wiArn, provArn);
+  const expectedPolicy = permissionPolicy(wiArn, provArn, apiKeyArn);
   const policy = await cloud.getPolicy(n.policy);
   const policyTrack = (p: Policy | undefined, status: ResourceRecord['status']) =>
     track({ type: 'ram_policy', name: n.policy, status, arn: policyArn(account, n.policy), ...(status === 'created' && p ? withIdentity(policyIdentity(p)) : {}) });
   const policyProblem = (p: Policy) =>
     allowsTokenFetch(p.document ? [p.document] : [], wiArn, provArn) ? undefined : 'it does not allow GetResourceOAuth2Token on this workload identity and provider; fix it or pass --workload-identity <another name>';
+  // A policy setup did not create is never changed: without GetResourceAPIKey only the document tools fail, so say so.
+  const lacksApiKey = apiKeyArn !== undefined && policy !== undefined && !allowsTokenFetch(policy.document ? [policy.document] : [], wiArn, apiKeyArn, API_KEY_ACTION);
   plan.push(
     planResource(file, owned, {
       type: 'ram_policy',
@@ -370,7 +394,7 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
       unfit: policyProblem,
       record: policyTrack,
       create: {
-        detail: 'only agentidentitydata:GetResourceOAuth2Token on this workload identity and provider',
+        detail: `only agentidentitydata:GetResourceOAuth2Token on this workload identity and provider${apiKeyArn ? ', and GetResourceAPIKey on the app secret provider' : ''}`,
         run: () => cloud.createPolicy({ name: n.policy, document: expectedPolicy, description: `dingtalk-mcp: least privilege for ${n.workloadIdentity}` }),
         created: async (p) => policyTrack(policyIdentity(p) ? p : ((await cloud.getPolicy(n.policy)) ?? p), 'created'),
         reread: () => cloud.getPolicy(n.policy),
@@ -379,6 +403,7 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
         differs: (p) => (sameJson(p.document, expectedPolicy) ? undefined : 'document differs; a new default version'),
         run: () => cloud.setPolicyDocument(n.policy, expectedPolicy),
       },
+      ...(lacksApiKey ? { adoptDetail: `warning: it does not allow ${API_KEY_ACTION} on ${apiKeyArn}, so the document tools cannot read the DingTalk app secret until you add that` } : {}),
       blockedJoin: ', and ',
     }),
   );
@@ -477,13 +502,51 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
     }),
   );
 
+  // ---- the DingTalk app secret, as an API-key credential provider (GetResourceAPIKey at run time) ----
+  if (live.documentTools) {
+    const keyTrack = (p: ApiKeyProvider | undefined, status: ResourceRecord['status']) => {
+      track({ type: 'apikey_credential_provider', name: n.appSecretProvider, status, arn: p?.arn ?? apiKeyArn!, ...(status === 'created' ? withIdentity(p?.createTime) : {}) });
+      // What the server reads (src/config.ts): the provider's name and, when known, the app's Client ID.
+      file.data.dingtalk_app_secret_provider_name = n.appSecretProvider;
+      if (opts.dingtalkClientId) file.data.dingtalk_client_id = opts.dingtalkClientId;
+    };
+    if (!appSecretProvider && !opts.dryRun && !live.secret) {
+      plan.push({
+        type: 'apikey_credential_provider',
+        label: 'DingTalk app secret provider',
+        name: n.appSecretProvider,
+        action: 'blocked',
+        detail: 'it does not exist and no DingTalk app secret was given: set DINGTALK_CLIENT_SECRET (or answer the hidden prompt), or leave DINGTALK_CLIENT_ID unset to keep the document tools off',
+      });
+    } else {
+      plan.push(
+        planResource(file, owned, {
+          type: 'apikey_credential_provider',
+          label: 'DingTalk app secret provider',
+          name: n.appSecretProvider,
+          found: appSecretProvider,
+          identity: (p) => p.createTime,
+          // A provider of that name is used as is: setup never replaces a secret it did not store.
+          unfit: () => undefined,
+          record: keyTrack,
+          create: {
+            detail: `holds the secret of DingTalk app ${opts.dingtalkClientId ?? ''} for the document tools`,
+            run: () => cloud.createApiKeyProvider({ name: n.appSecretProvider, apiKey: live.secret!, description: 'dingtalk-mcp: DingTalk app secret (document tools)' }),
+            created: async (p) => keyTrack(p.createTime ? p : ((await cloud.getApiKeyProvider(n.appSecretProvider)) ?? p), 'created'),
+            reread: () => cloud.getApiKeyProvider(n.appSecretProvider),
+          },
+          adoptDetail: 'exists; used as is, never deleted by teardown',
+        }),
+      );
+    }
+  }
+
   // ---- DingTalk OAuth2 credential provider ----
-  const provider = await cloud.getOAuth2Provider(n.provider);
+  const provider = oauth2Provider;
   const providerTrack = (p: OAuth2Provider | undefined, status: ResourceRecord['status']) =>
     track({ type: 'oauth2_credential_provider', name: n.provider, status, arn: p?.arn ?? provArn, ...(status === 'created' ? withIdentity(p?.createTime) : {}) });
   const clientId = opts.dingtalkClientId;
-  let secret: string | undefined;
-  if (!provider && clientId && !opts.dryRun) secret = await ctx.readDingTalkSecret();
+  const secret = live.secret;
   if (!provider && (!clientId || (!opts.dryRun && !secret))) {
     plan.push({
       type: 'oauth2_credential_provider',

@@ -12,6 +12,7 @@ import { applicationsNamed, readIdentity } from './identity.js';
 import { RECORD_KEY, type ResourceRecord, type ResourceType } from './record.js';
 
 const ORDER: ResourceType[] = [
+  'apikey_credential_provider',
   'oauth2_credential_provider',
   'workload_identity',
   'ram_policy_attachment',
@@ -24,6 +25,7 @@ const ORDER: ResourceType[] = [
 
 const LABEL: Record<ResourceType, string> = {
   oauth2_credential_provider: 'DingTalk credential provider',
+  apikey_credential_provider: 'DingTalk app secret provider',
   workload_identity: 'workload identity',
   ram_policy_attachment: 'policy attachment',
   ram_policy: 'RAM policy',
@@ -40,6 +42,7 @@ const KIT_KEYS: Partial<Record<ResourceType, (r: ResourceRecord) => Array<[strin
   identity_provider: (r) => [['identity_provider_name', r.name], ['oidc_issuer', undefined]],
   ims_application: (r) => [['inbound_app_id', r.appId], ['inbound_app_name', r.name]],
   oauth2_credential_provider: (r) => [['dingtalk_provider_name', r.name]],
+  apikey_credential_provider: (r) => [['dingtalk_app_secret_provider_name', r.name]],
 };
 
 export async function runTeardown(ctx: Context): Promise<number> {
@@ -157,6 +160,8 @@ async function remove(ctx: Context, r: ResourceRecord): Promise<boolean> {
   switch (r.type) {
     case 'oauth2_credential_provider':
       return cloud.deleteOAuth2Provider(r.name);
+    case 'apikey_credential_provider':
+      return cloud.deleteApiKeyProvider(r.name);
     case 'workload_identity':
       return cloud.deleteWorkloadIdentity(r.name);
     case 'ram_policy_attachment': {

@@ -89,6 +89,9 @@ describe('setup', () => {
     expect(wiName).toMatch(/^dingtalk-mcp-[0-9a-f]{8}$/);
     const wiArn = `acs:agentidentity:cn-beijing:1234567890123456:workloadidentitydirectory/default/workloadidentity/${wiName}`;
     const providerArn = 'acs:agentidentity:cn-beijing:1234567890123456:tokenvault/default/oauth2credentialprovider/test-provider-for-dingtalk';
+    const appSecretName = record.dingtalk_app_secret_provider_name as string;
+    expect(appSecretName).toMatch(/^dingtalk-app-secret-[0-9a-f]{8}$/);
+    const apiKeyArn = `acs:agentidentity:cn-beijing:1234567890123456:tokenvault/default/apikeycredentialprovider/${appSecretName}`;
 
     expect(s.roles.map((x) => x.RoleName)).toEqual([`AgentIdentityRole-${wiName}`]);
     expect(JSON.parse(s.roles[0]!.AssumeRolePolicyDocument)).toEqual({
@@ -105,7 +108,11 @@ describe('setup', () => {
     expect(s.policies.map((p) => p.PolicyName)).toEqual([`AgentIdentityPolicy-AgentIdentityRole-${wiName}`]);
     expect(JSON.parse(s.policies[0]!.versions[0]!.PolicyDocument)).toEqual({
       Version: '1',
-      Statement: [{ Effect: 'Allow', Action: ['agentidentitydata:GetResourceOAuth2Token'], Resource: [wiArn, providerArn] }],
+      Statement: [
+        { Effect: 'Allow', Action: ['agentidentitydata:GetResourceOAuth2Token'], Resource: [wiArn, providerArn] },
+        // The document tools: the app secret, and only that API-key provider.
+        { Effect: 'Allow', Action: ['agentidentitydata:GetResourceAPIKey'], Resource: [wiArn, apiKeyArn] },
+      ],
     });
     expect(s.attachments).toEqual({ [`agentidentityrole-${wiName}`]: [`Custom:AgentIdentityPolicy-AgentIdentityRole-${wiName}`] });
     expect(s.workloadIdentities).toHaveLength(1);
@@ -119,19 +126,25 @@ describe('setup', () => {
     expect(s.oauth2Providers).toHaveLength(1);
     expect(s.oauth2Providers[0]).toMatchObject({ OAuth2CredentialProviderName: 'test-provider-for-dingtalk', CredentialProviderVendor: 'CustomOAuth2' });
     expect(s.oauth2Providers[0]!.OAuth2ProviderConfig).toMatchObject({ CustomOAuth2ProviderConfig: { ClientId: DINGTALK_CLIENT_ID, ClientSecret: DINGTALK_SECRET } });
+    expect(s.apiKeyProviders).toEqual([expect.objectContaining({ APIKeyCredentialProviderName: appSecretName, CredentialProviderArn: apiKeyArn, APIKey: DINGTALK_SECRET })]);
     expect(s.identityProviders).toEqual([]);
     expect(s.applications).toEqual([]);
 
     // The record: the kit's keys plus every created resource with its ARN; no secret.
-    expect(record).toMatchObject({ region_id: 'cn-beijing', role_arn: s.roles[0]!.Arn, dingtalk_provider_name: 'test-provider-for-dingtalk' });
+    expect(record).toMatchObject({ region_id: 'cn-beijing', role_arn: s.roles[0]!.Arn, dingtalk_provider_name: 'test-provider-for-dingtalk', dingtalk_client_id: DINGTALK_CLIENT_ID });
     const resources = record.dingtalk_mcp_setup!.resources;
     expect(resources.map((x) => [x.type, x.status])).toEqual([
       ['ram_role', 'created'],
       ['ram_policy', 'created'],
       ['ram_policy_attachment', 'created'],
       ['workload_identity', 'created'],
+      ['apikey_credential_provider', 'created'],
       ['oauth2_credential_provider', 'created'],
     ]);
+    expect(resources.find((x) => x.type === 'apikey_credential_provider')!.arn).toBe(apiKeyArn);
+    // The checklist names the DingTalk app permissions of each toolset.
+    expect(r.stdout).toContain('toolset read (search, read, info, list): Storage.File.Read, Wiki.Node.Read, Wiki.Workspace.Read, Storage.Dentry.Search');
+    expect(r.stdout).toContain('toolset write (append, create): Storage.File.Write, Document.WorkspaceDocument.Write');
     expect(resources.find((x) => x.type === 'workload_identity')!.arn).toBe(wiArn);
     expect(resources.find((x) => x.type === 'oauth2_credential_provider')!.arn).toBe(providerArn);
     expect(readFileSync(join(dir, '.config.json'), 'utf8')).not.toContain(DINGTALK_SECRET);
@@ -154,17 +167,17 @@ describe('setup', () => {
     const r = await run('setup', ['--dry-run']);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('+ create  RAM role');
-    expect(r.stdout).toContain('Dry run: nothing was changed (5 changes planned)');
+    expect(r.stdout).toContain('Dry run: nothing was changed (6 changes planned)');
     expect(mutating()).toEqual([]);
     expect(existsSync(join(dir, '.config.json'))).toBe(false);
   });
 
-  it('a run failing at step 3 of 5 leaves a record; the re-run completes it', async () => {
+  it('a run failing at step 3 of 6 leaves a record; the re-run completes it', async () => {
     await start();
     emu.injectFault({ action: 'AttachPolicyToRole', status: 503, code: 'ServiceUnavailable' });
     const failed = await run('setup');
     expect(failed.code).toBe(1);
-    expect(failed.stderr).toContain('step 3 of 5 failed');
+    expect(failed.stderr).toContain('step 3 of 6 failed');
     expect(failed.stderr).toContain('run `dingtalk-mcp setup` again to resume');
     const partial = configJson().dingtalk_mcp_setup!.resources.map((x) => [x.type, x.status]);
     expect(partial).toEqual([
@@ -290,7 +303,7 @@ describe('teardown', () => {
 
     const dry = await run('teardown', ['--dry-run']);
     expect(dry.code).toBe(0);
-    expect(dry.stdout).toContain('Plan: delete 5 resources');
+    expect(dry.stdout).toContain('Plan: delete 6 resources');
     expect(emu.state().workloadIdentities).toHaveLength(2);
 
     emu.mutate((s) => {
@@ -301,8 +314,9 @@ describe('teardown', () => {
     expect(td.stdout).toContain(`already gone: workload identity ${wiName}`);
     const s = emu.state();
     expect(s.workloadIdentities.map((w) => w.WorkloadIdentityName)).toEqual(['unrelated']);
-    expect([s.roles, s.policies, s.oauth2Providers, Object.values(s.attachments).flat()]).toEqual([[], [], [], []]);
+    expect([s.roles, s.policies, s.oauth2Providers, s.apiKeyProviders, Object.values(s.attachments).flat()]).toEqual([[], [], [], [], []]);
     expect(configJson().dingtalk_mcp_setup).toBeUndefined();
+    expect(configJson().dingtalk_app_secret_provider_name).toBeUndefined();
     expect(configJson().workload_identity_name).toBeUndefined();
 
     const again = await run('teardown');
@@ -360,6 +374,38 @@ describe('doctor', () => {
     expect(r.stdout).toContain('may not call agentidentitydata:GetResourceOAuth2Token');
   });
 
+  it('checks the document tools: the app-secret provider, the role may read exactly it; says how to turn them on', async () => {
+    await start();
+    expect((await run('setup')).code).toBe(0);
+    const name = configJson().dingtalk_app_secret_provider_name as string;
+    const ok = await run('doctor');
+    expect(ok.stdout).toContain(`[ok]   4. document tools: the app secret of DingTalk app ${DINGTALK_CLIENT_ID} is in ${name}`);
+    expect(ok.stdout).toContain(`and GetResourceAPIKey on ${name}`);
+    expect(ok.stdout).toContain('read: Storage.File.Read');
+
+    emu.mutate((s) => {
+      const doc = JSON.parse(s.policies[0]!.versions[0]!.PolicyDocument) as { Statement: unknown[] };
+      s.policies[0]!.versions[0]!.PolicyDocument = JSON.stringify({ ...doc, Statement: doc.Statement.slice(0, 1) });
+    });
+    const noKey = await run('doctor');
+    expect(noKey.code).toBe(1);
+    expect(noKey.stdout).toContain('may not call agentidentitydata:GetResourceAPIKey');
+    expect((await run('setup')).code).toBe(0); // setup repairs its own policy
+    emu.mutate((s) => {
+      s.apiKeyProviders = [];
+    });
+    const gone = await run('doctor');
+    expect(gone.code).toBe(1);
+    expect(gone.stdout).toContain(`[FAIL] 4. document tools: the API-key credential provider ${name} does not exist`);
+
+    // Without DINGTALK_CLIENT_ID a fresh setup leaves the document tools off, and doctor says how to turn them on.
+    dir = mkdtempSync(join(tmpdir(), 'dingtalk-mcp-prov-'));
+    expect((await run('setup', ['--provider', 'test-provider-for-dingtalk'], { env: { DINGTALK_CLIENT_ID: '' } })).stdout).toContain('the document tools (read, append, create, search, info, list) stay off');
+    const off = await run('doctor', [], { env: { DINGTALK_CLIENT_ID: '' } });
+    expect(off.stdout).toContain('[info] 4. document tools: off');
+    expect(off.stdout).toMatch(/fix: to turn on read, append, create, search, info and list, run `dingtalk-mcp setup` with DINGTALK_CLIENT_ID/);
+  });
+
   it('reports a wrong audience (HTTP mode) with its fix', async () => {
     await start();
     expect((await run('setup', ['--http'])).code).toBe(0);
@@ -368,7 +414,7 @@ describe('doctor', () => {
     });
     const r = await run('doctor', ['--http']);
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/\[FAIL\] 7\. identity provider \(HTTP mode\): .*AllowedAudience \(some-other-client\) does not include \d+/);
+    expect(r.stdout).toMatch(/\[FAIL\] 8\. identity provider \(HTTP mode\): .*AllowedAudience \(some-other-client\) does not include \d+/);
     expect(r.stdout).toContain('fix: add');
   });
 

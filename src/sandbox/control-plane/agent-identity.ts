@@ -1,7 +1,7 @@
-/** AgentIdentity 2025-09-01 (agentidentity-20250901): workload identities, identity providers, OAuth2 credential providers. */
+/** AgentIdentity 2025-09-01 (agentidentity-20250901): workload identities, identity providers, OAuth2 and API-key credential providers. */
 import { randomUUID } from 'node:crypto';
 import { AcsError, isStringArray, jsonParam, requiredParam } from '../acs-rpc.js';
-import { isObject, isoSeconds, type Account, type EmuIdentityProvider, type EmuOAuth2Provider, type EmuWorkloadIdentity, type Handler } from './state.js';
+import { isObject, isoSeconds, type Account, type EmuApiKeyProvider, type EmuIdentityProvider, type EmuOAuth2Provider, type EmuWorkloadIdentity, type Handler } from './state.js';
 
 /** Remove every ClientSecret from a provider config before answering (never echo secrets). */
 function withoutSecrets(value: unknown): unknown {
@@ -16,6 +16,7 @@ function withoutSecrets(value: unknown): unknown {
 
 export function agentIdentityHandlers(a: Account): Record<string, Handler> {
   const { workloadIdentities: wis, identityProviders: idps, oauth2Providers: providers } = a;
+  const keyView = ({ APIKey: _key, ...rest }: EmuApiKeyProvider) => rest;
   const providerView = (p: EmuOAuth2Provider) => ({ ...p, OAuth2ProviderConfig: withoutSecrets(p.OAuth2ProviderConfig) });
 
   return {
@@ -119,6 +120,26 @@ export function agentIdentityHandlers(a: Account): Record<string, Handler> {
     GetOAuth2CredentialProvider: (p) => ({ OAuth2CredentialProvider: providerView(providers.get(requiredParam(p, 'OAuth2CredentialProviderName'))) }),
     DeleteOAuth2CredentialProvider(p) {
       providers.remove(providers.get(requiredParam(p, 'OAuth2CredentialProviderName')));
+      return {};
+    },
+    // CreateAPIKeyCredentialProvider {APIKeyCredentialProviderName, APIKey, Description, TokenVaultName}; answers never carry the key.
+    CreateAPIKeyCredentialProvider(p) {
+      const name = requiredParam(p, 'APIKeyCredentialProviderName');
+      a.apiKeyProviders.assertFree(name);
+      const now = isoSeconds();
+      const provider: EmuApiKeyProvider = {
+        APIKeyCredentialProviderName: name,
+        CredentialProviderArn: a.apiKeyProviderArn(name),
+        APIKey: requiredParam(p, 'APIKey'),
+        ...(p.Description ? { Description: p.Description } : {}),
+        CreateTime: now,
+        UpdateTime: now,
+      };
+      return { APIKeyCredentialProvider: keyView(a.apiKeyProviders.add(provider)) };
+    },
+    GetAPIKeyCredentialProvider: (p) => ({ APIKeyCredentialProvider: keyView(a.apiKeyProviders.get(requiredParam(p, 'APIKeyCredentialProviderName'))) }),
+    DeleteAPIKeyCredentialProvider(p) {
+      a.apiKeyProviders.remove(a.apiKeyProviders.get(requiredParam(p, 'APIKeyCredentialProviderName')));
       return {};
     },
   };

@@ -4,7 +4,7 @@
  *
  * | Product | Version | Actions |
  * |---|---|---|
- * | AgentIdentity | 2025-09-01 | Create/Get/Update/Delete WorkloadIdentity, ListWorkloadIdentities, Create/Get/Update/Delete IdentityProvider, Create/Get/Delete OAuth2CredentialProvider |
+ * | AgentIdentity | 2025-09-01 | Create/Get/Update/Delete WorkloadIdentity, ListWorkloadIdentities, Create/Get/Update/Delete IdentityProvider, Create/Get/Delete OAuth2CredentialProvider, Create/Get/Delete APIKeyCredentialProvider |
  * | RAM | 2015-05-01 | Create/Get/Update/Delete Role, Create/Get/Delete Policy, CreatePolicyVersion, AttachPolicyToRole, DetachPolicyFromRole, ListPoliciesForRole |
  * | STS | 2015-04-01 | GetCallerIdentity |
  * | IMS | 2019-08-15 | Create/Get/Delete Application, ListApplications, CreateAppSecret |

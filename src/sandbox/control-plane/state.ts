@@ -27,6 +27,16 @@ export interface EmuIdentityProvider {
   UpdateTime: string;
 }
 
+/** The key itself is kept only for the data plane's sake; no control-plane answer ever contains it. */
+export interface EmuApiKeyProvider {
+  APIKeyCredentialProviderName: string;
+  CredentialProviderArn: string;
+  APIKey: string;
+  Description?: string;
+  CreateTime: string;
+  UpdateTime: string;
+}
+
 export interface EmuOAuth2Provider {
   OAuth2CredentialProviderName: string;
   CredentialProviderArn: string;
@@ -90,6 +100,7 @@ export interface ControlPlaneState {
   workloadIdentities: EmuWorkloadIdentity[];
   identityProviders: EmuIdentityProvider[];
   oauth2Providers: EmuOAuth2Provider[];
+  apiKeyProviders: EmuApiKeyProvider[];
   roles: EmuRole[];
   policies: EmuPolicy[];
   /** `roleName → ["Custom:PolicyName", …]` */
@@ -160,6 +171,7 @@ export interface Account {
   workloadIdentities: Collection<EmuWorkloadIdentity>;
   identityProviders: Collection<EmuIdentityProvider>;
   oauth2Providers: Collection<EmuOAuth2Provider>;
+  apiKeyProviders: Collection<EmuApiKeyProvider>;
   roles: Collection<EmuRole>;
   applications: Collection<EmuApplication>;
   findPolicy(name: string, type?: string): EmuPolicy | undefined;
@@ -168,6 +180,7 @@ export interface Account {
   wiArn(name: string): string;
   idpArn(name: string): string;
   providerArn(name: string): string;
+  apiKeyProviderArn(name: string): string;
   roleArn(name: string): string;
 }
 
@@ -196,6 +209,7 @@ export function createAccount(accountId: string, regionId: string, baseUrl: () =
     workloadIdentities: [],
     identityProviders: [],
     oauth2Providers: [],
+    apiKeyProviders: [],
     roles: [],
     policies: [],
     attachments: {},
@@ -204,6 +218,7 @@ export function createAccount(accountId: string, regionId: string, baseUrl: () =
   const wiArn = (name: string) => `acs:agentidentity:${regionId}:${accountId}:workloadidentitydirectory/default/workloadidentity/${name}`;
   const idpArn = (name: string) => `acs:agentidentity:${regionId}:${accountId}:identityprovider/${name}`; // format UNVERIFIED
   const providerArn = (name: string) => `acs:agentidentity:${regionId}:${accountId}:tokenvault/default/oauth2credentialprovider/${name}`;
+  const apiKeyProviderArn = (name: string) => `acs:agentidentity:${regionId}:${accountId}:tokenvault/default/apikeycredentialprovider/${name}`;
   const roleArn = (name: string) => `acs:ram::${accountId}:role/${name.toLowerCase()}`;
 
   const findPolicy = (name: string, type = 'Custom') =>
@@ -258,6 +273,11 @@ export function createAccount(accountId: string, regionId: string, baseUrl: () =
       notFound: (name) => new AcsError(404, 'EntityNotExists.OAuth2CredentialProvider', `The OAuth2 credential provider "${name}" does not exist.`),
       exists: (name) => new AcsError(409, 'EntityAlreadyExists.OAuth2CredentialProvider', `The OAuth2 credential provider "${name}" already exists.`),
     }),
+    apiKeyProviders: collection(state, 'apiKeyProviders', {
+      name: (p) => p.APIKeyCredentialProviderName,
+      notFound: (name) => new AcsError(404, 'EntityNotExists.APIKeyCredentialProvider', `The API key credential provider "${name}" does not exist.`),
+      exists: (name) => new AcsError(409, 'EntityAlreadyExists.APIKeyCredentialProvider', `The API key credential provider "${name}" already exists.`),
+    }),
     // RAM names are case-insensitive.
     roles: collection(state, 'roles', {
       name: (r) => r.RoleName,
@@ -279,6 +299,7 @@ export function createAccount(accountId: string, regionId: string, baseUrl: () =
     wiArn,
     idpArn,
     providerArn,
+    apiKeyProviderArn,
     roleArn,
   };
 }
