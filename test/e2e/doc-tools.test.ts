@@ -276,6 +276,59 @@ describe('changing accounts', () => {
   });
 });
 
+describe('every app-token tool through its first consent (a fresh user each)', () => {
+  const calls: Array<[string, Record<string, unknown>]> = [
+    ['search_dingtalk_docs', { query: 'budget' }],
+    ['read_dingtalk_doc', { document: ZHANG_DOC }],
+    ['get_dingtalk_doc_info', { document: ZHANG_DOC }],
+    ['list_dingtalk_folder', {}],
+    ['append_dingtalk_doc', { document: ZHANG_DOC, content: 'first-consent append' }],
+    ['create_dingtalk_doc', { title: 'First consent' }],
+  ];
+  for (const [tool, args] of calls) {
+    it(tool, async () => {
+      const s = await connectAs(`first-${tool}`, zhang);
+      try {
+        const r = await during(() => call(s.client, tool, args));
+        expect(r.value.isError, r.value.text).toBeFalsy();
+        expect(s.consents()).toBe(1);
+        expect(r.value.structured['status']).toBe('ok');
+        expectOperator(r.requests, zhang);
+        // The operator was learnt from this user's own token, once.
+        expect(r.requests.filter((x) => x.api === 'users/me')).toHaveLength(1);
+      } finally {
+        await s.close();
+      }
+    });
+  }
+});
+
+describe('a long document is read in bounded parts', () => {
+  it('cuts at a block boundary with a note, and startBlock continues exactly there', async () => {
+    const paragraphs = Array.from({ length: 400 }, (_, i) => `Paragraph ${i}: ${'text '.repeat(30).trim()}`);
+    stack.sandbox.dingtalk.seedDocument('ZhangLongDoc0005', { title: 'Long', owner: zhang, content: paragraphs.join('\n\n') });
+    const alice = await connectAs('alice', zhang);
+    try {
+      const first = await call(alice.client, 'read_dingtalk_doc', { document: 'ZhangLongDoc0005' });
+      expect(first.structured['truncated']).toBe(true);
+      const next = first.structured['nextStartBlock'] as number;
+      expect((first.structured['markdown'] as string).length).toBeLessThanOrEqual(30_000);
+      expect(first.text).toContain(`startBlock: ${next}`);
+      expect(first.structured['markdown']).toBe(paragraphs.slice(0, next).join('\n\n'));
+      let all = first.structured['markdown'] as string;
+      let from: number | undefined = next;
+      while (from !== undefined) {
+        const part = await call(alice.client, 'read_dingtalk_doc', { document: 'ZhangLongDoc0005', startBlock: from });
+        all += `\n\n${part.structured['markdown'] as string}`;
+        from = part.structured['nextStartBlock'] as number | undefined;
+      }
+      expect(all).toBe(paragraphs.join('\n\n'));
+    } finally {
+      await alice.close();
+    }
+  });
+});
+
 describe('bad input is refused before any request', () => {
   let alice: Awaited<ReturnType<typeof connectAs>>;
   beforeAll(async () => {
