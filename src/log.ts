@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { JWT_LIKE } from './redact.js';
 
 /** Logs go to stderr only: in stdio mode stdout belongs to the MCP protocol. */
@@ -25,6 +25,23 @@ export interface LoggerOptions {
 // Anything that looks like a bearer credential is scrubbed even if a caller slips up:
 // JWTs, and values of fields whose names say they are secret.
 const SECRET_FIELD = /token|secret|password|authorization|jwt|credential|cookie|apikey|api_key/i;
+const LABEL: Record<LogLevel, string> = { debug: 'DEBUG', info: 'INFO', warn: 'WARN', error: 'ERROR', silent: 'SILENT' };
+
+// Field names come from code, not input: a few dozen distinct ones, each tested once.
+const secretFieldNames = new Map<string, boolean>();
+function isSecretField(key: string): boolean {
+  let secret = secretFieldNames.get(key);
+  if (secret === undefined) {
+    secret = SECRET_FIELD.test(key);
+    if (secretFieldNames.size < 1000) secretFieldNames.set(key, secret);
+  }
+  return secret;
+}
+
+function hasAny(o: Record<string, unknown>): boolean {
+  for (const _ in o) return true;
+  return false;
+}
 
 export function createLogger(options: LoggerOptions = {}, base: Record<string, unknown> = {}): Logger {
   const threshold = RANK[options.level ?? 'info'];
@@ -32,21 +49,27 @@ export function createLogger(options: LoggerOptions = {}, base: Record<string, u
   const secrets = (options.secrets ?? []).filter((s) => s.length >= 6);
 
   const scrub = (text: string): string => {
-    let out = text.replace(JWT_LIKE, '[redacted-jwt]');
-    for (const s of secrets) out = out.split(s).join('[redacted]');
+    // Most lines carry neither: test first, rewrite only when needed.
+    let out = text.includes('eyJ') ? text.replace(JWT_LIKE, '[redacted-jwt]') : text;
+    for (const s of secrets) if (out.includes(s)) out = out.split(s).join('[redacted]');
     return out;
   };
 
   const emit = (level: LogLevel, message: string, fields?: Record<string, unknown>) => {
     if (RANK[level] < threshold) return;
-    const all = { ...base, ...fields };
-    const parts = [`${new Date().toISOString()} ${level.toUpperCase()} ${message}`];
-    for (const [key, value] of Object.entries(all)) {
-      if (value === undefined) continue;
-      const shown = SECRET_FIELD.test(key) ? '[redacted]' : typeof value === 'string' ? value : JSON.stringify(value);
-      parts.push(`${key}=${shown}`);
-    }
-    write(scrub(parts.join(' ')));
+    let line = `${new Date().toISOString()} ${LABEL[level]} ${message}`;
+    const append = (all: Record<string, unknown>) => {
+      for (const key in all) {
+        const value = all[key];
+        if (value === undefined) continue;
+        const shown = isSecretField(key) ? '[redacted]' : typeof value === 'string' ? value : JSON.stringify(value);
+        line += ` ${key}=${shown}`;
+      }
+    };
+    // Field order as before: base fields first, a call's own fields override them.
+    if (fields === undefined) append(base);
+    else append(hasAny(base) ? { ...base, ...fields } : fields);
+    write(scrub(line));
   };
 
   return {
@@ -58,9 +81,27 @@ export function createLogger(options: LoggerOptions = {}, base: Record<string, u
   };
 }
 
-/** A short, stable, non-reversible label for a user id in logs. */
+// User ids are often guessable (e-mail addresses, employee numbers), so a plain hash of one could
+// be reversed by trying candidates: labels are keyed (HMAC). The key is random per process unless
+// configureUserLabels() derives it from the configured state secret, which makes labels agree
+// across replicas and restarts of one deployment.
+let labelKey: Uint8Array = randomBytes(32);
+const labels = new Map<string, string>();
+
+export function configureUserLabels(key: Uint8Array): void {
+  labelKey = key;
+  labels.clear();
+}
+
+/** A short, stable label for a user id in logs: HMAC-SHA256 under a key kept out of the logs. */
 export function hashUserId(id: string): string {
-  return createHash('sha256').update(id).digest('hex').slice(0, 12);
+  let label = labels.get(id);
+  if (label === undefined) {
+    label = createHmac('sha256', labelKey).update(id).digest('hex').slice(0, 12);
+    if (labels.size >= 10_000) labels.clear();
+    labels.set(id, label);
+  }
+  return label;
 }
 
 export const silentLogger: Logger = createLogger({ level: 'silent' });

@@ -13,7 +13,7 @@ import { OperatorDirectory } from './dingtalk/operator.js';
 import { AgentIdentityClient } from './identity/agent-identity-client.js';
 import { AgentIdentityBroker } from './identity/broker.js';
 import type { IdentityBroker, UserIdentity } from './identity/types.js';
-import { createLogger, type Logger } from './log.js';
+import { configureUserLabels, createLogger, type Logger } from './log.js';
 import type { ToolDeps } from './tools/define-tool.js';
 import { selectTools } from './tools/index.js';
 import { InFlight } from './in-flight.js';
@@ -78,6 +78,9 @@ export function createRuntime(config: Config, overrides: RuntimeOverrides = {}):
   });
 
   const state = new SignedState(config.stateSecret);
+  // Log labels of user ids are keyed by the state secret: stable across replicas that share it,
+  // never reversible by someone who only has the logs.
+  configureUserLabels(createHash('sha256').update(state.keyBytes).update('log-user-label').digest());
   const store = overrides.store ?? createMemoryStore(stateStoreOptions(config));
   const pending = new PendingAuthorizations(store.pending, { ttlMs: authTimeoutMs });
   const requestStateCodec = createRequestStateCodec<AuthRequestState>({

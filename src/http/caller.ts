@@ -1,24 +1,39 @@
-import type { NextFunction, Request, Response } from 'express';
-import { requireBearerAuth } from '@modelcontextprotocol/express';
-import { OAuthError, OAuthErrorCode, type AuthInfo, type ServerContext } from '@modelcontextprotocol/server';
+import type { IncomingMessage } from 'node:http';
+import {
+  bearerAuthChallengeResponse,
+  OAuthError,
+  OAuthErrorCode,
+  verifyBearerToken,
+  type AuthInfo,
+  type ServerContext,
+} from '@modelcontextprotocol/server';
 import type { UserIdentity } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import { OidcError, type OidcProvider } from './oidc.js';
+import { VerifiedTokens } from './verified-tokens.js';
 
-/** Where the verified user rides from the auth middleware to the tool handler. */
+/** Where the verified user rides from the auth step to the tool handler. */
 interface CallerExtra {
   user: UserIdentity;
 }
 
+/** A request the authentication step has vouched for. */
+export type AuthenticatedRequest = IncomingMessage & { auth?: AuthInfo };
+
+/** The verified caller, or the complete refusal to send (status, headers, JSON body). */
+export type AuthOutcome = { ok: true; auth: AuthInfo } | { ok: false; status: number; headers: Record<string, string>; body: unknown };
+
+export type Authenticate = (req: IncomingMessage) => Promise<AuthOutcome>;
+
 /** The verified caller of an HTTP request, as the tools see it (`ctx.http.authInfo`). */
 export function userFromContext(ctx: ServerContext): UserIdentity {
   const user = (ctx.http?.authInfo?.extra as Partial<CallerExtra> | undefined)?.user;
-  // Unreachable behind the auth middleware; refuse rather than guess.
+  // Unreachable behind the auth step; refuse rather than guess.
   if (!user) throw new Error('request reached a tool without a verified caller');
   return user;
 }
 
-export function userFromRequest(req: Request): UserIdentity | undefined {
+export function userFromRequest(req: AuthenticatedRequest): UserIdentity | undefined {
   return (req.auth?.extra as Partial<CallerExtra> | undefined)?.user;
 }
 
@@ -26,23 +41,32 @@ export function userFromRequest(req: Request): UserIdentity | undefined {
  * `Authorization: Bearer <JWT>` from the configured identity provider: signature (JWKS),
  * issuer, audience and expiry verified; the user is the `sub`, and the JWT itself is the
  * artifact Agent Identity receives (GetWorkloadAccessTokenForJWT, CompleteResourceTokenAuth).
- * Failures answer 401 with `WWW-Authenticate: Bearer … resource_metadata="…"` (RFC 6750, RFC 9728).
+ * Failures answer 401 with `WWW-Authenticate: Bearer … resource_metadata="…"` (RFC 6750, RFC 9728),
+ * built by the SDK (verifyBearerToken, bearerAuthChallengeResponse).
+ *
+ * A token that verified is remembered until it expires (at most a few minutes, see
+ * VerifiedTokens), so a client's steady stream of calls pays for one signature check.
  */
-export function bearerAuth(oidc: OidcProvider, audience: string, resourceMetadataUrl: string, logger: Logger) {
-  return requireBearerAuth({
+export function bearerAuth(oidc: OidcProvider, audience: string, resourceMetadataUrl: string, logger: Logger): Authenticate {
+  const verified = new VerifiedTokens<AuthInfo>();
+  const options = {
     resourceMetadataUrl,
     verifier: {
       async verifyAccessToken(token: string): Promise<AuthInfo> {
+        const known = verified.get(token);
+        if (known) return known;
         try {
           const claims = await oidc.verify(token, audience);
           const user: UserIdentity = { kind: 'jwt', jwt: token, subject: claims.sub, issuer: claims.iss };
-          return {
+          const auth: AuthInfo = {
             token,
             clientId: typeof claims.azp === 'string' ? claims.azp : typeof claims.client_id === 'string' ? claims.client_id : claims.sub,
             scopes: typeof claims.scope === 'string' ? claims.scope.split(' ').filter(Boolean) : [],
             expiresAt: claims.exp,
             extra: { user } satisfies CallerExtra,
           };
+          verified.set(token, auth, (claims.exp ?? 0) * 1000);
+          return auth;
         } catch (e) {
           const reason = e instanceof OidcError ? e.message : 'The token could not be verified.';
           logger.info('security: bearer token refused', { reason });
@@ -50,36 +74,53 @@ export function bearerAuth(oidc: OidcProvider, audience: string, resourceMetadat
         }
       },
     },
-  });
+  };
+  return async (req) => {
+    try {
+      return { ok: true, auth: await verifyBearerToken(req.headers.authorization, options) };
+    } catch (error) {
+      const response = bearerAuthChallengeResponse(error, options);
+      const challenge = response.headers.get('WWW-Authenticate');
+      const body = error instanceof OAuthError ? error : new OAuthError(OAuthErrorCode.ServerError, 'Internal Server Error');
+      const headers: Record<string, string> = challenge ? { 'WWW-Authenticate': challenge } : {};
+      return { ok: false, status: response.status, headers, body: body.toResponseObject() };
+    }
+  };
 }
 
 /**
  * Opt-in for gateways that already authenticate: the user id comes from a header, and only when
  * the request comes from one of the configured proxy addresses. Anyone else gets 401.
  */
-export function trustedProxyAuth(header: string, proxies: string[], logger: Logger) {
+export function trustedProxyAuth(header: string, proxies: string[], logger: Logger): Authenticate {
   const fromGateway = gatewayUser(header, proxies);
-  return (req: Request, res: Response, next: NextFunction) => {
+  return async (req) => {
     const userId = fromGateway(req);
     if (!userId) {
       const from = normalizeAddress(req.socket.remoteAddress ?? '');
       logger.warn('security: request refused by trusted-proxy mode', { from, header: req.headers[header] ? 'present' : 'missing' });
-      res.status(401).set('WWW-Authenticate', 'Bearer error="invalid_token"').json({ error: 'invalid_token', error_description: `Requests must come through the trusted gateway, which sets ${header}.` });
-      return;
+      return {
+        ok: false,
+        status: 401,
+        headers: { 'WWW-Authenticate': 'Bearer error="invalid_token"' },
+        body: { error: 'invalid_token', error_description: `Requests must come through the trusted gateway, which sets ${header}.` },
+      };
     }
-    req.auth = {
-      token: '',
-      clientId: 'trusted-proxy',
-      scopes: [],
-      expiresAt: Math.floor(Date.now() / 1000) + 300,
-      extra: { user: { kind: 'userId', userId } } satisfies CallerExtra,
+    return {
+      ok: true,
+      auth: {
+        token: '',
+        clientId: 'trusted-proxy',
+        scopes: [],
+        expiresAt: Math.floor(Date.now() / 1000) + 300,
+        extra: { user: { kind: 'userId', userId } } satisfies CallerExtra,
+      },
     };
-    next();
   };
 }
 
 /** The user id a trusted gateway vouches for: its header, only on requests from its addresses. */
-export function gatewayUser(header: string, proxies: string[]): (req: Request) => string | undefined {
+export function gatewayUser(header: string, proxies: string[]): (req: IncomingMessage) => string | undefined {
   const allowed = new Set(proxies.map(normalizeAddress));
   return (req) => {
     if (!allowed.has(normalizeAddress(req.socket.remoteAddress ?? ''))) return undefined;

@@ -15,7 +15,7 @@ export async function serveHttpTransport(runtime: Runtime): Promise<{ url: strin
     await oidc.discover().catch((e: unknown) => logger.error('identity provider not reachable yet', { error: (e as Error).message }));
   }
   const http = createHttpApp(runtime, oidc);
-  const server = createHttpServer(http.app);
+  const server = createHttpServer(http.handler);
   // Limits on how long a request may take to *arrive* (slow-loris); answers may take minutes
   // (a call waiting for consent) and are not affected.
   server.headersTimeout = 20_000;
@@ -45,6 +45,10 @@ export async function serveHttpTransport(runtime: Runtime): Promise<{ url: strin
       closing ??= (async () => {
         // Stop taking connections, let writes already sent to DingTalk finish, then end sessions.
         const deadline = Date.now() + 30_000;
+        // Requests still arriving on kept-alive connections get 503 + Connection: close, and
+        // calls already running start no new authorization (it could not finish before exit).
+        http.beginShutdown();
+        runtime.callbackProblem = 'the server is shutting down; call the tool again in a moment';
         server.close();
         server.closeIdleConnections();
         // Calls waiting for a user's consent would wait minutes: end them now, with a clear message.
