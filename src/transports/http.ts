@@ -54,8 +54,16 @@ export async function serveHttpTransport(runtime: Runtime): Promise<{ url: strin
         // Calls waiting for a user's consent would wait minutes: end them now, with a clear message.
         runtime.pending.settleAll('failed', 'the server is restarting; call the tool again in a moment');
         if (!(await runtime.writes.drained(deadline - Date.now()))) logger.warn('shutdown: gave up waiting for in-flight DingTalk writes after 30 s');
-        // Then let the answers reach their clients.
-        if (!(await http.requests.drained(Math.max(1000, deadline - Date.now())))) logger.warn('shutdown: some requests were still open');
+        // Then let the answers reach their clients. A request pipelined behind the last answer is
+        // dispatched just after it (and answered 503): drain until the connections stay quiet.
+        for (;;) {
+          if (!(await http.requests.drained(Math.max(1000, deadline - Date.now())))) {
+            logger.warn('shutdown: some requests were still open');
+            break;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          if (http.requests.size === 0 || Date.now() > deadline) break;
+        }
         await http.close();
         server.closeAllConnections();
       })();
