@@ -43,6 +43,8 @@ export interface Runtime {
   writes: InFlight;
   /** Why the browser pages cannot be reached, if they cannot (set by the transport). */
   callbackProblem: string | undefined;
+  /** Load what the first call would otherwise wait for (undici); transports call it once serving. */
+  warmUp(): void;
   /** The tool dependencies, given how this transport identifies the caller. */
   toolDeps(resolveUser: (ctx: ServerContext) => UserIdentity): ToolDeps;
   close(): Promise<void>;
@@ -114,6 +116,7 @@ export function createRuntime(config: Config, overrides: RuntimeOverrides = {}):
     state,
     writes,
     callbackProblem: 'the authorization pages are not listening yet',
+    warmUp: () => dingtalk.warmUp(),
     toolDeps: (resolveUser) => ({ ladder, dingtalk, resolveUser, logger, writes, operators, app, tools: selectTools(config, app !== undefined) }),
     async close() {
       pending.close();

@@ -104,7 +104,15 @@ export class DingTalkClient {
     this.logger = (options.logger ?? silentLogger).child({ component: 'dingtalk' });
   }
 
-  /** undici is loaded on the first call, not at start-up: the stdio server answers `initialize` sooner. */
+  /**
+   * Load undici now, off the path of any call (the transports call this once they are serving):
+   * the first write after a consent must not wait for it.
+   */
+  warmUp(): void {
+    void this.http().catch(() => {});
+  }
+
+  /** undici is loaded on the first call or warmUp(), not at start-up: the stdio server answers `initialize` sooner. */
   private http(): Promise<{ agent: Agent; request: typeof undiciRequest }> {
     this.undici ??= import('undici').then((m) => ({
       agent: new m.Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 60_000, connections: 32, connect: { timeout: this.timeoutMs } }),

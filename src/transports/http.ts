@@ -28,6 +28,7 @@ export async function serveHttpTransport(runtime: Runtime): Promise<{ url: strin
     server.listen(config.port, config.host, () => resolve());
   });
   runtime.callbackProblem = undefined;
+  runtime.warmUp();
   const address = server.address() as AddressInfo;
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   logger.info('serving MCP over streamable HTTP', { listening: url, mcp: `${config.appRedirectUri}/mcp`, auth: config.trustedProxyHeader ? `trusted proxy header ${config.trustedProxyHeader}` : `bearer JWT from ${config.oidcIssuer}` });

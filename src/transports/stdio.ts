@@ -68,6 +68,8 @@ async function startBrowserPages(runtime: Runtime): Promise<HttpServer> {
     runtime.callbackProblem = undefined;
     logger.info('authorization pages listening', { url: config.appRedirectUri, bound: `127.0.0.1:${port}` });
   });
+  // After initialize has been answered and the pages are up: the first write must not pay for it.
+  runtime.warmUp();
   if (!['localhost', '127.0.0.1', '[::1]'].includes(redirect.hostname)) {
     logger.warn('APP_REDIRECT_URI is not a loopback address, but stdio mode listens on 127.0.0.1 only; put a tunnel or proxy in front, or use http://localhost:<port>', { appRedirectUri: config.appRedirectUri });
   }
