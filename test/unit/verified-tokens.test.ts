@@ -1,9 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { bearerAuth } from '../src/http/caller.js';
-import { OidcError, type OidcProvider } from '../src/http/oidc.js';
-import { VerifiedTokens } from '../src/http/verified-tokens.js';
-import { silentLogger } from '../src/log.js';
+import { bearerAuth } from '../../src/http/caller.js';
+import { OidcError, type OidcProvider } from '../../src/http/oidc.js';
+import { VerifiedTokens } from '../../src/http/verified-tokens.js';
+import { silentLogger } from '../../src/log.js';
 
 const request = (authorization?: string) => ({ headers: authorization ? { authorization } : {} }) as IncomingMessage;
 

@@ -6,12 +6,12 @@
 import { request as httpRequest } from 'node:http';
 import { Client as UndiciClient } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/log.js';
-import { createRuntime, type Runtime } from '../src/runtime.js';
-import { followAuthorizationLink } from '../src/sandbox/browser.js';
-import { freePort, SANDBOX, startSandbox, type Sandbox } from '../src/sandbox/index.js';
-import { serveHttpTransport } from '../src/transports/http.js';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/log.js';
+import { createRuntime, type Runtime } from '../../src/runtime.js';
+import { followAuthorizationLink } from '../../examples/shared/browser.js';
+import { freePort, SANDBOX, startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import { serveHttpTransport } from '../../src/transports/http.js';
 
 const ALICE = 'alice-1001';
 const BOB = 'bob-2002';

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config.js';
-import { configureUserLabels, createLogger, hashUserId } from '../src/log.js';
-import { createRuntime } from '../src/runtime.js';
+import { loadConfig } from '../../src/config.js';
+import { configureUserLabels, createLogger, hashUserId } from '../../src/log.js';
+import { createRuntime } from '../../src/runtime.js';
 
 describe('user labels in logs', () => {
   it('are keyed: nobody holding only the log can recompute a label from a guessed user id', () => {
