@@ -116,7 +116,8 @@ export function createHttpApp(runtime: Runtime, oidc?: OidcProvider): HttpApp {
       const end = path.indexOf('?');
       const pathname = end === -1 ? path : path.slice(0, end);
       if (pathname === '/mcp' || pathname === '/mcp/') {
-        res.once('close', requests.enter());
+        // POSTs carry the calls shutdown waits for; a 2025 GET stream would hold the drain open.
+        if (req.method === 'POST') res.once('close', requests.enter());
         return mcp.handle(req, res);
       }
       app(req, res);
