@@ -244,7 +244,7 @@ describe('shutdown', () => {
     const first = await rawPost(own.base, JSON.stringify(modernCall(BOB, { document: DOC, content: 'x' })), { ...modernHeaders, authorization: auth });
     const link = (JSON.parse(first.text) as { result: { structuredContent: { authorizationUrl: string } } }).result.structuredContent.authorizationUrl;
     await followAuthorizationLink(link, { oidcSub: BOB });
-    const pendingBefore = own.runtime.pending.size;
+    const pendingBefore = await own.runtime.pending.count();
 
     // DingTalk refuses Bob's token after a delay; Agent Identity still hands out the same token, so
     // the tool must ask for a new consent — but by then shutdown has begun.
@@ -257,7 +257,7 @@ describe('shutdown', () => {
     expect(result.isError).toBe(true);
     expect(result.content[0]!.text).toContain('shutting down');
     expect(result.structuredContent?.authorizationUrl).toBeUndefined();
-    expect(own.runtime.pending.size).toBe(pendingBefore);
+    expect(await own.runtime.pending.count()).toBe(pendingBefore);
     await closing;
     sandbox.dingtalk.clearFaults();
   });
