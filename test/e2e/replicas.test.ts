@@ -20,8 +20,8 @@ const REDIS_PASSWORD = 'redis-pw-never-shown-7Gq2';
 const RATE_LIMIT = 60;
 const LOAD_USERS = Array.from({ length: 50 }, (_, i) => `load-user-${String(i).padStart(2, '0')}`);
 // Distinctive names, so that finding one in Redis cannot be chance.
-const NAMED = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace'].map((n) => `${n}-of-the-replicas`);
-const [ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE] = NAMED as [string, string, string, string, string, string, string];
+const NAMED = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi', 'ivan'].map((n) => `${n}-of-the-replicas`);
+const [ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE, HEIDI, IVAN] = NAMED as [string, string, string, string, string, string, string, string, string];
 const union = (sub: string) => `union-${sub}`;
 const doc = (sub: string) => `Doc${sub.replace(/[^A-Za-z0-9]/g, '')}0001`;
 
@@ -137,6 +137,38 @@ describe('each step of a consent on another replica', () => {
     }
   });
 
+  it('2026-07-28: a retry waiting on one replica resumes the moment /callback completes on another', async () => {
+    const client = await connect(IVAN, { era: 'modern' });
+    const since = proxy.log.length;
+    let visit: Promise<string> | undefined;
+    try {
+      // Every /mcp request on replica 2; the browser on replicas 0 and 1.
+      proxy.route = (req) => {
+        const path = (req.url ?? '').split('?')[0]!;
+        if (path === '/mcp') return 2;
+        if (path.startsWith('/connect/') || path === '/login/callback') return 0;
+        if (path === '/callback') return 1;
+        return undefined;
+      };
+      client.setRequestHandler('elicitation/create', async (request) => {
+        const url = (request.params as { url: string }).url;
+        // Accept at once (the client retries and waits); the user finishes in the browser a moment later.
+        visit = new Promise((r) => setTimeout(r, 1_000)).then(() => followAuthorizationLink(url, { oidcSub: IVAN, unionId: union(IVAN) })).then((v) => v.body);
+        return { action: 'accept' };
+      });
+      const result = await write(client, IVAN, 'ivan waited on replica 2');
+      expect(textOf(result)).toContain('Wrote');
+      expect(await visit).toContain('DingTalk access granted');
+      expect(replicas[2]!.stderr()).toMatch(/tool call tool=write_dingtalk_doc .*outcome=ok/);
+      expect(new Set(servedBy('/mcp', since))).toEqual(new Set([2]));
+      expect(servedBy('/callback', since)).toEqual([1]);
+      expect(consentsOf(IVAN)).toBe(1);
+    } finally {
+      proxy.route = undefined;
+      await client.close();
+    }
+  });
+
   it('a 2025 session held by another replica gets the spec\'s 404, so the client starts a new one', async () => {
     const token = await bearer(CAROL);
     const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
@@ -206,6 +238,40 @@ describe('single use and completion across replicas', () => {
       expect(sandbox.dingtalk.getDocument(doc(ERIN))?.content).toBe('erin after a crash');
       expect(decisions()).toBe(decisionsBefore + 1);
       expect(consentsOf(ERIN)).toBe(1);
+    } finally {
+      await again.close();
+      await replicas[home]!.start();
+      proxy.setUp(home, true);
+    }
+  });
+  it('a rolling deploy (SIGTERM) ends the waiting call at once, but the authorization stays: the consent completes elsewhere and the retry writes', async () => {
+    const since = proxy.log.length;
+    const client = await connect(HEIDI, { era: 'legacy' });
+    const home = proxy.log.slice(since).find((e) => e.path === '/mcp' && e.session)!.replica;
+    let link = '';
+    let stopped: Promise<void> | undefined;
+    client.setRequestHandler('elicitation/create', async (request) => {
+      link = (request.params as { url: string }).url;
+      proxy.setUp(home, false);
+      stopped = replicas[home]!.stop('SIGTERM');
+      return { action: 'accept' };
+    });
+    try {
+      const result = await write(client, HEIDI, 'never');
+      expect(result.isError).toBe(true);
+      expect(textOf(result)).toContain('the server is restarting; call the tool again in a moment');
+    } finally {
+      await client.close().catch(() => {});
+    }
+    await stopped;
+    // The user approves after the replica has gone: another replica completes the authorization it started.
+    const visit = await followAuthorizationLink(link, { oidcSub: HEIDI, unionId: union(HEIDI) });
+    expect(visit.body).toContain('DingTalk access granted');
+    const again = await connect(HEIDI, { era: 'legacy' });
+    try {
+      expect(textOf(await write(again, HEIDI, 'heidi after a deploy'))).toContain('Wrote');
+      expect(sandbox.dingtalk.getDocument(doc(HEIDI))?.content).toBe('heidi after a deploy');
+      expect(consentsOf(HEIDI)).toBe(1);
     } finally {
       await again.close();
       await replicas[home]!.start();
