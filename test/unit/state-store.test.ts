@@ -91,7 +91,8 @@ describe.each([
   });
 
   it('the first settlement wins and every replica hears of it', async () => {
-    const r = record();
+    // A user of its own: a 'completed' would also complete this user's other waiting links.
+    const r = record({ user: { kind: 'userId', userId: `gina-${id()}` } });
     await a.pending.insert(r);
     const heardByB = settledEvents(b);
     const [first, second] = await Promise.all([a.pending.settle(r.id, 'denied', 'DingTalk answered "access_denied"'), b.pending.settle(r.id, 'completed')]);
