@@ -61,6 +61,8 @@ export interface LadderRequest {
   toolName?: string;
   /** Ask for a fresh consent even when Agent Identity holds a token (switching DingTalk accounts). */
   forceAuthentication?: boolean;
+  /** What did not happen, for messages: "nothing was read" (default "nothing was written"). */
+  nothingDone?: string;
 }
 
 const userHash = (user: UserIdentity) => createHash('sha256').update(userKey(user)).digest('base64url').slice(0, 22);
@@ -78,7 +80,7 @@ export async function acquireDingTalkToken(deps: LadderDeps, req: LadderRequest)
     // Redis down or restarting: a clear tool error; nothing was written, and a link already given stays valid.
     if (e instanceof StoreUnavailableError) {
       deps.logger.warn('state store unavailable during a tool call', { error: e.message });
-      return fail(`${e.message} Nothing was written; call the tool again in a moment.`, 'state_store_unavailable', req);
+      return fail(`${e.message} ${cap(nothing(req))}; call the tool again in a moment.`, 'state_store_unavailable', req);
     }
     throw e;
   }
@@ -221,13 +223,13 @@ async function finish(deps: LadderDeps, req: LadderRequest, started: PendingAuth
   switch (settlement) {
     case 'denied':
       await deps.pending.delete(entry.id);
-      return fail('Access was denied on the DingTalk consent page, so nothing was written. If that was a mistake, call the tool again and choose Allow.', 'authorization_denied', req);
+      return fail(`Access was denied on the DingTalk consent page, so ${nothing(req)}. If that was a mistake, call the tool again and choose Allow.`, 'authorization_denied', req);
     case 'failed':
       await deps.pending.delete(entry.id);
       if (entry.failureMessage === 'declined') return declined('decline', req);
-      return fail(`The authorization did not complete: ${entry.failureMessage ?? 'unknown error'}. Nothing was written; call the tool again to retry.`, 'authorization_failed', req);
+      return fail(`The authorization did not complete: ${entry.failureMessage ?? 'unknown error'}. ${cap(nothing(req))}; call the tool again to retry.`, 'authorization_failed', req);
     case 'expired':
-      return fail(`No authorization arrived within ${formatDuration(deps.authTimeoutMs)}, so nothing was written. Call the tool again for a new link.`, 'authorization_timeout', req);
+      return fail(`No authorization arrived within ${formatDuration(deps.authTimeoutMs)}, so ${nothing(req)}. Call the tool again for a new link.`, 'authorization_timeout', req);
     case 'completed': {
       const outcome = await deps.broker.getDingTalkToken(req.user, {
         returnUrl: deps.callbackUrl,
@@ -245,9 +247,12 @@ async function finish(deps: LadderDeps, req: LadderRequest, started: PendingAuth
 
 function declined(action: 'decline' | 'cancel', req: LadderRequest): LadderOutcome {
   return action === 'decline'
-    ? fail('You declined to authorize DingTalk access, so nothing was written. Call the tool again if you change your mind.', 'authorization_declined', req)
-    : fail('The authorization was cancelled before it finished, so nothing was written. Call the tool again to retry.', 'authorization_cancelled', req);
+    ? fail(`You declined to authorize DingTalk access, so ${nothing(req)}. Call the tool again if you change your mind.`, 'authorization_declined', req)
+    : fail(`The authorization was cancelled before it finished, so ${nothing(req)}. Call the tool again to retry.`, 'authorization_cancelled', req);
 }
+
+const nothing = (req: LadderRequest) => req.nothingDone ?? 'nothing was written';
+const cap = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
 
 function fail(text: string, outcome: string, req: LadderRequest): LadderOutcome {
   return { kind: 'result', outcome, result: { isError: true, content: [{ type: 'text', text }] } };

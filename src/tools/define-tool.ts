@@ -134,6 +134,8 @@ async function runTool<I extends z.ZodObject, O extends z.ZodObject>(
       structured: (extra: Record<string, unknown>) => ({ ...pending, ...extra }),
       purpose: tool.purpose(input),
       forceAuthentication: tool.forceConsent?.(input) ?? false,
+      // "Nothing was read." → "nothing was read", for the ladder's sentences.
+      nothingDone: tool.nothingDone.replace(/\.$/, '').replace(/^./, (c) => c.toLowerCase()),
     };
     const who = user;
     if (ladderRequest.forceAuthentication) {

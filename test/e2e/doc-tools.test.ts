@@ -303,6 +303,21 @@ describe('every app-token tool through its first consent (a fresh user each)', (
   }
 });
 
+describe('declining the consent', () => {
+  it("says what did not happen for the tool at hand (a read: nothing was read, not 'written')", async () => {
+    const s = await connectServer(stack, { era: 'legacy', userId: 'declines-a-read' });
+    try {
+      s.client.setRequestHandler('elicitation/create', async () => ({ action: 'decline' }));
+      const r = await call(s.client, 'read_dingtalk_doc', { document: ZHANG_DOC });
+      expect(r.isError).toBe(true);
+      expect(r.text).toMatch(/declined.*so nothing was read/);
+      expect(r.text).not.toMatch(/written/);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe('a long document is read in bounded parts', () => {
   it('cuts at a block boundary with a note, and startBlock continues exactly there', async () => {
     const paragraphs = Array.from({ length: 400 }, (_, i) => `Paragraph ${i}: ${'text '.repeat(30).trim()}`);
