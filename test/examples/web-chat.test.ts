@@ -149,6 +149,8 @@ describe('the web chat in Chromium', () => {
 
     expect(doc()).toContain('| cn-beijing | 1,234.56 |');
     expect(doc()).toContain('# ECS costs, last month');
+    // Written as Alice: Agent Identity holds the DingTalk token under her identity (her JWT's issuer and subject).
+    expect(sandbox.upstream.agentIdentity.vault.has(`jwt:${sandbox.upstream.oidc!.issuer}:alice-1001`)).toBe(true);
 
     // No token ever reached the page: not in the DOM, not in what the event stream sends, not in readable cookies.
     const secrets = [...web.heldSecrets(), ...sandbox.upstream.agentIdentity.issuedSecrets(), ...sandbox.upstream.agentIdentity.sessions().map((s) => s.sessionUri)];
@@ -235,6 +237,8 @@ describe('the web chat in Chromium', () => {
     expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth)).toBe(true);
     await shot(page, 'declined');
 
+    // Nothing was authorized for Bob along the way.
+    expect(sandbox.upstream.agentIdentity.vault.has(`jwt:${sandbox.upstream.oidc!.issuer}:bob-2002`)).toBe(false);
     // Alice's page never got any of Bob's conversation.
     expect(await alice.content()).not.toContain('standup');
   }, 90_000);

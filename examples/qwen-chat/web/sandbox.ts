@@ -46,6 +46,11 @@ export async function startWebSandbox(options: { users?: OidcUser[]; serverEnv?:
     child.stderr!.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
     await waitForHealth(mcpBase, child, () => stderr);
     const proc = child;
+    let closing = false;
+    // Say so if the server dies under the demo: every chat's DingTalk tools would fail from then on.
+    proc.once('exit', (code, signal) => {
+      if (!closing) process.stderr.write(`sandbox: the DingTalk MCP server (HTTP mode) stopped (${signal ?? `exit code ${code}`}): ${stderr.trim().slice(-1000)}\n`);
+    });
     const redirectUris = new Set<string>();
     return {
       dashscope,
@@ -63,6 +68,7 @@ export async function startWebSandbox(options: { users?: OidcUser[]; serverEnv?:
         return { issuer: upstream.oidc!.issuer, clientId: WEB_CLIENT_ID };
       },
       async close() {
+        closing = true;
         await stop(proc);
         await Promise.allSettled(started.map((s) => s.close()));
       },
