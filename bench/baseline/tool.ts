@@ -5,10 +5,18 @@
  */
 import { McpServer } from '@modelcontextprotocol/server';
 import type { Agent } from 'undici';
+import { ALL_TOOLS } from '../../src/tools/index.js';
 import { writeDingTalkDoc as tool } from '../../src/tools/write-dingtalk-doc.js';
 
 export function createBaselineServer(dingtalkBase: string, token: () => string): McpServer {
   const server = new McpServer({ name: 'baseline', version: '0.0.0' });
+  // The same tool list as ours (the sandbox configures an app credential, so every tool is listed);
+  // only write_dingtalk_doc is measured, the others are there so both servers build the same list.
+  for (const other of ALL_TOOLS) {
+    if (other.name === tool.name) continue;
+    const shape = { title: other.title, description: other.description, inputSchema: other.inputSchema, outputSchema: other.outputSchema, annotations: { title: other.title, ...other.annotations } };
+    server.registerTool(other.name, shape, async () => ({ isError: true, content: [{ type: 'text' as const, text: 'not part of the baseline' }] }));
+  }
   const config = { title: tool.title, description: tool.description, inputSchema: tool.inputSchema, outputSchema: tool.outputSchema, annotations: { title: tool.title, ...tool.annotations } };
   server.registerTool(tool.name, config, async ({ document, content }) => {
     const { agent, request } = await (undici ??= loadUndici());

@@ -297,8 +297,9 @@ export class DingTalkClient {
 
   private async attempt(op: Operation, accessToken: string, signal?: AbortSignal): Promise<RawResponse> {
     const controller = new AbortController();
-    const timeout = new AttemptTimeout(this.timeoutMs);
-    const timer = setTimeout(() => controller.abort(timeout), this.timeoutMs);
+    // The error (and its stack) is built only if the attempt really times out.
+    let timeout: AttemptTimeout | undefined;
+    const timer = setTimeout(() => controller.abort((timeout = new AttemptTimeout(this.timeoutMs))), this.timeoutMs);
     const onAbort = () => controller.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -318,7 +319,7 @@ export class DingTalkClient {
       const requestId = typeof header === 'string' ? header : Array.isArray(header) ? header[0] : undefined;
       return requestId ? { status: response.statusCode, text, requestId } : { status: response.statusCode, text };
     } catch (err) {
-      if (controller.signal.aborted && controller.signal.reason === timeout) throw timeout;
+      if (timeout && controller.signal.reason === timeout) throw timeout;
       throw err;
     } finally {
       clearTimeout(timer);

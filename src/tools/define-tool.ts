@@ -21,6 +21,7 @@ import type { DingTalkAccount, OperatorDirectory } from '../dingtalk/operator.js
 import { DingTalkError } from '../dingtalk/types.js';
 import { AgentIdentityError, userKey, type UserIdentity } from '../identity/types.js';
 import type { InFlight } from '../in-flight.js';
+import { withCachedJsonSchema } from '../json-schema-cache.js';
 import { hashUserId, type Logger } from '../log.js';
 
 import type { Toolset } from './toolsets.js';
@@ -91,17 +92,36 @@ export function errorResult(text: string): CallToolResult {
   return { isError: true, content: [{ type: 'text', text }] };
 }
 
+// One published shape per tool for the life of the process: on 2026-07-28 a server is built per
+// request, and the SDK would otherwise convert the schemas to JSON Schema every time.
+interface PublishedShape {
+  title: string;
+  description: string;
+  inputSchema: z.ZodObject;
+  outputSchema: z.ZodObject;
+  annotations: ToolAnnotations;
+}
+const shapes = new WeakMap<object, PublishedShape>();
+function publishedShape<I extends z.ZodObject, O extends z.ZodObject>(tool: ToolDefinition<I, O>): PublishedShape {
+  let shape = shapes.get(tool);
+  if (!shape) {
+    shape = {
+      title: tool.title,
+      description: tool.description,
+      inputSchema: withCachedJsonSchema(tool.inputSchema),
+      outputSchema: withCachedJsonSchema(tool.outputSchema),
+      annotations: { title: tool.title, ...tool.annotations },
+    };
+    shapes.set(tool, shape);
+  }
+  return shape;
+}
+
 /** Register one tool on a server, wrapped in the shared concerns above. */
 export function registerTool<I extends z.ZodObject, O extends z.ZodObject>(server: McpServer, tool: ToolDefinition<I, O>, deps: ToolDeps): void {
   server.registerTool(
     tool.name,
-    {
-      title: tool.title,
-      description: tool.description,
-      inputSchema: tool.inputSchema,
-      outputSchema: tool.outputSchema,
-      annotations: { title: tool.title, ...tool.annotations },
-    },
+    publishedShape(tool),
     // The SDK validated `input` against inputSchema already.
     (async (input: z.output<I>, ctx: ServerContext) => runTool(server, tool, deps, input, ctx)) as never,
   );
