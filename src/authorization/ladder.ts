@@ -254,7 +254,7 @@ function declined(action: 'decline' | 'cancel', req: LadderRequest): LadderOutco
 const nothing = (req: LadderRequest) => req.nothingDone ?? 'nothing was written';
 const cap = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
 
-function fail(text: string, outcome: string, req: LadderRequest): LadderOutcome {
+function fail(text: string, outcome: string, _req: LadderRequest): LadderOutcome {
   return { kind: 'result', outcome, result: { isError: true, content: [{ type: 'text', text }] } };
 }
 

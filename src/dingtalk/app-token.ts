@@ -98,7 +98,7 @@ export class AppTokenSource {
   private async fetch(user: UserIdentity): Promise<string> {
     const { clientId, secret, api } = this.options;
     let appSecret = await secret.get(user);
-    let answer;
+    let answer: { accessToken: string; expireInSeconds: number };
     try {
       answer = await api.getAccessToken(clientId, appSecret);
     } catch (e) {

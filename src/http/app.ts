@@ -62,7 +62,7 @@ export function createHttpApp(runtime: Runtime, oidc?: OidcProvider): HttpApp {
       status: usable ? 'ok' : 'degraded',
       version: VERSION,
       agentIdentityCredentials: check === undefined ? 'unchecked' : check.ok ? 'usable' : 'unavailable',
-      ...(check && check.ok ? { credentialSource: check.type } : {}),
+      ...(check?.ok ? { credentialSource: check.type } : {}),
       ...(check && !check.ok ? { problem: check.reason } : {}),
       store,
       sessions: mcp.sessionCount(),

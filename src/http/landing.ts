@@ -17,7 +17,7 @@ export interface LandingInfo {
   sandbox: boolean;
 }
 
-const escape = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
 
 const DOCS = 'https://www.npmjs.com/package/agent-identity-dingtalk-mcp';
 
@@ -45,14 +45,14 @@ export function sendLanding(req: Request, res: Response, info: LandingInfo): voi
 <title>agent-identity-dingtalk-mcp</title>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:44rem;margin:3rem auto;padding:0 1rem;color:#1f2328}h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}pre,code{font:14px/1.4 ui-monospace,monospace;background:#f6f8fa}pre{padding:.75rem;overflow:auto}</style>
 </head><body>
-<h1>agent-identity-dingtalk-mcp ${escape(info.version)}${info.sandbox ? ' (sandbox)' : ''}</h1>
+<h1>agent-identity-dingtalk-mcp ${escapeHtml(info.version)}${info.sandbox ? ' (sandbox)' : ''}</h1>
 <p>An MCP server that lets an AI agent work in your DingTalk documents as you. Your DingTalk token stays with Alibaba Cloud Agent Identity; the agent and its client never see it. The first time, you approve access in your browser.</p>
 <h2>Connect an MCP client</h2>
-<p>MCP endpoint (streamable HTTP): <code>${escape(info.mcpUrl)}</code></p>
-<p>${escape(auth)}</p>
-<p>Claude Code:</p><pre>${escape(claude)}</pre>
-<p>Cursor, Cline and most clients (<code>mcpServers</code>):</p><pre>${escape(json)}</pre>
-<p>VS Code (<code>.vscode/mcp.json</code>):</p><pre>${escape(vscode)}</pre>
+<p>MCP endpoint (streamable HTTP): <code>${escapeHtml(info.mcpUrl)}</code></p>
+<p>${escapeHtml(auth)}</p>
+<p>Claude Code:</p><pre>${escapeHtml(claude)}</pre>
+<p>Cursor, Cline and most clients (<code>mcpServers</code>):</p><pre>${escapeHtml(json)}</pre>
+<p>VS Code (<code>.vscode/mcp.json</code>):</p><pre>${escapeHtml(vscode)}</pre>
 <p>Every client, and running it yourself: <code>docs/clients.md</code> in the package (<a href="${DOCS}">${DOCS}</a>).</p>
 </body></html>
 `);

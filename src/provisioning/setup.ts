@@ -30,7 +30,7 @@ import {
 } from './documents.js';
 import { appIdentity, applicationsNamed, attachmentIdentity, policyIdentity, readIdentity, roleIdentity } from './identity.js';
 import { printClientConfig } from './client-config.js';
-import type { ResourceRecord, ResourceType } from './record.js';
+import type { ResourceRecord, } from './record.js';
 
 const SYMBOL: Record<Action, string> = { create: '+ create', update: '~ update', ok: '= ok    ', adopt: '= adopt ', blocked: '! blocked' };
 

@@ -652,7 +652,7 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
       const session = liveSession(sessionUri);
       // Modeled on the AWS AgentCore analogue (reference §1.3), UNVERIFIED for Alibaba: same artifact or nothing.
       const invalid = () => new RpcError(400, 'InvalidParameter.SessionURI', 'Invalid or expired session.');
-      if (!session || session.status !== 'IN_PROGRESS' || !session.token) throw invalid();
+      if (session?.status !== 'IN_PROGRESS' || !session.token) throw invalid();
       const a = session.artifact;
       const matches = a.kind === 'userId' ? userId === a.userId : typeof userJwt === 'string' && safeEqual(userJwt, a.jwt);
       if (!matches) throw invalid();
@@ -807,7 +807,7 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
   function handleAuthorize(res: ServerResponse, url: URL): void {
     const requestUri = url.searchParams.get('request_uri') ?? '';
     const session = liveSession(requestUri);
-    if (!session || session.status !== 'IN_PROGRESS') {
+    if (session?.status !== 'IN_PROGRESS') {
       sendPage(res, 400, 'Authorization failed', 'This authorization link is invalid or has expired.');
       return;
     }

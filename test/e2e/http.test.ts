@@ -8,7 +8,7 @@ import { request as httpRequest } from 'node:http';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { followAuthorizationLink } from '../../examples/shared/browser.js';
-import { freePort, SANDBOX, startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import { freePort, startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { allServerStderr, CLI, STATE_SECRET, textOf, waitFor } from '../helpers/stack.js';
 
 const ALICE = 'alice-1001';

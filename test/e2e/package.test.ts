@@ -95,7 +95,7 @@ describe('the installed dingtalk-mcp setup', () => {
       env: { PATH: process.env.PATH ?? '', HOME: home },
     });
     expect(run.status, run.stderr).toBe(0);
-    const config = /\{\n  "mcpServers"[\s\S]*?\n\}/.exec(run.stdout)?.[0];
+    const config = /\{\n {2}"mcpServers"[\s\S]*?\n\}/.exec(run.stdout)?.[0];
     expect(config, run.stdout).toBeDefined();
     expect(JSON.parse(config!).mcpServers.dingtalk).toMatchObject({ command: 'npx', args: ['-y', 'agent-identity-dingtalk-mcp'] });
   });

@@ -88,7 +88,7 @@ describe('tool results', () => {
     expect(shown).toContain(`line ${RESULT_LINES - 1}`);
     expect(shown).not.toContain(`line ${RESULT_LINES}\n`);
     expect(shown).toMatch(/… \(10 more lines, \d+ more characters not shown\)$/);
-    expect(formatToolResult('x'.repeat(5000), 40, 100)).toMatch(/^x{100}\n    … \(4900 more characters not shown\)$/);
+    expect(formatToolResult('x'.repeat(5000), 40, 100)).toMatch(/^x{100}\n {4}… \(4900 more characters not shown\)$/);
   });
 
   it('never pass terminal control sequences through', () => {

@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+// (page.evaluate callbacks run in the browser)
 /**
  * The web chat in a real browser (Debian's Chromium through playwright-core): sign-in against the identity provider
  * the MCP server trusts, the tool cards, a confirmation before the destructive write, the consent card, the emulated
@@ -101,7 +103,7 @@ describe('the web chat in Chromium', () => {
     // The DingTalk write is destructive: it waits for the confirmation, and nothing is written meanwhile.
     const write = page.locator('li.card.tool', { hasText: 'write_dingtalk_doc' });
     await expect.poll(() => write.getAttribute('class')).toContain('confirm');
-    const runIt = write.getByRole('button', { name: 'Run it' });
+    const _runIt = write.getByRole('button', { name: 'Run it' });
     await expect.poll(() => page.evaluate(() => document.activeElement?.textContent)).toBe('Run it'); // keyboard users land on it
     expect(await write.locator('pre').first().textContent()).toContain('| cn-beijing | 1,234.56 |');
     await shot(page, 'confirm-destructive-tool');

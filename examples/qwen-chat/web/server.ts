@@ -240,7 +240,7 @@ export async function startWebChat(options: WebChatOptions): Promise<WebChat> {
     res.locals.session = session;
     next();
   };
-  const signedIn = (req: Request, res: Response, next: NextFunction) => {
+  const signedIn = (_req: Request, res: Response, next: NextFunction) => {
     const entry = userOf(res.locals.session as BrowserSession | undefined);
     if (!entry) return fail(res, 401, 'You are not signed in (or your sign-in ended): sign in again.');
     res.locals.user = entry;

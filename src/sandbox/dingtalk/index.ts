@@ -124,7 +124,7 @@ export async function startDingTalkEmulator(options: DingTalkEmulatorOptions): P
   const placement = (owner: string | undefined, folder: string | undefined) => {
     if (folder) {
       const parent = st.docs.nodes.get(folder);
-      if (!parent || parent.type !== 'FOLDER') throw new Error(`no folder ${folder}`);
+      if (parent?.type !== 'FOLDER') throw new Error(`no folder ${folder}`);
       return { workspaceId: parent.workspaceId, parentId: parent.nodeId };
     }
     const ws = owner ? st.docs.mineWorkspace(owner) : team;
@@ -232,7 +232,7 @@ export async function startDingTalkEmulator(options: DingTalkEmulatorOptions): P
     },
     getDocument(docId) {
       const d = st.docs.nodes.get(docId);
-      if (!d || d.type !== 'FILE') return undefined;
+      if (d?.type !== 'FILE') return undefined;
       const owner = [...d.roles].find(([, r]) => r === 'OWNER')?.[0] ?? st.docs.workspaces.get(d.workspaceId)?.ownerUnionId;
       const out: EmulatorDocument = { id: d.nodeId, title: d.name, content: d.content, workspaceId: d.workspaceId, parentId: d.parentId, writes: d.writes.map((w) => ({ ...w })) };
       if (owner) out.ownerUnionId = owner;

@@ -142,13 +142,22 @@ export async function startOidcEmulator(options: OidcEmulatorOptions): Promise<O
     json(res, 201, { ...body, client_id: clientId, client_id_issued_at: Math.floor(Date.now() / 1000), token_endpoint_auth_method: 'none', redirect_uris: redirectUris });
   }
 
-  function authorize(req: IncomingMessage, res: ServerResponse, url: URL): void {
+  function authorize(_req: IncomingMessage, res: ServerResponse, url: URL): void {
     const q = url.searchParams;
     const client = provider.clients.get(q.get('client_id') ?? '');
     const redirectUri = q.get('redirect_uri') ?? '';
-    if (!client || !client.redirectUris.includes(redirectUri)) return page(res, 400, 'Invalid request', '<p>Unknown client or unregistered redirect_uri.</p>');
-    if (q.get('response_type') !== 'code') return redirectError(res, redirectUri, 'unsupported_response_type', q.get('state'));
-    if (!q.get('code_challenge') || q.get('code_challenge_method') !== 'S256') return redirectError(res, redirectUri, 'invalid_request', q.get('state'), 'PKCE with S256 is required');
+    if (!client?.redirectUris.includes(redirectUri)) {
+      page(res, 400, 'Invalid request', '<p>Unknown client or unregistered redirect_uri.</p>');
+      return;
+    }
+    if (q.get('response_type') !== 'code') {
+      redirectError(res, redirectUri, 'unsupported_response_type', q.get('state'));
+      return;
+    }
+    if (!q.get('code_challenge') || q.get('code_challenge_method') !== 'S256') {
+      redirectError(res, redirectUri, 'invalid_request', q.get('state'), 'PKCE with S256 is required');
+      return;
+    }
     const id = randomBytes(12).toString('base64url');
     loginRequests.set(id, { clientId: client.clientId, redirectUri, state: q.get('state') ?? undefined, challenge: q.get('code_challenge')!, nonce: q.get('nonce') ?? undefined, scope: q.get('scope') ?? 'openid', expiresAt: Date.now() + 600_000 });
     signInPage(res, client.clientId, id, provider.users);
