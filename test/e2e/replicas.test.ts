@@ -414,7 +414,7 @@ describe('what Redis holds', () => {
       dump.push(key);
       const type = await admin.type(key);
       if (type === 'hash') dump.push(...Object.entries(await admin.hgetall(key)).flat());
-      else if (type === 'zset') dump.push(...(await admin.zrange(key, 0, -1)));
+      else if (type === 'zset') dump.push(...(await admin.zrange(key, '0', '-1')));
       else if (type === 'string') dump.push((await admin.get(key)) ?? '');
     }
     const text = dump.join('\n');
