@@ -2,7 +2,7 @@
  * DingTalk OpenAPI transport for both token families (docs/architecture.md decision 12): the user-token ("个人授权") calls
  * here, the app-token calls in app-api.ts through `send`.
  *
- * - The user's access token goes ONLY in the `x-acs-dingtalk-access-token` header (reference/dingtalk.md §2.1 step 5);
+ * - The user's access token goes ONLY in the `x-acs-dingtalk-access-token` header (docs/reference/dingtalk.md §2.1 step 5);
  *   it never appears in a URL, a log line or an error message.
  * - Bounded retries with exponential backoff + jitter for the QPS-limit codes, HTTP 429, 5xx and network errors
  *   (reference §4, §5). Overwrite replaces the whole document, so repeating it is idempotent and safe; calls that
@@ -123,7 +123,7 @@ export class DingTalkClient {
 
   /**
    * Replace the whole content of a document with markdown, as the user who owns `accessToken`.
-   * reference/dingtalk.md §3.1 (b): POST /v2.0/doc/me/suites/documents/{docKey}/overwriteContent,
+   * docs/reference/dingtalk.md §3.1 (b): POST /v2.0/doc/me/suites/documents/{docKey}/overwriteContent,
    * header x-acs-dingtalk-access-token (user token, no operatorId), body {content, dataType:"markdown"} → {data}.
    * If `signal` aborts, the call stops at once (no further retries) and rejects with the signal's reason.
    */
@@ -341,7 +341,7 @@ export class DingTalkClient {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Error parsing and mapping (reference/dingtalk.md §4, §5)
+// Error parsing and mapping (docs/reference/dingtalk.md §4, §5)
 
 function parseErrorBody(res: RawResponse): ParsedError {
   const out: ParsedError = { status: res.status };

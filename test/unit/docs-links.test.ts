@@ -69,6 +69,7 @@ describe('documents cited in code comments', () => {
       for (const m of text.matchAll(/\b((?:docs|examples|src)\/[\w./-]+\.md)\b/g)) {
         if (!existsSync(join(root, m[1]!))) missing.push(`${relative(root, join(root, file))}: ${m[1]}`);
       }
+      for (const m of text.matchAll(/(?<![\w/])reference\/[\w-]+\.md/g)) missing.push(`${file}: ${m[0]} (the notes are docs/reference/)`);
       for (const m of text.matchAll(/\b(DESIGN(?:\.md)? decision|shared\/reference)/g)) missing.push(`${file}: ${m[1]} (not in the repository)`);
     }
     expect(missing).toEqual([]);
