@@ -60,7 +60,9 @@ async function handle(req: IncomingMessage & { auth?: AuthInfo }, res: ServerRes
   }
   const response = await modern.fetch(request, { authInfo: auth });
   const headers: Record<string, string> = {};
-  response.headers.forEach((v, k) => (headers[k] = v));
+  response.headers.forEach((v, k) => {
+    headers[k] = v;
+  });
   res.writeHead(response.status, headers);
   if (response.body) for await (const chunk of response.body) res.write(chunk);
   res.end();

@@ -188,7 +188,9 @@ async function serveWeb(handler: McpHttpHandler, req: IncomingMessage, res: Serv
   const request = new Request(`http://${req.headers.host ?? 'localhost'}${req.url ?? '/mcp'}`, { method: 'POST', headers, signal: abort.signal });
   const response = await handler.fetch(request, { parsedBody: body, ...(authInfo ? { authInfo } : {}) });
   const out: Record<string, string> = {};
-  response.headers.forEach((value, name) => (out[name] = value));
+  response.headers.forEach((value, name) => {
+    out[name] = value;
+  });
   if (response.body === null) {
     finished = true;
     res.writeHead(response.status, out).end();

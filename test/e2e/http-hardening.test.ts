@@ -69,7 +69,7 @@ const bearer = async (sub: string) => `Bearer ${await sandbox.oidc!.mintAccessTo
 
 /** A raw POST to /mcp with exactly these headers and bytes. */
 async function rawPost(base: string, body: string | Buffer, headers: Record<string, string>) {
-  const res = await fetch(`${base}/mcp`, { method: 'POST', headers: { accept: 'application/json, text/event-stream', ...headers }, body });
+  const res = await fetch(`${base}/mcp`, { method: 'POST', headers: { accept: 'application/json, text/event-stream', ...headers }, body: typeof body === 'string' ? body : new Uint8Array(body) });
   const text = await res.text();
   return { status: res.status, headers: res.headers, text, json: () => JSON.parse(text) as { error?: { code: number; message: string } } };
 }
