@@ -20,7 +20,11 @@ async function main(): Promise<void> {
   const unionId = dt.users[0]!.unionId;
   const DOC = 'BenchReadDoc0001';
   const APPEND_DOC = 'BenchAppendDoc01';
-  dt.seedDocument(DOC, { title: 'Bench', owner: unionId, content: `# Bench\n\n${'A paragraph of text with a [link](https://example.com).\n\n'.repeat(40)}- item\n- item\n` });
+  dt.seedDocument(DOC, {
+    title: 'Bench',
+    owner: unionId,
+    content: `# Bench\n\n${'A paragraph of text with a [link](https://example.com).\n\n'.repeat(40)}- item\n- item\n`,
+  });
   dt.seedDocument(APPEND_DOC, { title: 'Append target', owner: unionId, content: '' });
   const root = dt.mineWorkspace(unionId);
 
@@ -46,11 +50,15 @@ async function main(): Promise<void> {
   const firstAi = sandbox.agentIdentity.calls.slice(before.ai).map((c) => c.action);
 
   const userToken = sandbox.agentIdentity.vault.list()[0]!.accessToken;
-  const appToken = ((await (await fetch(`${sandbox.dingtalkUrl}/v1.0/oauth2/accessToken`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ appKey: sandbox.dingtalkClientId, appSecret: sandbox.dingtalkClientSecret }),
-  })).json()) as { accessToken: string }).accessToken;
+  const appToken = (
+    (await (
+      await fetch(`${sandbox.dingtalkUrl}/v1.0/oauth2/accessToken`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ appKey: sandbox.dingtalkClientId, appSecret: sandbox.dingtalkClientSecret }),
+      })
+    ).json()) as { accessToken: string }
+  ).accessToken;
   const bare = new Client({ name: 'bench-bare', version: '1' });
   await bare.connect(
     new StdioClientTransport({
@@ -65,7 +73,13 @@ async function main(): Promise<void> {
   const md = '## added\n\nsome text';
   type Req = { family: 'app' | 'user'; method: 'GET' | 'POST'; path: string; body?: string };
   const cases: Array<{ tool: string; args: Record<string, unknown>; same: Req[] }> = [
-    { tool: 'search_dingtalk_docs', args: { query: 'Bench' }, same: [{ family: 'app', method: 'POST', path: `/v2.0/storage/dentries/search?${q}`, body: JSON.stringify({ keyword: 'Bench', option: { maxResults: 20 } }) }] },
+    {
+      tool: 'search_dingtalk_docs',
+      args: { query: 'Bench' },
+      same: [
+        { family: 'app', method: 'POST', path: `/v2.0/storage/dentries/search?${q}`, body: JSON.stringify({ keyword: 'Bench', option: { maxResults: 20 } }) },
+      ],
+    },
     {
       tool: 'read_dingtalk_doc',
       args: { document: DOC },
@@ -74,11 +88,52 @@ async function main(): Promise<void> {
         { family: 'app', method: 'GET', path: `/v1.0/doc/suites/documents/${DOC}/blocks?${q}` },
       ],
     },
-    { tool: 'get_dingtalk_doc_info', args: { document: DOC }, same: [{ family: 'app', method: 'GET', path: `/v2.0/wiki/nodes/${DOC}?${q}&withPermissionRole=true` }] },
-    { tool: 'list_dingtalk_folder', args: {}, same: [{ family: 'app', method: 'GET', path: `/v2.0/wiki/nodes?parentNodeId=${root.rootNodeId}&${q}&maxResults=50` }] },
-    { tool: 'append_dingtalk_doc', args: { document: APPEND_DOC, content: md }, same: [{ family: 'app', method: 'POST', path: `/v1.0/doc/suites/documents/${APPEND_DOC}/content?${q}`, body: JSON.stringify({ content: { type: 'markdown', content: md } }) }] },
-    { tool: 'create_dingtalk_doc', args: { title: 'bench' }, same: [{ family: 'app', method: 'POST', path: `/v1.0/doc/workspaces/${root.workspaceId}/docs`, body: JSON.stringify({ docType: 'DOC', name: 'bench', operatorId: unionId }) }] },
-    { tool: 'write_dingtalk_doc', args: { document: APPEND_DOC, content: md }, same: [{ family: 'user', method: 'POST', path: `/v2.0/doc/me/suites/documents/${APPEND_DOC}/overwriteContent`, body: JSON.stringify({ content: md, dataType: 'markdown' }) }] },
+    {
+      tool: 'get_dingtalk_doc_info',
+      args: { document: DOC },
+      same: [{ family: 'app', method: 'GET', path: `/v2.0/wiki/nodes/${DOC}?${q}&withPermissionRole=true` }],
+    },
+    {
+      tool: 'list_dingtalk_folder',
+      args: {},
+      same: [{ family: 'app', method: 'GET', path: `/v2.0/wiki/nodes?parentNodeId=${root.rootNodeId}&${q}&maxResults=50` }],
+    },
+    {
+      tool: 'append_dingtalk_doc',
+      args: { document: APPEND_DOC, content: md },
+      same: [
+        {
+          family: 'app',
+          method: 'POST',
+          path: `/v1.0/doc/suites/documents/${APPEND_DOC}/content?${q}`,
+          body: JSON.stringify({ content: { type: 'markdown', content: md } }),
+        },
+      ],
+    },
+    {
+      tool: 'create_dingtalk_doc',
+      args: { title: 'bench' },
+      same: [
+        {
+          family: 'app',
+          method: 'POST',
+          path: `/v1.0/doc/workspaces/${root.workspaceId}/docs`,
+          body: JSON.stringify({ docType: 'DOC', name: 'bench', operatorId: unionId }),
+        },
+      ],
+    },
+    {
+      tool: 'write_dingtalk_doc',
+      args: { document: APPEND_DOC, content: md },
+      same: [
+        {
+          family: 'user',
+          method: 'POST',
+          path: `/v2.0/doc/me/suites/documents/${APPEND_DOC}/overwriteContent`,
+          body: JSON.stringify({ content: md, dataType: 'markdown' }),
+        },
+      ],
+    },
     { tool: 'get_dingtalk_account', args: {}, same: [] },
   ];
 
@@ -109,7 +164,9 @@ async function main(): Promise<void> {
     for (let i = 0; i < 20; i++) await ourCall();
     const perCall = (dt.requests.length - n0.dt) / 20;
     const aiPerCall = (sandbox.agentIdentity.calls.length - n0.ai) / 20;
-    const bareCall = c.same.length ? () => bare.callTool({ name: 'dingtalk_requests', arguments: { requests: c.same } }) as Promise<{ isError?: unknown }> : undefined;
+    const bareCall = c.same.length
+      ? () => bare.callTool({ name: 'dingtalk_requests', arguments: { requests: c.same } }) as Promise<{ isError?: unknown }>
+      : undefined;
     const [ourMs, bareMsRaw] = await race(ourCall, bareCall);
     const bareMs = bareCall ? bareMsRaw : undefined;
     rows.push(

@@ -97,7 +97,13 @@ export interface ToolResult {
 /** Answers a server→client request (elicitation/create): the result to send back. */
 export type ServerRequestHandler = (request: JsonRpcMessage) => Promise<Record<string, unknown>>;
 
-export function toolCall(id: number, era: Era, args: Record<string, unknown>, extra: Record<string, unknown> = {}, capabilities: Record<string, unknown> = {}): JsonRpcMessage {
+export function toolCall(
+  id: number,
+  era: Era,
+  args: Record<string, unknown>,
+  extra: Record<string, unknown> = {},
+  capabilities: Record<string, unknown> = {},
+): JsonRpcMessage {
   const params: Record<string, unknown> = { name: 'write_dingtalk_doc', arguments: args, ...extra };
   if (era === 'modern') params._meta = ENVELOPE(capabilities);
   return { jsonrpc: '2.0', id, method: 'tools/call', params };
@@ -194,7 +200,11 @@ export class HttpClient {
   }
 
   private headers(method?: string): Record<string, string> {
-    const h: Record<string, string> = { authorization: `Bearer ${this.bearer}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const h: Record<string, string> = {
+      authorization: `Bearer ${this.bearer}`,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+    };
     if (this.era === 'modern') {
       h['mcp-protocol-version'] = '2026-07-28';
       if (method) h['mcp-method'] = method;
@@ -208,7 +218,12 @@ export class HttpClient {
 
   /** POST one message; the answer with the same id (JSON or from an SSE stream, answering server requests on the way). */
   async post(message: JsonRpcMessage): Promise<{ status: number; message?: JsonRpcMessage; headers: Record<string, unknown> }> {
-    const res = await this.pool.request({ path: new URL(this.url).pathname, method: 'POST', headers: this.headers(message.method), body: JSON.stringify(message) });
+    const res = await this.pool.request({
+      path: new URL(this.url).pathname,
+      method: 'POST',
+      headers: this.headers(message.method),
+      body: JSON.stringify(message),
+    });
     const type = String(res.headers['content-type'] ?? '');
     if (res.statusCode === 202 || message.id === undefined) {
       await res.body.dump();
@@ -265,7 +280,8 @@ export class HttpClient {
 
   async call(args: Record<string, unknown>, extra: Record<string, unknown> = {}, capabilities: Record<string, unknown> = {}): Promise<ToolResult> {
     const answer = await this.post(toolCall(this.nextId++, this.era, args, extra, capabilities));
-    if (answer.status !== 200 || !answer.message || answer.message.error) throw new Error(`tools/call failed: HTTP ${answer.status} ${JSON.stringify(answer.message)}`);
+    if (answer.status !== 200 || !answer.message || answer.message.error)
+      throw new Error(`tools/call failed: HTTP ${answer.status} ${JSON.stringify(answer.message)}`);
     return answer.message.result as ToolResult;
   }
 
@@ -284,7 +300,11 @@ async function* sseMessages(body: AsyncIterable<Buffer>): AsyncGenerator<JsonRpc
     while ((end = buffer.indexOf('\n\n')) !== -1) {
       const event = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
-      const data = event.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
+      const data = event
+        .split('\n')
+        .filter((l) => l.startsWith('data:'))
+        .map((l) => l.slice(5).trimStart())
+        .join('\n');
       if (data) yield JSON.parse(data) as JsonRpcMessage;
     }
   }

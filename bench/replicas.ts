@@ -46,11 +46,19 @@ async function startServer(sandbox: Sandbox, port: number, publicUrl: string, en
   });
   await new Promise<void>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`the server exited (${code}) before listening`)));
-    const timer = setInterval(() => fetch(`${url}/healthz`).then((r) => r.ok && (clearInterval(timer), resolve()), () => {}), 100);
+    const timer = setInterval(
+      () =>
+        fetch(`${url}/healthz`).then(
+          (r) => r.ok && (clearInterval(timer), resolve()),
+          () => {},
+        ),
+      100,
+    );
   });
   return { url, child };
 }
-const stop = (child: ChildProcess) => new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : (child.once('exit', () => resolve()), child.kill('SIGTERM'))));
+const stop = (child: ChildProcess) =>
+  new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : (child.once('exit', () => resolve()), child.kill('SIGTERM'))));
 
 async function connect(sandbox: Sandbox, url: string, sub: string, i: number): Promise<Client> {
   const client = new Client({ name: `bench-${sub}`, version: '1' }, { capabilities: { elicitation: { url: {} } }, versionNegotiation: { mode: 'auto' } });
@@ -68,7 +76,10 @@ async function main(): Promise<void> {
   const portA = await freePort();
   const portB = await freePort();
   const base = `http://127.0.0.1:${portA}`;
-  const sandbox = await startSandbox({ callbackUrl: `${base}/callback`, oidc: { loginRedirectUri: `${base}/login/callback`, users: [...USERS, 'pending-user'].map((sub) => ({ sub, name: sub })) } });
+  const sandbox = await startSandbox({
+    callbackUrl: `${base}/callback`,
+    oidc: { loginRedirectUri: `${base}/login/callback`, users: [...USERS, 'pending-user'].map((sub) => ({ sub, name: sub })) },
+  });
   const args = { document: sandbox.sampleDocumentId, content: '# bench\n\n' + 'lorem ipsum '.repeat(200) };
 
   /** Calls per second and mean latency over `clients`, `parallel` in flight. */
@@ -118,7 +129,14 @@ async function main(): Promise<void> {
   // One Redis round trip as the server makes it (the rate-limit script), timed alone.
   const { createStateStore } = await import('../src/state/index.js');
   const { silentLogger } = await import('../src/log.js');
-  const store = await createStateStore({ redisUrl: redis.url, stateSecret: SECRET, redisKeyPrefix: 'dtmcp:', logger: silentLogger, lingerMs: 60_000, maxPerUser: 5 });
+  const store = await createStateStore({
+    redisUrl: redis.url,
+    stateSecret: SECRET,
+    redisKeyPrefix: 'dtmcp:',
+    logger: silentLogger,
+    lingerMs: 60_000,
+    maxPerUser: 5,
+  });
   for (let i = 0; i < 200; i++) await store.rateLimits.take('uid:bench', 1, 1e9, 60_000);
   const rttStarted = process.hrtime.bigint();
   for (let i = 0; i < 2000; i++) await store.rateLimits.take('uid:bench', 1, 1e9, 60_000);
@@ -134,7 +152,11 @@ async function main(): Promise<void> {
   // What pending authorizations cost in Redis: 50 links handed out and left waiting.
   const memoryBefore = Number(/used_memory:(\d+)/.exec(await redis.admin.info('memory'))![1]);
   const waiting = new Client({ name: 'bench-pending', version: '1' }, { capabilities: {}, versionNegotiation: { mode: 'auto' } });
-  await waiting.connect(new StreamableHTTPClientTransport(new URL(`${a.url}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${await sandbox.oidc!.mintAccessToken({ sub: 'pending-user' })}` } } }));
+  await waiting.connect(
+    new StreamableHTTPClientTransport(new URL(`${a.url}/mcp`), {
+      requestInit: { headers: { Authorization: `Bearer ${await sandbox.oidc!.mintAccessToken({ sub: 'pending-user' })}` } },
+    }),
+  );
   const PENDING = 50;
   // One user holds at most 5 waiting links; this measures the per-record cost with 5 live and the rest retired.
   for (let i = 0; i < PENDING; i++) await waiting.callTool({ name: 'write_dingtalk_doc', arguments: args });

@@ -76,7 +76,13 @@ async function benchStdio(sandbox: Sandbox, results: Results, baselineToken: str
       const appRedirectUri = `http://127.0.0.1:${ports[index]}`;
       const server = role.cli
         ? spawnMeasured(role.name, role.cli, [], sandbox.serverEnv(appRedirectUri, { AGENT_IDENTITY_USER_ID: `stdio-${role.name}-${era}` }), 'pipe')
-        : spawnMeasured(role.name, BASELINE_STDIO, [], { PATH: process.env.PATH ?? '', BENCH_DINGTALK_BASE: sandbox.dingtalkUrl, BENCH_DINGTALK_TOKEN: baselineToken }, 'pipe');
+        : spawnMeasured(
+            role.name,
+            BASELINE_STDIO,
+            [],
+            { PATH: process.env.PATH ?? '', BENCH_DINGTALK_BASE: sandbox.dingtalkUrl, BENCH_DINGTALK_TOKEN: baselineToken },
+            'pipe',
+          );
       const client = new StdioClient(server.child);
       await client.handshake(era);
       if (role.cli) {
@@ -130,7 +136,12 @@ async function startHttpServers(sandbox: Sandbox, baselineToken: string, ports: 
   );
 }
 
-async function benchHttp(sandbox: Sandbox, results: Results, servers: Array<{ role: Role; server: Measured; url: string }>, bearers: Map<string, string>): Promise<void> {
+async function benchHttp(
+  sandbox: Sandbox,
+  results: Results,
+  servers: Array<{ role: Role; server: Measured; url: string }>,
+  bearers: Map<string, string>,
+): Promise<void> {
   // Each user consents once to our servers (the token then stays cached in Agent Identity and ours).
   for (const { role, url } of servers) {
     if (!role.cli) continue;
@@ -209,7 +220,12 @@ async function benchHeap(results: Results, servers: Array<{ role: Role; server: 
 // ------------------------------------------------------------------------------------------------
 // consent → write: from the moment our /callback page answers the browser to the DingTalk write
 
-async function consentToWrite(sandbox: Sandbox, era: Era, call: (onLink: (url: string) => Promise<void>) => Promise<ToolResult>, sub?: string): Promise<number> {
+async function consentToWrite(
+  sandbox: Sandbox,
+  era: Era,
+  call: (onLink: (url: string) => Promise<void>) => Promise<ToolResult>,
+  sub?: string,
+): Promise<number> {
   let callbackDone = 0;
   const result = await call(async (url) => {
     const visit = await followAuthorizationLink(url, sub ? { oidcSub: sub } : {});
@@ -223,7 +239,11 @@ async function consentToWrite(sandbox: Sandbox, era: Era, call: (onLink: (url: s
 }
 
 /** One round trip of the consent flow as an MCP client declaring URL elicitation plays it. */
-function consentingCall(era: Era, client: { call: (extra?: Record<string, unknown>, caps?: Record<string, unknown>) => Promise<ToolResult>; onRequest?: unknown }, setHandler: (h: (url: string) => Promise<void>) => void) {
+function consentingCall(
+  era: Era,
+  client: { call: (extra?: Record<string, unknown>, caps?: Record<string, unknown>) => Promise<ToolResult>; onRequest?: unknown },
+  setHandler: (h: (url: string) => Promise<void>) => void,
+) {
   const caps = { elicitation: { url: {} } };
   return async (onLink: (url: string) => Promise<void>) => {
     if (era === 'legacy') {
@@ -238,12 +258,24 @@ function consentingCall(era: Era, client: { call: (extra?: Record<string, unknow
   };
 }
 
-async function benchConsent(sandbox: Sandbox, results: Results, httpServers: Array<{ role: Role; server: Measured; url: string }> | undefined, bearers: Map<string, string>, stdioPort: number): Promise<void> {
+async function benchConsent(
+  sandbox: Sandbox,
+  results: Results,
+  httpServers: Array<{ role: Role; server: Measured; url: string }> | undefined,
+  bearers: Map<string, string>,
+  stdioPort: number,
+): Promise<void> {
   const appRedirectUri = `http://127.0.0.1:${stdioPort}`;
   for (const era of ERAS) {
     for (let i = 0; i < CONSENT_SAMPLES; i++) {
       // stdio: a fresh process and user each time, so the first write pays every first-use cost.
-      const server = spawnMeasured('ours', OURS, [], sandbox.serverEnv(appRedirectUri, { AGENT_IDENTITY_USER_ID: `consent-stdio-${era}-${i}-${Date.now()}` }), 'pipe');
+      const server = spawnMeasured(
+        'ours',
+        OURS,
+        [],
+        sandbox.serverEnv(appRedirectUri, { AGENT_IDENTITY_USER_ID: `consent-stdio-${era}-${i}-${Date.now()}` }),
+        'pipe',
+      );
       const client = new StdioClient(server.child);
       await client.handshake(era, { elicitation: { url: {} } });
       await waitUntil(() => server.stderr().includes('authorization pages listening'), 'authorization pages');
@@ -291,15 +323,30 @@ function coldStart(script: string, env: Record<string, string>): Promise<number>
     });
     child.on('error', reject);
     child.on('exit', (code) => (out.includes('"id":1') ? undefined : reject(new Error(`${script} exited ${code} before answering`))));
-    child.stdin.write(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'bench', version: '1' } } }) + '\n');
+    child.stdin.write(
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'bench', version: '1' } },
+      }) + '\n',
+    );
   });
 }
 
 async function benchColdStart(results: Results): Promise<void> {
-  const env = { AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: 'bench', AGENT_IDENTITY_USER_ID: 'bench', ALIBABA_CLOUD_ACCESS_KEY_ID: 'bench', ALIBABA_CLOUD_ACCESS_KEY_SECRET: 'bench', APP_REDIRECT_URI: 'http://127.0.0.1:0', DINGTALK_MCP_LOG_LEVEL: 'silent' };
+  const env = {
+    AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: 'bench',
+    AGENT_IDENTITY_USER_ID: 'bench',
+    ALIBABA_CLOUD_ACCESS_KEY_ID: 'bench',
+    ALIBABA_CLOUD_ACCESS_KEY_SECRET: 'bench',
+    APP_REDIRECT_URI: 'http://127.0.0.1:0',
+    DINGTALK_MCP_LOG_LEVEL: 'silent',
+  };
   for (const role of ROLES) await coldStart(role.cli ?? BASELINE_STDIO, role.cli ? env : {}); // warm the disk cache
   for (let r = 0; r < ROUNDS * 3; r++) {
-    for (const role of rotated(ROLES, r)) results.add('stdio cold start to the initialize answer (ms)', role.name, await coldStart(role.cli ?? BASELINE_STDIO, role.cli ? env : {}));
+    for (const role of rotated(ROLES, r))
+      results.add('stdio cold start to the initialize answer (ms)', role.name, await coldStart(role.cli ?? BASELINE_STDIO, role.cli ? env : {}));
   }
 }
 

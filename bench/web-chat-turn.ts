@@ -40,7 +40,12 @@ async function main(): Promise<void> {
   cookies.set('qwc_session', pair!.slice(pair!.indexOf('=') + 1));
   let csrf = ((await first.json()) as { csrf: string }).csrf;
   const cookie = () => [...cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-  const post = (path: string, body: unknown) => fetch(`${origin}${path}`, { method: 'POST', headers: { origin, 'content-type': 'application/json', 'x-csrf-token': csrf, cookie: cookie() }, body: JSON.stringify(body) });
+  const post = (path: string, body: unknown) =>
+    fetch(`${origin}${path}`, {
+      method: 'POST',
+      headers: { origin, 'content-type': 'application/json', 'x-csrf-token': csrf, cookie: cookie() },
+      body: JSON.stringify(body),
+    });
   const { url } = (await (await post('/auth/login', {})).json()) as { url: string };
   await followAuthorizationLink(url, { oidcSub: 'alice-1001', cookies });
   csrf = ((await (await fetch(`${origin}/api/session`, { headers: { cookie: cookie() } })).json()) as { csrf: string }).csrf;
@@ -74,7 +79,11 @@ async function main(): Promise<void> {
   // Baseline: the same user's token, the terminal chat's core, no web layer.
   const token = web.heldSecrets()[0]!;
   const hub = new McpHub({ consent: { terminal: scriptedTerminal() } });
-  await hub.connectAll(sandbox.servers.map((s) => (s.name === 'dingtalk' && 'url' in s.entry ? { ...s, entry: { ...s.entry, headers: { Authorization: `Bearer ${token}` }, oauth: false as const } } : s)));
+  await hub.connectAll(
+    sandbox.servers.map((s) =>
+      s.name === 'dingtalk' && 'url' in s.entry ? { ...s, entry: { ...s.entry, headers: { Authorization: `Bearer ${token}` }, oauth: false as const } } : s,
+    ),
+  );
   const session = new ChatSession({ llm, hub, terminal: scriptedTerminal() });
   const directTurn = async () => {
     const r = await session.send(MESSAGE);

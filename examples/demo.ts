@@ -99,10 +99,18 @@ async function main(): Promise<void> {
   const doc = sandbox.dingtalk.getDocument(sandbox.sampleDocumentId);
   say();
   say(bold('The DingTalk document now holds:'));
-  say((doc?.content ?? '(missing)').split('\n').map((l) => `  │ ${l}`).join('\n'));
+  say(
+    (doc?.content ?? '(missing)')
+      .split('\n')
+      .map((l) => `  │ ${l}`)
+      .join('\n'),
+  );
 
   const callsBefore = sandbox.agentIdentity.calls.length;
-  const second = await client.callTool({ name: 'write_dingtalk_doc', arguments: { document: sandbox.sampleDocumentId, content: content.replace('last month', 'last month (updated)') } });
+  const second = await client.callTool({
+    name: 'write_dingtalk_doc',
+    arguments: { document: sandbox.sampleDocumentId, content: content.replace('last month', 'last month (updated)') },
+  });
   say();
   say(bold('A second write') + ` → ${textOf(second)}`);
   say(dim(`  Agent Identity calls for it: ${sandbox.agentIdentity.calls.length - callsBefore} (the token is cached; one DingTalk request per write)`));
@@ -128,6 +136,6 @@ function textOf(result: { content?: unknown; isError?: boolean }): string {
 }
 
 main().catch((e: unknown) => {
-  process.stderr.write(`demo failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+  process.stderr.write(`demo failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
   process.exit(1);
 });

@@ -49,7 +49,9 @@ for (const file of tsFiles('src')) {
   for (const match of text.matchAll(IMPORT)) {
     const specifier = match[1] ?? match[2];
     if (!specifier.startsWith('.')) continue;
-    const target = relative(root, resolve(join(root, dirname(file)), specifier)).split(sep).join('/');
+    const target = relative(root, resolve(join(root, dirname(file)), specifier))
+      .split(sep)
+      .join('/');
     for (const rule of RULES) {
       if (rule.applies(file) && rule.forbidden(target)) {
         const line = text.slice(0, match.index).split('\n').length;

@@ -42,7 +42,11 @@ async function main(argv: string[]): Promise<void> {
     // Loaded only when needed, like the HTTP transport below: stdio cold start stays lean.
     const { SANDBOX, startSandbox } = await import('./sandbox/index.js');
     const http = config.transport === 'http';
-    sandbox = await startSandbox({ callbackUrl: config.callbackUrl, logger, oidc: http ? { loginRedirectUri: `${config.appRedirectUri}/login/callback` } : undefined });
+    sandbox = await startSandbox({
+      callbackUrl: config.callbackUrl,
+      logger,
+      oidc: http ? { loginRedirectUri: `${config.appRedirectUri}/login/callback` } : undefined,
+    });
     config = {
       ...config,
       agentIdentityEndpoint: sandbox.agentIdentityUrl,
@@ -66,11 +70,16 @@ async function main(argv: string[]): Promise<void> {
   if (config.redisUrl) {
     // Loaded only when configured: the Redis client is not part of a plain start.
     const { createStateStore } = await import('./state/index.js');
-    overrides.store = await createStateStore({ redisUrl: config.redisUrl, stateSecret: config.stateSecret, redisKeyPrefix: config.redisKeyPrefix, logger, ...stateStoreOptions(config) });
+    overrides.store = await createStateStore({
+      redisUrl: config.redisUrl,
+      stateSecret: config.stateSecret,
+      redisKeyPrefix: config.redisKeyPrefix,
+      logger,
+      ...stateStoreOptions(config),
+    });
   }
   const runtime = createRuntime(config, overrides);
-  const transport =
-    config.transport === 'http' ? await (await import('./transports/http.js')).serveHttpTransport(runtime) : serveStdioTransport(runtime);
+  const transport = config.transport === 'http' ? await (await import('./transports/http.js')).serveHttpTransport(runtime) : serveStdioTransport(runtime);
 
   let stopping = false;
   const stop = async (why: string) => {

@@ -65,58 +65,253 @@ type RawConfig = {
 };
 
 export const SETTINGS: Setting[] = [
-  { key: 'transport', flag: 'transport', env: 'DINGTALK_MCP_TRANSPORT', default: 'stdio', help: 'How MCP clients connect: `stdio` (one local user) or `http` (streamable HTTP at `/mcp`, many users, OAuth bearer tokens).' },
-  { key: 'host', flag: 'host', env: 'DINGTALK_MCP_HOST', default: '127.0.0.1', help: 'http: the address to listen on. Anything but loopback needs TLS in front (a loud warning says so).' },
-  { key: 'port', flag: 'port', env: 'DINGTALK_MCP_PORT', default: '8090', help: 'http: the port to listen on (8090 matches the default `APP_REDIRECT_URI`).', fix: 'use a port number between 1 and 65535' },
-  { key: 'sandbox', flag: 'sandbox', env: 'DINGTALK_MCP_SANDBOX', default: 'false', help: 'Run against the embedded emulators of Agent Identity and DingTalk; no cloud account needed.' },
+  {
+    key: 'transport',
+    flag: 'transport',
+    env: 'DINGTALK_MCP_TRANSPORT',
+    default: 'stdio',
+    help: 'How MCP clients connect: `stdio` (one local user) or `http` (streamable HTTP at `/mcp`, many users, OAuth bearer tokens).',
+  },
+  {
+    key: 'host',
+    flag: 'host',
+    env: 'DINGTALK_MCP_HOST',
+    default: '127.0.0.1',
+    help: 'http: the address to listen on. Anything but loopback needs TLS in front (a loud warning says so).',
+  },
+  {
+    key: 'port',
+    flag: 'port',
+    env: 'DINGTALK_MCP_PORT',
+    default: '8090',
+    help: 'http: the port to listen on (8090 matches the default `APP_REDIRECT_URI`).',
+    fix: 'use a port number between 1 and 65535',
+  },
+  {
+    key: 'sandbox',
+    flag: 'sandbox',
+    env: 'DINGTALK_MCP_SANDBOX',
+    default: 'false',
+    help: 'Run against the embedded emulators of Agent Identity and DingTalk; no cloud account needed.',
+  },
   { key: 'regionId', flag: 'region', env: 'AGENT_IDENTITY_REGION_ID', file: 'region_id', default: 'cn-beijing', help: 'Agent Identity region.' },
   {
-    key: 'workloadIdentityName', flag: 'workload-identity', env: 'AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME', file: 'workload_identity_name',
+    key: 'workloadIdentityName',
+    flag: 'workload-identity',
+    env: 'AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME',
+    file: 'workload_identity_name',
     help: 'The Agent Identity workload identity this server acts as.',
-    fix: 'set AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME (or `workload_identity_name` in .config.json) to your workload identity\'s name, or try `--sandbox` first',
+    fix: "set AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME (or `workload_identity_name` in .config.json) to your workload identity's name, or try `--sandbox` first",
   },
-  { key: 'providerName', flag: 'provider', env: 'AGENT_IDENTITY_DINGTALK_PROVIDER', file: 'dingtalk_provider_name', default: 'test-provider-for-dingtalk', help: 'Name of the DingTalk OAuth2 credential provider in Agent Identity.' },
-  { key: 'scopes', flag: 'scopes', env: 'AGENT_IDENTITY_DINGTALK_SCOPES', default: 'openid,corpid', help: 'OAuth scopes asked of DingTalk, comma-separated.' },
-  { key: 'dingtalkClientId', flag: 'dingtalk-client-id', env: 'DINGTALK_CLIENT_ID', file: 'dingtalk_client_id', help: 'The DingTalk app\'s Client ID (its AppKey). With an app secret it enables the app-token tools (read, append, create, search, info, list); see docs/tools.md.' },
-  { key: 'appSecretProvider', flag: 'app-secret-provider', env: 'AGENT_IDENTITY_DINGTALK_APP_SECRET_PROVIDER', file: 'dingtalk_app_secret_provider_name', help: 'The Agent Identity API-key credential provider holding the DingTalk app secret (read with GetResourceAPIKey); `setup` creates it.' },
-  { key: 'dingtalkClientSecret', env: 'DINGTALK_CLIENT_SECRET', help: 'Development fallback for the DingTalk app secret when no API-key credential provider is set. Prefer the provider: then the secret never sits in this server\'s environment.', secret: true },
-  { key: 'toolsets', flag: 'toolsets', env: 'DINGTALK_MCP_TOOLSETS', default: 'all', help: 'Which tools to expose, comma-separated: `read`, `write`, `account`, or `all`.', fix: 'use a comma-separated list of read, write, account (or all)' },
-  { key: 'readOnly', flag: 'read-only', env: 'DINGTALK_MCP_READ_ONLY', default: 'false', help: 'Expose only tools that never change a document (drops write, append and create).' },
-  { key: 'appRedirectUri', flag: 'redirect-uri', env: 'APP_REDIRECT_URI', default: 'http://localhost:8090', help: 'Base URL of this server\'s browser pages; the OAuth return URL is `<APP_REDIRECT_URI>/callback` and must be allowed on the workload identity.', fix: 'use an absolute http(s) URL without query, e.g. http://localhost:8090' },
-  { key: 'userId', flag: 'user-id', env: 'AGENT_IDENTITY_USER_ID', help: 'stdio: the end user\'s id in Agent Identity (default: your OS user name).' },
-  { key: 'userJwt', env: 'AGENT_IDENTITY_USER_JWT', help: 'stdio: an end-user JWT from the workload identity\'s identity provider, used instead of the user id.', secret: true },
-  { key: 'useSts', flag: 'use-sts', env: 'AGENT_IDENTITY_USE_STS', default: 'true', help: 'Sign GetResourceOAuth2Token with the workload role\'s STS credentials (AssumeRoleForWorkloadIdentity), like the Python kit.' },
-  { key: 'agentIdentityEndpoint', flag: 'agent-identity-endpoint', env: 'AGENT_IDENTITY_ENDPOINT', help: 'Override the Agent Identity data-plane endpoint (default `agentidentitydata.<region>.aliyuncs.com`); a host or a full URL.' },
-  { key: 'dingtalkApiBase', flag: 'dingtalk-api-base', env: 'DINGTALK_API_BASE', default: 'https://api.dingtalk.com', help: 'DingTalk OpenAPI base URL (`https://api.dingtalk.io` for the international site).' },
-  { key: 'dingtalkTimeoutMs', flag: 'dingtalk-timeout-ms', env: 'DINGTALK_TIMEOUT_MS', default: '15000', help: 'Timeout of one DingTalk request, in milliseconds.' },
-  { key: 'dingtalkMaxRetries', flag: 'dingtalk-max-retries', env: 'DINGTALK_MAX_RETRIES', default: '3', help: 'Retries for DingTalk QPS limits, 5xx and network errors (overwrite is idempotent).' },
-  { key: 'dingtalkRetryBaseDelayMs', flag: 'dingtalk-retry-delay-ms', env: 'DINGTALK_RETRY_BASE_DELAY_MS', default: '1000', help: 'First retry delay for DingTalk; doubles each retry, with jitter (DingTalk advises waiting about 1 s after a QPS limit).' },
-  { key: 'authTimeoutSeconds', flag: 'auth-timeout', env: 'DINGTALK_MCP_AUTH_TIMEOUT_SECONDS', default: '600', help: 'How long a tool call waits for the user to authorize in the browser; also the lifetime of an authorization link.' },
-  { key: 'openBrowser', flag: 'open-browser', env: 'DINGTALK_MCP_OPEN_BROWSER', default: 'false', help: 'stdio only: when the client cannot show URL elicitations, also open the authorization link in the system browser.' },
-  { key: 'stateSecret', env: 'DINGTALK_MCP_STATE_SECRET', help: 'HMAC key (32+ chars) that signs OAuth `state` and MCP `requestState`; random per process when unset.', secret: true, fix: 'use at least 32 characters, e.g. `openssl rand -hex 32`' },
-  { key: 'logLevel', flag: 'log-level', env: 'DINGTALK_MCP_LOG_LEVEL', default: 'info', help: 'debug, info, warn, error or silent. Logs go to stderr.' },
-  { key: 'oidcIssuer', flag: 'oidc-issuer', env: 'OIDC_ISSUER', file: 'oidc_issuer', help: 'http: the OpenID Connect issuer whose JWTs authorize `/mcp` (the identity provider registered on the workload identity), e.g. `https://oauth.aliyun.com`; its discovery document gives the JWKS and login endpoints.', fix: 'set OIDC_ISSUER to your identity provider\'s issuer URL (e.g. https://oauth.aliyun.com), or use --sandbox' },
-  { key: 'oidcAudience', flag: 'oidc-audience', env: 'OIDC_AUDIENCE', file: 'oidc_audience', help: 'http: the `aud` bearer tokens must carry; default `OIDC_CLIENT_ID` (the identity provider\'s AllowedAudience in Agent Identity).' },
-  { key: 'oidcClientId', flag: 'oidc-client-id', env: 'OIDC_CLIENT_ID', file: 'inbound_app_id', help: 'http: this server\'s OAuth client at the identity provider, used to sign the browser user in on `/connect` (authorization code + PKCE).', fix: 'set OIDC_CLIENT_ID to the OAuth application users sign in with (the Python kit\'s `inbound_app_id`)' },
-  { key: 'oidcClientSecret', env: 'OIDC_CLIENT_SECRET', help: 'http: that client\'s secret, if the identity provider requires one.', secret: true },
-  { key: 'allowedHosts', flag: 'allowed-hosts', env: 'DINGTALK_MCP_ALLOWED_HOSTS', help: 'http: comma-separated `Host` names accepted (DNS-rebinding protection); default the host of `APP_REDIRECT_URI` plus loopback names.' },
-  { key: 'allowedOrigins', flag: 'allowed-origins', env: 'DINGTALK_MCP_ALLOWED_ORIGINS', help: 'http: comma-separated `Origin` host names accepted from browsers; default the same as the allowed hosts. Requests without `Origin` always pass.' },
-  { key: 'trustedProxyHeader', flag: 'trusted-proxy-header', env: 'DINGTALK_MCP_TRUSTED_PROXY_HEADER', help: 'http, opt-in: take the user id from this header (e.g. `x-authenticated-user`) instead of a bearer JWT, but only from `DINGTALK_MCP_TRUSTED_PROXIES`.' },
-  { key: 'trustedProxies', flag: 'trusted-proxies', env: 'DINGTALK_MCP_TRUSTED_PROXIES', help: 'http, opt-in: comma-separated IP addresses of the gateway allowed to set that header.' },
-  { key: 'rateLimitPerMinute', flag: 'rate-limit', env: 'DINGTALK_MCP_RATE_LIMIT', default: '60', help: 'http: tool calls per user per minute; more get HTTP 429.' },
-  { key: 'maxBody', flag: 'max-body', env: 'DINGTALK_MCP_MAX_BODY', default: '1mb', help: 'http: the largest request body accepted on `/mcp` (HTTP 413 above it).' },
   {
-    key: 'redisUrl', flag: 'redis-url', env: 'DINGTALK_MCP_REDIS_URL', secret: true,
+    key: 'providerName',
+    flag: 'provider',
+    env: 'AGENT_IDENTITY_DINGTALK_PROVIDER',
+    file: 'dingtalk_provider_name',
+    default: 'test-provider-for-dingtalk',
+    help: 'Name of the DingTalk OAuth2 credential provider in Agent Identity.',
+  },
+  { key: 'scopes', flag: 'scopes', env: 'AGENT_IDENTITY_DINGTALK_SCOPES', default: 'openid,corpid', help: 'OAuth scopes asked of DingTalk, comma-separated.' },
+  {
+    key: 'dingtalkClientId',
+    flag: 'dingtalk-client-id',
+    env: 'DINGTALK_CLIENT_ID',
+    file: 'dingtalk_client_id',
+    help: "The DingTalk app's Client ID (its AppKey). With an app secret it enables the app-token tools (read, append, create, search, info, list); see docs/tools.md.",
+  },
+  {
+    key: 'appSecretProvider',
+    flag: 'app-secret-provider',
+    env: 'AGENT_IDENTITY_DINGTALK_APP_SECRET_PROVIDER',
+    file: 'dingtalk_app_secret_provider_name',
+    help: 'The Agent Identity API-key credential provider holding the DingTalk app secret (read with GetResourceAPIKey); `setup` creates it.',
+  },
+  {
+    key: 'dingtalkClientSecret',
+    env: 'DINGTALK_CLIENT_SECRET',
+    help: "Development fallback for the DingTalk app secret when no API-key credential provider is set. Prefer the provider: then the secret never sits in this server's environment.",
+    secret: true,
+  },
+  {
+    key: 'toolsets',
+    flag: 'toolsets',
+    env: 'DINGTALK_MCP_TOOLSETS',
+    default: 'all',
+    help: 'Which tools to expose, comma-separated: `read`, `write`, `account`, or `all`.',
+    fix: 'use a comma-separated list of read, write, account (or all)',
+  },
+  {
+    key: 'readOnly',
+    flag: 'read-only',
+    env: 'DINGTALK_MCP_READ_ONLY',
+    default: 'false',
+    help: 'Expose only tools that never change a document (drops write, append and create).',
+  },
+  {
+    key: 'appRedirectUri',
+    flag: 'redirect-uri',
+    env: 'APP_REDIRECT_URI',
+    default: 'http://localhost:8090',
+    help: "Base URL of this server's browser pages; the OAuth return URL is `<APP_REDIRECT_URI>/callback` and must be allowed on the workload identity.",
+    fix: 'use an absolute http(s) URL without query, e.g. http://localhost:8090',
+  },
+  { key: 'userId', flag: 'user-id', env: 'AGENT_IDENTITY_USER_ID', help: "stdio: the end user's id in Agent Identity (default: your OS user name)." },
+  {
+    key: 'userJwt',
+    env: 'AGENT_IDENTITY_USER_JWT',
+    help: "stdio: an end-user JWT from the workload identity's identity provider, used instead of the user id.",
+    secret: true,
+  },
+  {
+    key: 'useSts',
+    flag: 'use-sts',
+    env: 'AGENT_IDENTITY_USE_STS',
+    default: 'true',
+    help: "Sign GetResourceOAuth2Token with the workload role's STS credentials (AssumeRoleForWorkloadIdentity), like the Python kit.",
+  },
+  {
+    key: 'agentIdentityEndpoint',
+    flag: 'agent-identity-endpoint',
+    env: 'AGENT_IDENTITY_ENDPOINT',
+    help: 'Override the Agent Identity data-plane endpoint (default `agentidentitydata.<region>.aliyuncs.com`); a host or a full URL.',
+  },
+  {
+    key: 'dingtalkApiBase',
+    flag: 'dingtalk-api-base',
+    env: 'DINGTALK_API_BASE',
+    default: 'https://api.dingtalk.com',
+    help: 'DingTalk OpenAPI base URL (`https://api.dingtalk.io` for the international site).',
+  },
+  {
+    key: 'dingtalkTimeoutMs',
+    flag: 'dingtalk-timeout-ms',
+    env: 'DINGTALK_TIMEOUT_MS',
+    default: '15000',
+    help: 'Timeout of one DingTalk request, in milliseconds.',
+  },
+  {
+    key: 'dingtalkMaxRetries',
+    flag: 'dingtalk-max-retries',
+    env: 'DINGTALK_MAX_RETRIES',
+    default: '3',
+    help: 'Retries for DingTalk QPS limits, 5xx and network errors (overwrite is idempotent).',
+  },
+  {
+    key: 'dingtalkRetryBaseDelayMs',
+    flag: 'dingtalk-retry-delay-ms',
+    env: 'DINGTALK_RETRY_BASE_DELAY_MS',
+    default: '1000',
+    help: 'First retry delay for DingTalk; doubles each retry, with jitter (DingTalk advises waiting about 1 s after a QPS limit).',
+  },
+  {
+    key: 'authTimeoutSeconds',
+    flag: 'auth-timeout',
+    env: 'DINGTALK_MCP_AUTH_TIMEOUT_SECONDS',
+    default: '600',
+    help: 'How long a tool call waits for the user to authorize in the browser; also the lifetime of an authorization link.',
+  },
+  {
+    key: 'openBrowser',
+    flag: 'open-browser',
+    env: 'DINGTALK_MCP_OPEN_BROWSER',
+    default: 'false',
+    help: 'stdio only: when the client cannot show URL elicitations, also open the authorization link in the system browser.',
+  },
+  {
+    key: 'stateSecret',
+    env: 'DINGTALK_MCP_STATE_SECRET',
+    help: 'HMAC key (32+ chars) that signs OAuth `state` and MCP `requestState`; random per process when unset.',
+    secret: true,
+    fix: 'use at least 32 characters, e.g. `openssl rand -hex 32`',
+  },
+  { key: 'logLevel', flag: 'log-level', env: 'DINGTALK_MCP_LOG_LEVEL', default: 'info', help: 'debug, info, warn, error or silent. Logs go to stderr.' },
+  {
+    key: 'oidcIssuer',
+    flag: 'oidc-issuer',
+    env: 'OIDC_ISSUER',
+    file: 'oidc_issuer',
+    help: 'http: the OpenID Connect issuer whose JWTs authorize `/mcp` (the identity provider registered on the workload identity), e.g. `https://oauth.aliyun.com`; its discovery document gives the JWKS and login endpoints.',
+    fix: "set OIDC_ISSUER to your identity provider's issuer URL (e.g. https://oauth.aliyun.com), or use --sandbox",
+  },
+  {
+    key: 'oidcAudience',
+    flag: 'oidc-audience',
+    env: 'OIDC_AUDIENCE',
+    file: 'oidc_audience',
+    help: "http: the `aud` bearer tokens must carry; default `OIDC_CLIENT_ID` (the identity provider's AllowedAudience in Agent Identity).",
+  },
+  {
+    key: 'oidcClientId',
+    flag: 'oidc-client-id',
+    env: 'OIDC_CLIENT_ID',
+    file: 'inbound_app_id',
+    help: "http: this server's OAuth client at the identity provider, used to sign the browser user in on `/connect` (authorization code + PKCE).",
+    fix: "set OIDC_CLIENT_ID to the OAuth application users sign in with (the Python kit's `inbound_app_id`)",
+  },
+  { key: 'oidcClientSecret', env: 'OIDC_CLIENT_SECRET', help: "http: that client's secret, if the identity provider requires one.", secret: true },
+  {
+    key: 'allowedHosts',
+    flag: 'allowed-hosts',
+    env: 'DINGTALK_MCP_ALLOWED_HOSTS',
+    help: 'http: comma-separated `Host` names accepted (DNS-rebinding protection); default the host of `APP_REDIRECT_URI` plus loopback names.',
+  },
+  {
+    key: 'allowedOrigins',
+    flag: 'allowed-origins',
+    env: 'DINGTALK_MCP_ALLOWED_ORIGINS',
+    help: 'http: comma-separated `Origin` host names accepted from browsers; default the same as the allowed hosts. Requests without `Origin` always pass.',
+  },
+  {
+    key: 'trustedProxyHeader',
+    flag: 'trusted-proxy-header',
+    env: 'DINGTALK_MCP_TRUSTED_PROXY_HEADER',
+    help: 'http, opt-in: take the user id from this header (e.g. `x-authenticated-user`) instead of a bearer JWT, but only from `DINGTALK_MCP_TRUSTED_PROXIES`.',
+  },
+  {
+    key: 'trustedProxies',
+    flag: 'trusted-proxies',
+    env: 'DINGTALK_MCP_TRUSTED_PROXIES',
+    help: 'http, opt-in: comma-separated IP addresses of the gateway allowed to set that header.',
+  },
+  {
+    key: 'rateLimitPerMinute',
+    flag: 'rate-limit',
+    env: 'DINGTALK_MCP_RATE_LIMIT',
+    default: '60',
+    help: 'http: tool calls per user per minute; more get HTTP 429.',
+  },
+  {
+    key: 'maxBody',
+    flag: 'max-body',
+    env: 'DINGTALK_MCP_MAX_BODY',
+    default: '1mb',
+    help: 'http: the largest request body accepted on `/mcp` (HTTP 413 above it).',
+  },
+  {
+    key: 'redisUrl',
+    flag: 'redis-url',
+    env: 'DINGTALK_MCP_REDIS_URL',
+    secret: true,
     help: 'http, several replicas: the Redis (ApsaraDB for Redis / Tair) in which replicas share pending authorizations, completion events, rate limits and sign-in state; `redis://` or `rediss://` (TLS), with `user:password@` for an ACL user. Requires `DINGTALK_MCP_STATE_SECRET`. Unset: in memory (one replica). See docs/deployment-replicas.md.',
     fix: 'use redis://[user:password@]host:port[/db] or rediss://… for TLS',
   },
-  { key: 'redisKeyPrefix', env: 'DINGTALK_MCP_REDIS_PREFIX', default: 'dtmcp:', help: 'Prefix of every Redis key and channel this server uses (deployments sharing one Redis use different prefixes).' },
-  { key: 'configFile', flag: 'config', env: 'DINGTALK_MCP_CONFIG', default: '.config.json', help: 'Path of the JSON config file (the Python kit\'s `.config.json`); optional.' },
+  {
+    key: 'redisKeyPrefix',
+    env: 'DINGTALK_MCP_REDIS_PREFIX',
+    default: 'dtmcp:',
+    help: 'Prefix of every Redis key and channel this server uses (deployments sharing one Redis use different prefixes).',
+  },
+  {
+    key: 'configFile',
+    flag: 'config',
+    env: 'DINGTALK_MCP_CONFIG',
+    default: '.config.json',
+    help: "Path of the JSON config file (the Python kit's `.config.json`); optional.",
+  },
 ];
 
 const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no', '']).transform((v) => v === 'true' || v === '1' || v === 'yes' || v === '');
-const int = (min: number, max: number) =>
-  z.string().regex(/^\d+$/, 'must be a whole number').transform(Number).pipe(z.number().int().min(min).max(max));
+const int = (min: number, max: number) => z.string().regex(/^\d+$/, 'must be a whole number').transform(Number).pipe(z.number().int().min(min).max(max));
 const httpUrl = z.string().refine((v) => {
   try {
     const u = new URL(v);
@@ -126,7 +321,12 @@ const httpUrl = z.string().refine((v) => {
   }
 }, 'must be an absolute http(s) URL without query, fragment or credentials');
 
-const list = z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
+const list = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
 
 const schema = z.object({
   transport: z.enum(['stdio', 'http']),
@@ -136,17 +336,26 @@ const schema = z.object({
   regionId: z.string().regex(/^[a-z]{2}-[a-z0-9-]+$/, 'must look like cn-beijing'),
   workloadIdentityName: z.string().min(1).optional(),
   providerName: z.string().min(1),
-  scopes: z.string().transform((s) => s.split(/[\s,]+/).filter(Boolean)).pipe(z.array(z.string()).min(1, 'needs at least one scope')),
-  dingtalkClientId: z.string().regex(/^[\w-]{1,128}$/, 'must be the app\'s Client ID (AppKey): letters, digits, "-" and "_"').optional(),
+  scopes: z
+    .string()
+    .transform((s) => s.split(/[\s,]+/).filter(Boolean))
+    .pipe(z.array(z.string()).min(1, 'needs at least one scope')),
+  dingtalkClientId: z
+    .string()
+    .regex(/^[\w-]{1,128}$/, 'must be the app\'s Client ID (AppKey): letters, digits, "-" and "_"')
+    .optional(),
   appSecretProvider: z.string().min(1).max(256).optional(),
   dingtalkClientSecret: z.string().min(1).max(512).optional(),
-  toolsets: list.pipe(
-    z.array(z.enum(['all', ...TOOLSETS], { message: 'unknown toolset' })).min(1, 'needs at least one toolset'),
-  ).transform((l) => (l.includes('all') ? [...TOOLSETS] : [...new Set(l)] as Toolset[])),
+  toolsets: list
+    .pipe(z.array(z.enum(['all', ...TOOLSETS], { message: 'unknown toolset' })).min(1, 'needs at least one toolset'))
+    .transform((l) => (l.includes('all') ? [...TOOLSETS] : ([...new Set(l)] as Toolset[]))),
   readOnly: bool,
   appRedirectUri: httpUrl.transform((v) => v.replace(/\/+$/, '')),
   userId: z.string().min(1).max(256).optional(),
-  userJwt: z.string().regex(/^[\w-]+\.[\w-]+\.[\w-]*$/, 'must be a JWT (three base64url parts)').optional(),
+  userJwt: z
+    .string()
+    .regex(/^[\w-]+\.[\w-]+\.[\w-]*$/, 'must be a JWT (three base64url parts)')
+    .optional(),
   useSts: bool,
   agentIdentityEndpoint: z.string().min(1).optional(),
   dingtalkApiBase: httpUrl.transform((v) => v.replace(/\/+$/, '')),
@@ -164,7 +373,11 @@ const schema = z.object({
   oidcClientSecret: z.string().min(1).optional(),
   allowedHosts: list.optional(),
   allowedOrigins: list.optional(),
-  trustedProxyHeader: z.string().regex(/^[A-Za-z0-9-]+$/, 'must be a header name').transform((h) => h.toLowerCase()).optional(),
+  trustedProxyHeader: z
+    .string()
+    .regex(/^[A-Za-z0-9-]+$/, 'must be a header name')
+    .transform((h) => h.toLowerCase())
+    .optional(),
   trustedProxies: list.optional(),
   rateLimitPerMinute: int(1, 100_000),
   maxBody: z.string().regex(/^\d+(b|kb|mb)$/i, 'must look like 1mb or 500kb'),
@@ -245,7 +458,13 @@ export function loadConfig({ argv = [], env = process.env, cwd = process.cwd() }
   }
   const sandbox = parsed.success ? parsed.data.sandbox : /^(true|1|yes)$/.test(raw.sandbox ?? '');
   const required = (key: keyof RawConfig, why = 'is required') => {
-    if (!raw[key]) problems.push(describeProblem(SETTINGS.find((s) => s.key === key), why));
+    if (!raw[key])
+      problems.push(
+        describeProblem(
+          SETTINGS.find((s) => s.key === key),
+          why,
+        ),
+      );
   };
   if (!sandbox) required('workloadIdentityName');
   if (!sandbox && raw.transport === 'http') {
@@ -306,7 +525,8 @@ function safeUserName(): string | undefined {
 /** The settings table of docs/settings.md (Markdown); `--help` prints the same settings as plain text (help.ts). */
 export function settingsTable(): string {
   const rows = SETTINGS.map(
-    (s) => `| ${s.env ? `\`${s.env}\`` : ''} | ${s.flag ? `\`--${s.flag}\`` : ''} | ${s.file ? `\`${s.file}\`` : ''} | ${s.default !== undefined ? `\`${s.default}\`` : s.key === 'userId' ? 'OS user name' : ''} | ${s.help} |`,
+    (s) =>
+      `| ${s.env ? `\`${s.env}\`` : ''} | ${s.flag ? `\`--${s.flag}\`` : ''} | ${s.file ? `\`${s.file}\`` : ''} | ${s.default !== undefined ? `\`${s.default}\`` : s.key === 'userId' ? 'OS user name' : ''} | ${s.help} |`,
   );
   return ['| Environment | Flag | `.config.json` | Default | Meaning |', '|---|---|---|---|---|', ...rows].join('\n');
 }

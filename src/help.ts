@@ -48,7 +48,9 @@ export function usage(width = 100): string {
     "user's DingTalk token held by Alibaba Cloud Agent Identity (never by the agent or the client).",
     '',
     'Commands and modes:',
-    ...COMMANDS.flatMap(([c, what]) => wrap(what, w, ' '.repeat(2 + commandWidth)).map((l, i) => (i === 0 ? `  ${c.padEnd(commandWidth)}${l.trimStart()}` : l))),
+    ...COMMANDS.flatMap(([c, what]) =>
+      wrap(what, w, ' '.repeat(2 + commandWidth)).map((l, i) => (i === 0 ? `  ${c.padEnd(commandWidth)}${l.trimStart()}` : l)),
+    ),
     '',
     'Try it with no account:  npx -y agent-identity-dingtalk-mcp --sandbox',
     'Client setup, HTTP mode, deployment, troubleshooting: the docs/ folder of the package',

@@ -172,15 +172,20 @@ export function configuredUser(config: Config): UserIdentity {
 }
 
 export function secretsOf(config: Config): string[] {
-  return [config.userJwt, config.stateSecret, config.oidcClientSecret, config.dingtalkClientSecret, config.redisUrl ? redisPassword(config.redisUrl) : undefined, process.env.ALIBABA_CLOUD_ACCESS_KEY_SECRET, process.env.ALIBABA_CLOUD_SECURITY_TOKEN].filter(
-    (s): s is string => typeof s === 'string' && s.length > 0,
-  );
+  return [
+    config.userJwt,
+    config.stateSecret,
+    config.oidcClientSecret,
+    config.dingtalkClientSecret,
+    config.redisUrl ? redisPassword(config.redisUrl) : undefined,
+    process.env.ALIBABA_CLOUD_ACCESS_KEY_SECRET,
+    process.env.ALIBABA_CLOUD_SECURITY_TOKEN,
+  ].filter((s): s is string => typeof s === 'string' && s.length > 0);
 }
 
 /** stdio rung 3 of the ladder: open the link locally; failures are only logged. */
 function openInBrowser(url: string, logger: Logger): void {
-  const [cmd, args] =
-    process.platform === 'darwin' ? ['open', [url]] : process.platform === 'win32' ? ['cmd', ['/c', 'start', '', url]] : ['xdg-open', [url]];
+  const [cmd, args] = process.platform === 'darwin' ? ['open', [url]] : process.platform === 'win32' ? ['cmd', ['/c', 'start', '', url]] : ['xdg-open', [url]];
   try {
     const child = spawn(cmd as string, args as string[], { stdio: 'ignore', detached: true });
     child.on('error', (e) => logger.warn('could not open the browser', { error: e.message }));

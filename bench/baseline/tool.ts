@@ -14,10 +14,22 @@ export function createBaselineServer(dingtalkBase: string, token: () => string):
   // only write_dingtalk_doc is measured, the others are there so both servers build the same list.
   for (const other of ALL_TOOLS) {
     if (other.name === tool.name) continue;
-    const shape = { title: other.title, description: other.description, inputSchema: other.inputSchema, outputSchema: other.outputSchema, annotations: { title: other.title, ...other.annotations } };
+    const shape = {
+      title: other.title,
+      description: other.description,
+      inputSchema: other.inputSchema,
+      outputSchema: other.outputSchema,
+      annotations: { title: other.title, ...other.annotations },
+    };
     server.registerTool(other.name, shape, async () => ({ isError: true, content: [{ type: 'text' as const, text: 'not part of the baseline' }] }));
   }
-  const config = { title: tool.title, description: tool.description, inputSchema: tool.inputSchema, outputSchema: tool.outputSchema, annotations: { title: tool.title, ...tool.annotations } };
+  const config = {
+    title: tool.title,
+    description: tool.description,
+    inputSchema: tool.inputSchema,
+    outputSchema: tool.outputSchema,
+    annotations: { title: tool.title, ...tool.annotations },
+  };
   server.registerTool(tool.name, config, async ({ document, content }) => {
     const { agent, request } = await (undici ??= loadUndici());
     const res = await request(`${dingtalkBase}/v2.0/doc/me/suites/documents/${encodeURIComponent(document)}/overwriteContent`, {

@@ -95,7 +95,8 @@ export class ChatSession {
       this.messages.push({ role: 'assistant', content: turn.content || null, ...(turn.toolCalls.length ? { tool_calls: turn.toolCalls } : {}) });
       if (turn.toolCalls.length === 0 || round >= maxRounds) {
         // Past the bound, calls are answered (the API requires it) but not run.
-        for (const call of turn.toolCalls) this.messages.push({ role: 'tool', tool_call_id: call.id, content: 'Not run: the tool-call limit for this message was reached.' });
+        for (const call of turn.toolCalls)
+          this.messages.push({ role: 'tool', tool_call_id: call.id, content: 'Not run: the tool-call limit for this message was reached.' });
         result.answer = turn.content;
         result.stoppedEarly = round >= maxRounds;
         return result;
@@ -188,7 +189,10 @@ export function formatToolResult(text: string, maxLines = RESULT_LINES, maxChars
   if (shown.length > maxChars) shown = shown.slice(0, maxChars);
   const rest = clean.length - shown.length;
   const shownLines = shown.split('\n');
-  const more = rest > 0 ? `\n    … (${lines.length - shownLines.length > 0 ? `${lines.length - shownLines.length} more lines, ` : ''}${rest} more characters not shown)` : '';
+  const more =
+    rest > 0
+      ? `\n    … (${lines.length - shownLines.length > 0 ? `${lines.length - shownLines.length} more lines, ` : ''}${rest} more characters not shown)`
+      : '';
   return shownLines.join('\n    ') + more;
 }
 

@@ -131,7 +131,9 @@ export function readConfigFile(path: string, env: NodeJS.ProcessEnv = process.en
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new ConfigFileError(`cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? String(e)}). Pass --config <file>, e.g. --config examples/qwen-chat/mcp.example.json`);
+    throw new ConfigFileError(
+      `cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? String(e)}). Pass --config <file>, e.g. --config examples/qwen-chat/mcp.example.json`,
+    );
   }
   return parseConfig(text, env, path);
 }

@@ -117,7 +117,11 @@ export class ToolCallAccumulator {
     return [...this.calls.entries()]
       .sort(([a], [b]) => a - b)
       .filter(([, c]) => c.name)
-      .map(([index, c]) => ({ id: c.id || `call_${index}_${Math.random().toString(36).slice(2, 10)}`, type: 'function' as const, function: { name: c.name, arguments: c.arguments || '{}' } }));
+      .map(([index, c]) => ({
+        id: c.id || `call_${index}_${Math.random().toString(36).slice(2, 10)}`,
+        type: 'function' as const,
+        function: { name: c.name, arguments: c.arguments || '{}' },
+      }));
   }
 }
 
@@ -183,7 +187,11 @@ export class DashScopeClient {
     const accumulator = new ToolCallAccumulator();
     if (!response.body) throw new DashScopeError('DashScope answered with an empty stream.');
     for await (const payload of sseData(response.body)) {
-      let chunk: { choices?: Array<{ delta?: { content?: string | null; reasoning_content?: string | null; tool_calls?: unknown }; finish_reason?: string | null }>; usage?: AssistantTurn['usage']; error?: { code?: string; message?: string } };
+      let chunk: {
+        choices?: Array<{ delta?: { content?: string | null; reasoning_content?: string | null; tool_calls?: unknown }; finish_reason?: string | null }>;
+        usage?: AssistantTurn['usage'];
+        error?: { code?: string; message?: string };
+      };
       try {
         chunk = JSON.parse(payload);
       } catch {
@@ -219,12 +227,19 @@ export class DashScopeClient {
       ...(/^(qwen|qwq)/i.test(this.model) ? { enable_thinking: false } : {}),
     };
     const response = await this.post(body, request.signal);
-    const json = (await response.json()) as { choices?: Array<{ message?: { content?: string | null; reasoning_content?: string; tool_calls?: ToolCall[] }; finish_reason?: string }>; usage?: AssistantTurn['usage'] };
+    const json = (await response.json()) as {
+      choices?: Array<{ message?: { content?: string | null; reasoning_content?: string; tool_calls?: ToolCall[] }; finish_reason?: string }>;
+      usage?: AssistantTurn['usage'];
+    };
     const message = json.choices?.[0]?.message ?? {};
     return {
       content: message.content ?? '',
       reasoning: message.reasoning_content ?? '',
-      toolCalls: (message.tool_calls ?? []).map((c) => ({ id: c.id, type: 'function', function: { name: c.function.name, arguments: c.function.arguments || '{}' } })),
+      toolCalls: (message.tool_calls ?? []).map((c) => ({
+        id: c.id,
+        type: 'function',
+        function: { name: c.function.name, arguments: c.function.arguments || '{}' },
+      })),
       finishReason: json.choices?.[0]?.finish_reason ?? null,
       usage: json.usage,
     };
@@ -247,7 +262,11 @@ export class DashScopeClient {
       try {
         response = await this.fetchImpl(url, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', accept: body.stream ? 'text/event-stream' : 'application/json', authorization: `Bearer ${this.options.apiKey}` },
+          headers: {
+            'content-type': 'application/json',
+            accept: body.stream ? 'text/event-stream' : 'application/json',
+            authorization: `Bearer ${this.options.apiKey}`,
+          },
           body: JSON.stringify(body),
           signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
         });

@@ -138,7 +138,8 @@ export async function askToOpen(options: ConsentOptions, request: ConsentRequest
   // No display and no injected opener: nothing could open, so say so instead of pretending.
   const noDisplay = options.openBrowser !== false && !options.opener && !(options.display ?? hasDisplay());
   const browser = options.openBrowser !== false && !noDisplay;
-  if (noDisplay) say(style.dim(terminal, '   No display here (an SSH session or a container?), so no browser can be started: open the link on a machine with one.'));
+  if (noDisplay)
+    say(style.dim(terminal, '   No display here (an SSH session or a container?), so no browser can be started: open the link on a machine with one.'));
   let answer: string | undefined;
   if (options.autoApprove) {
     answer = 'y';

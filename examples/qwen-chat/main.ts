@@ -98,7 +98,13 @@ async function main(argv: string[]): Promise<number> {
     servers = sandbox.servers;
     apiKey = sandbox.dashscope.apiKey;
     baseUrl = sandbox.dashscope.baseUrl;
-    say(style.bold(terminal, 'Sandbox') + style.dim(terminal, ': emulated DashScope ("Qwen" follows scripted rules), Agent Identity, DingTalk, and a stand-in billing MCP service, all on 127.0.0.1.'));
+    say(
+      style.bold(terminal, 'Sandbox') +
+        style.dim(
+          terminal,
+          ': emulated DashScope ("Qwen" follows scripted rules), Agent Identity, DingTalk, and a stand-in billing MCP service, all on 127.0.0.1.',
+        ),
+    );
     say(style.dim(terminal, `  DashScope: ${baseUrl}`));
     say(style.dim(terminal, `  Document:  ${sandbox.documentLink}  (view: ${sandbox.upstream.documentViewerUrl(sandbox.upstream.sampleDocumentId)})`));
     if (values.yes) {
@@ -192,7 +198,12 @@ async function main(argv: string[]): Promise<number> {
       const doc = sandbox.upstream.dingtalk.getDocument(sandbox.upstream.sampleDocumentId);
       say();
       say(style.bold(terminal, 'The emulated DingTalk document now holds:'));
-      say((doc?.content ?? '(missing)').split('\n').map((l) => `  │ ${l}`).join('\n'));
+      say(
+        (doc?.content ?? '(missing)')
+          .split('\n')
+          .map((l) => `  │ ${l}`)
+          .join('\n'),
+      );
     }
   } finally {
     terminal.close();

@@ -119,7 +119,10 @@ export class McpHub {
     for (const name of servers.map((s) => s.name)) {
       const ok = this.servers.get(name);
       const failed = this.failures.find((f) => f.server === name);
-      if (ok) this.terminal.write(style.dim(this.terminal, `✓ ${name}: ${ok.kind}, MCP ${ok.protocolVersion}, ${ok.tools.length} tool(s): ${ok.tools.map((t) => t.name).join(', ')}\n`));
+      if (ok)
+        this.terminal.write(
+          style.dim(this.terminal, `✓ ${name}: ${ok.kind}, MCP ${ok.protocolVersion}, ${ok.tools.length} tool(s): ${ok.tools.map((t) => t.name).join(', ')}\n`),
+        );
       else if (failed) this.terminal.write(style.error(this.terminal, `✗ ${name}: not available: ${sanitize(failed.error)}\n`));
     }
   }
@@ -145,7 +148,10 @@ export class McpHub {
     const server = route && this.servers.get(route.server);
     if (!route || !server) return { text: `Unknown tool "${name}". Available tools: ${[...this.exposed.keys()].join(', ') || 'none'}.`, isError: true };
     const call = () =>
-      server.client.callTool({ name: route.tool.name, arguments: args }, { timeout: this.options.toolCallTimeoutMs ?? 15 * 60_000, resetTimeoutOnProgress: true, signal }) as Promise<CallToolResult>;
+      server.client.callTool(
+        { name: route.tool.name, arguments: args },
+        { timeout: this.options.toolCallTimeoutMs ?? 15 * 60_000, resetTimeoutOnProgress: true, signal },
+      ) as Promise<CallToolResult>;
     try {
       let result: CallToolResult;
       try {
@@ -224,7 +230,13 @@ export class McpHub {
     }
   }
 
-  private async connectStdio(name: string, entry: StdioServerConfig, written: StdioServerConfig, client: Client, hide: (text: string) => string): Promise<void> {
+  private async connectStdio(
+    name: string,
+    entry: StdioServerConfig,
+    written: StdioServerConfig,
+    client: Client,
+    hide: (text: string) => string,
+  ): Promise<void> {
     const transport = new StdioClientTransport({ command: entry.command, args: entry.args, env: entry.env, cwd: entry.cwd, stderr: 'pipe' });
     const recent: string[] = [];
     transport.stderr?.on('data', (chunk: Buffer) => {
@@ -290,7 +302,9 @@ export class McpHub {
     }
     const enter = new AbortController();
     const manual = this.terminal.interactive
-      ? this.terminal.ask('   Press Enter once you are done in the browser (the chat also continues by itself when the server confirms). ', enter.signal).then(() => enter.abort())
+      ? this.terminal
+          .ask('   Press Enter once you are done in the browser (the chat also continues by itself when the server confirms). ', enter.signal)
+          .then(() => enter.abort())
       : undefined;
     await this.elicitation.waitFor(server, ids, this.options.authWaitMs ?? 10 * 60_000, enter.signal);
     enter.abort();
@@ -306,7 +320,9 @@ export class McpHub {
 export function redactor(server: ResolvedServer): (text: string) => string {
   const entry = server.entry;
   const pairs: Array<[string, string]> = [...(server.substituted ?? new Map<string, string>())].map(([name, value]) => [value, `\${${name}}`]);
-  const literal = isHttpServer(entry) ? [...Object.values(entry.headers ?? {}), ...(entry.oauth ? [entry.oauth.clientSecret ?? ''] : [])] : Object.values(entry.env ?? {});
+  const literal = isHttpServer(entry)
+    ? [...Object.values(entry.headers ?? {}), ...(entry.oauth ? [entry.oauth.clientSecret ?? ''] : [])]
+    : Object.values(entry.env ?? {});
   for (const value of literal) pairs.push([value, '***']);
   const hidden = pairs.filter(([value]) => value.length >= 4).sort(([a], [b]) => b.length - a.length);
   return (text) => hidden.reduce((t, [value, shown]) => t.split(value).join(shown), text);
@@ -315,8 +331,16 @@ export function redactor(server: ResolvedServer): (text: string) => string {
 function urlElicitationsOf(e: unknown): Array<{ url: string; message?: string; elicitationId?: string }> | undefined {
   const err = e as { code?: number; data?: { elicitations?: unknown } };
   if (err?.code !== -32042 || !Array.isArray(err.data?.elicitations)) return undefined;
-  const list = (err.data.elicitations as Array<{ mode?: string; url?: unknown; message?: unknown; elicitationId?: unknown }>).filter((x) => x?.mode === 'url' && typeof x.url === 'string');
-  return list.length ? list.map((x) => ({ url: x.url as string, message: typeof x.message === 'string' ? x.message : undefined, elicitationId: typeof x.elicitationId === 'string' ? x.elicitationId : undefined })) : undefined;
+  const list = (err.data.elicitations as Array<{ mode?: string; url?: unknown; message?: unknown; elicitationId?: unknown }>).filter(
+    (x) => x?.mode === 'url' && typeof x.url === 'string',
+  );
+  return list.length
+    ? list.map((x) => ({
+        url: x.url as string,
+        message: typeof x.message === 'string' ? x.message : undefined,
+        elicitationId: typeof x.elicitationId === 'string' ? x.elicitationId : undefined,
+      }))
+    : undefined;
 }
 
 /** The text the model sees: text blocks; other blocks by kind only. structuredContent is never passed on. */

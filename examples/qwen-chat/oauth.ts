@@ -17,7 +17,13 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { OAuthClientMetadata, OAuthClientProvider, OAuthDiscoveryState, StoredOAuthClientInformation, StoredOAuthTokens } from '@modelcontextprotocol/client';
+import type {
+  OAuthClientMetadata,
+  OAuthClientProvider,
+  OAuthDiscoveryState,
+  StoredOAuthClientInformation,
+  StoredOAuthTokens,
+} from '@modelcontextprotocol/client';
 import { askToOpen, type ConsentOptions } from './elicitation.js';
 import { style } from './terminal.js';
 
@@ -60,7 +66,9 @@ export class TokenFile {
       value = undefined;
     }
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      throw new TokenFileError(`the OAuth token file ${this.path} is not a JSON object; it was left untouched. Fix it, or delete it to sign in again (--token-file picks another file).`);
+      throw new TokenFileError(
+        `the OAuth token file ${this.path} is not a JSON object; it was left untouched. Fix it, or delete it to sign in again (--token-file picks another file).`,
+      );
     }
     return value as Record<string, StoredEntry>;
   }
@@ -96,7 +104,9 @@ export class TokenFile {
     const mode = statSync(dir).mode & 0o777;
     if (mode & 0o077 && !this.warnedAboutDirectory) {
       this.warnedAboutDirectory = true;
-      this.warn(`the directory of the OAuth token file, ${dir}, is accessible to other users (mode ${mode.toString(8).padStart(3, '0')}); consider chmod 700 ${dir}`);
+      this.warn(
+        `the directory of the OAuth token file, ${dir}, is accessible to other users (mode ${mode.toString(8).padStart(3, '0')}); consider chmod 700 ${dir}`,
+      );
     }
   }
 }
@@ -234,7 +244,11 @@ export async function loginWithBrowser(options: {
   const callback = listenForCallback(provider.callbackPort, options.timeoutMs ?? 5 * 60_000, () => provider.expectedState);
   try {
     await callback.ready; // the link must not be shown before anything listens for its answer
-    const action = await askToOpen(consent, { server: provider.serverName, url: authorizationUrl.href, purpose: 'needs you to sign in (OAuth) before it can be used' });
+    const action = await askToOpen(consent, {
+      server: provider.serverName,
+      url: authorizationUrl.href,
+      purpose: 'needs you to sign in (OAuth) before it can be used',
+    });
     if (action !== 'accept') {
       say(style.dim(consent.terminal, `   Skipping "${provider.serverName}": sign-in ${action === 'cancel' ? 'cancelled' : 'declined'}.`));
       return false;
@@ -243,7 +257,15 @@ export async function loginWithBrowser(options: {
     const params = await callback.params;
     if (params.get('error')) {
       // error_description is attacker-controllable in mix-up attacks: do not echo it.
-      say(style.error(consent.terminal, `   Sign-in to "${provider.serverName}" failed (${params.get('error')?.replace(/[^\w.-]/g, '').slice(0, 60)}).`));
+      say(
+        style.error(
+          consent.terminal,
+          `   Sign-in to "${provider.serverName}" failed (${params
+            .get('error')
+            ?.replace(/[^\w.-]/g, '')
+            .slice(0, 60)}).`,
+        ),
+      );
       return false;
     }
     if (!provider.expectedState || params.get('state') !== provider.expectedState) {
@@ -265,7 +287,11 @@ export async function loginWithBrowser(options: {
  * Waits for the browser's redirect. Only a request to /callback whose `state` is the one this login sent ends the
  * wait; any other request (another local process, a web page) gets a 400 and the listener keeps waiting.
  */
-function listenForCallback(port: number, timeoutMs: number, expectedState: () => string | undefined): { ready: Promise<void>; params: Promise<URLSearchParams>; close(): void } {
+function listenForCallback(
+  port: number,
+  timeoutMs: number,
+  expectedState: () => string | undefined,
+): { ready: Promise<void>; params: Promise<URLSearchParams>; close(): void } {
   let resolveParams!: (p: URLSearchParams) => void;
   let rejectParams!: (e: Error) => void;
   const params = new Promise<URLSearchParams>((resolve, reject) => {

@@ -36,7 +36,12 @@ export async function startBillingStandIn(options: { apiKey?: string; port?: num
       {
         title: 'Monthly ECS costs (sandbox)',
         description: 'Costs of ECS instances per region for one month (sandbox data, not real). month: YYYY-MM, default last month.',
-        inputSchema: z.object({ month: z.string().regex(/^\d{4}-\d{2}$/).optional() }),
+        inputSchema: z.object({
+          month: z
+            .string()
+            .regex(/^\d{4}-\d{2}$/)
+            .optional(),
+        }),
         annotations: { readOnlyHint: true, openWorldHint: false },
       },
       async ({ month }) => {

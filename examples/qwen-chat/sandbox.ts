@@ -10,9 +10,7 @@ import type { ResolvedServer } from './config.js';
 import { startBillingStandIn, type BillingStandIn } from './sandbox-billing-server.js';
 
 /** The built server: next to this file under dist/, or dist/src/cli.js when this module runs from source (tests). */
-export const DINGTALK_CLI = fileURLToPath(
-  new URL(/\/dist\/examples\//.test(import.meta.url) ? '../../src/cli.js' : '../../dist/src/cli.js', import.meta.url),
-);
+export const DINGTALK_CLI = fileURLToPath(new URL(/\/dist\/examples\//.test(import.meta.url) ? '../../src/cli.js' : '../../dist/src/cli.js', import.meta.url));
 
 export interface ChatSandbox {
   dashscope: DashScopeEmulator;

@@ -86,7 +86,10 @@ export function processTerminal(): Terminal {
 }
 
 /** A terminal whose answers come from a script (a list, or a function of the question). Output is recorded. */
-export function scriptedTerminal(answers: string[] | ((question: string) => string | undefined) = [], echo?: (text: string) => void): Terminal & { output: string[]; questions: string[] } {
+export function scriptedTerminal(
+  answers: string[] | ((question: string) => string | undefined) = [],
+  echo?: (text: string) => void,
+): Terminal & { output: string[]; questions: string[] } {
   const output: string[] = [];
   const questions: string[] = [];
   const queue = Array.isArray(answers) ? [...answers] : undefined;

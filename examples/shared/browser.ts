@@ -71,7 +71,11 @@ function consentForm(html: string, pageUrl: string): { action: string; consentRe
   const consentRequest = /name="consent_request" value="([^"]+)"/.exec(html)?.[1];
   if (!action || !consentRequest) return undefined;
   const firstUnionId = /<select name="unionId">\s*<option value="([^"]+)"/.exec(html)?.[1];
-  return { action: new URL(decodeEntities(action), pageUrl).toString(), consentRequest: decodeEntities(consentRequest), firstUnionId: firstUnionId && decodeEntities(firstUnionId) };
+  return {
+    action: new URL(decodeEntities(action), pageUrl).toString(),
+    consentRequest: decodeEntities(consentRequest),
+    firstUnionId: firstUnionId && decodeEntities(firstUnionId),
+  };
 }
 
 /** The emulated identity provider's sign-in form, if this page is one. */
@@ -80,11 +84,20 @@ function signInForm(html: string, pageUrl: string): { action: string; loginReque
   const loginRequest = /name="login_request" value="([^"]+)"/.exec(html)?.[1];
   if (!action || !loginRequest) return undefined;
   const firstSub = /<select name="sub">\s*<option value="([^"]+)"/.exec(html)?.[1];
-  return { action: new URL(decodeEntities(action), pageUrl).toString(), loginRequest: decodeEntities(loginRequest), firstSub: firstSub && decodeEntities(firstSub) };
+  return {
+    action: new URL(decodeEntities(action), pageUrl).toString(),
+    loginRequest: decodeEntities(loginRequest),
+    firstSub: firstSub && decodeEntities(firstSub),
+  };
 }
 
 function decodeEntities(s: string): string {
-  return s.replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
+  return s
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'")
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&amp;/g, '&');
 }
 
 function assertLoopback(url: string): void {

@@ -256,7 +256,12 @@ export async function startDashScopeEmulator(options: DashScopeEmulatorOptions =
     const requestId = randomUUID();
     const fail = (e: ApiError, headers: Record<string, string> = {}) => {
       log.status = e.status;
-      sendJson(res, e.status, { error: { code: e.code, message: e.message, param: e.param, type: e.type }, id: `chatcmpl-${requestId}`, request_id: requestId }, headers);
+      sendJson(
+        res,
+        e.status,
+        { error: { code: e.code, message: e.message, param: e.param, type: e.type }, id: `chatcmpl-${requestId}`, request_id: requestId },
+        headers,
+      );
     };
     try {
       if (path !== '/compatible-mode/v1/chat/completions') throw new ApiError(404, 'NotFound', `Not found: ${path}`);
@@ -264,12 +269,24 @@ export async function startDashScopeEmulator(options: DashScopeEmulatorOptions =
       const raw = (await readBody(req, 16 << 20)).toString('utf8');
       const auth = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
       if (!auth || !apiKeys.has(auth)) {
-        throw new ApiError(401, 'invalid_api_key', 'Incorrect API key provided. For details, see: https://help.aliyun.com/zh/model-studio/error-code#apikey-error');
+        throw new ApiError(
+          401,
+          'invalid_api_key',
+          'Incorrect API key provided. For details, see: https://help.aliyun.com/zh/model-studio/error-code#apikey-error',
+        );
       }
       const fault = faults.take(() => true);
       if (fault) {
         const headers: Record<string, string> = fault.retryAfterSeconds !== undefined ? { 'retry-after': String(fault.retryAfterSeconds) } : {};
-        return fail(new ApiError(fault.status, fault.code, fault.message ?? defaultFaultMessage(fault.status), fault.type ?? (fault.status === 429 ? 'limit_requests' : 'internal_error')), headers);
+        return fail(
+          new ApiError(
+            fault.status,
+            fault.code,
+            fault.message ?? defaultFaultMessage(fault.status),
+            fault.type ?? (fault.status === 429 ? 'limit_requests' : 'internal_error'),
+          ),
+          headers,
+        );
       }
       let body: Record<string, unknown>;
       try {
@@ -294,50 +311,63 @@ export async function startDashScopeEmulator(options: DashScopeEmulatorOptions =
       log.status = 200;
       const id = `chatcmpl-${randomUUID()}`;
       const created = Math.floor(Date.now() / 1000);
-      const toolCalls = (reply.toolCalls ?? []).map((c) => ({ id: `call_${randomUUID().replace(/-/g, '').slice(0, 24)}`, name: c.name, arguments: JSON.stringify(c.arguments ?? {}) }));
+      const toolCalls = (reply.toolCalls ?? []).map((c) => ({
+        id: `call_${randomUUID().replace(/-/g, '').slice(0, 24)}`,
+        name: c.name,
+        arguments: JSON.stringify(c.arguments ?? {}),
+      }));
       const content = reply.content ?? '';
-      const usage = { prompt_tokens: Math.ceil(raw.length / 4), completion_tokens: Math.ceil((content.length + toolCalls.reduce((n, c) => n + c.arguments.length, 0)) / 4) + 1 };
+      const usage = {
+        prompt_tokens: Math.ceil(raw.length / 4),
+        completion_tokens: Math.ceil((content.length + toolCalls.reduce((n, c) => n + c.arguments.length, 0)) / 4) + 1,
+      };
       const usageBlock = { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens };
       const finish = toolCalls.length > 0 ? 'tool_calls' : 'stop';
 
       if (!stream) {
-        sendJson(
-          res,
-          200,
-          {
-            id,
-            object: 'chat.completion',
-            created,
-            model: modelId,
-            system_fingerprint: null,
-            choices: [
-              {
-                index: 0,
-                message: { role: 'assistant', content: toolCalls.length > 0 && !content ? '' : content, ...(toolCalls.length ? { tool_calls: toolCalls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments } })) } : {}) },
-                finish_reason: finish,
-                logprobs: null,
+        sendJson(res, 200, {
+          id,
+          object: 'chat.completion',
+          created,
+          model: modelId,
+          system_fingerprint: null,
+          choices: [
+            {
+              index: 0,
+              message: {
+                role: 'assistant',
+                content: toolCalls.length > 0 && !content ? '' : content,
+                ...(toolCalls.length
+                  ? { tool_calls: toolCalls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments } })) }
+                  : {}),
               },
-            ],
-            usage: usageBlock,
-          },
-        );
+              finish_reason: finish,
+              logprobs: null,
+            },
+          ],
+          usage: usageBlock,
+        });
         return;
       }
 
       res.writeHead(200, { 'content-type': 'text/event-stream;charset=UTF-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
       const send = (delta: Record<string, unknown>, finishReason: string | null = null) =>
-        res.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: modelId, system_fingerprint: null, choices: [{ index: 0, delta, finish_reason: finishReason, logprobs: null }] })}\n\n`);
+        res.write(
+          `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: modelId, system_fingerprint: null, choices: [{ index: 0, delta, finish_reason: finishReason, logprobs: null }] })}\n\n`,
+        );
       send({ role: 'assistant', content: '' });
       if (thinking) for (const piece of chunks('Deciding which tool fits the request.', chunkSize)) send({ content: null, reasoning_content: piece });
       for (const piece of chunks(content, chunkSize)) send({ content: piece });
       toolCalls.forEach((call, index) => {
         // First delta of a call: id and name. Later deltas: id "" and no name, as DashScope sends them.
         send({ content: null, tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.name, arguments: '' } }] });
-        for (const piece of chunks(call.arguments, chunkSize)) send({ content: null, tool_calls: [{ index, id: '', type: 'function', function: { arguments: piece } }] });
+        for (const piece of chunks(call.arguments, chunkSize))
+          send({ content: null, tool_calls: [{ index, id: '', type: 'function', function: { arguments: piece } }] });
       });
       send({ content: '' }, finish);
       const streamOptions = body.stream_options as { include_usage?: boolean } | undefined;
-      if (streamOptions?.include_usage) res.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: modelId, choices: [], usage: usageBlock })}\n\n`);
+      if (streamOptions?.include_usage)
+        res.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: modelId, choices: [], usage: usageBlock })}\n\n`);
       res.write('data: [DONE]\n\n');
       res.end();
     } catch (e) {
@@ -389,7 +419,8 @@ function runRules(rules: ScriptRule[], messages: WireMessage[], tools: WireTool[
 }
 
 function validateMessages(value: unknown): WireMessage[] {
-  if (!Array.isArray(value) || value.length === 0) throw new ApiError(400, 'invalid_parameter_error', 'messages must be a non-empty array.', 'invalid_request_error', 'messages');
+  if (!Array.isArray(value) || value.length === 0)
+    throw new ApiError(400, 'invalid_parameter_error', 'messages must be a non-empty array.', 'invalid_request_error', 'messages');
   const open = new Set<string>();
   for (const [i, m] of (value as WireMessage[]).entries()) {
     if (!m || !['system', 'user', 'assistant', 'tool'].includes(m.role)) {
@@ -399,17 +430,35 @@ function validateMessages(value: unknown): WireMessage[] {
       open.clear();
       for (const c of m.tool_calls ?? []) {
         if (!c.id || typeof c.function?.name !== 'string' || typeof c.function.arguments !== 'string') {
-          throw new ApiError(400, 'invalid_parameter_error', `messages[${i}].tool_calls entries need an id, a function name and arguments as a JSON string.`, 'invalid_request_error', 'messages');
+          throw new ApiError(
+            400,
+            'invalid_parameter_error',
+            `messages[${i}].tool_calls entries need an id, a function name and arguments as a JSON string.`,
+            'invalid_request_error',
+            'messages',
+          );
         }
         open.add(c.id);
       }
     } else if (m.role === 'tool') {
       if (!m.tool_call_id || !open.has(m.tool_call_id)) {
-        throw new ApiError(400, 'invalid_parameter_error', `messages[${i}] with role "tool" must be a response to a preceding message with "tool_calls" (tool_call_id ${JSON.stringify(m.tool_call_id ?? null)} is unknown).`, 'invalid_request_error', 'messages');
+        throw new ApiError(
+          400,
+          'invalid_parameter_error',
+          `messages[${i}] with role "tool" must be a response to a preceding message with "tool_calls" (tool_call_id ${JSON.stringify(m.tool_call_id ?? null)} is unknown).`,
+          'invalid_request_error',
+          'messages',
+        );
       }
       open.delete(m.tool_call_id);
     } else if (open.size > 0) {
-      throw new ApiError(400, 'invalid_parameter_error', 'An assistant message with "tool_calls" must be followed by tool messages responding to each "tool_call_id".', 'invalid_request_error', 'messages');
+      throw new ApiError(
+        400,
+        'invalid_parameter_error',
+        'An assistant message with "tool_calls" must be followed by tool messages responding to each "tool_call_id".',
+        'invalid_request_error',
+        'messages',
+      );
     }
   }
   return value as WireMessage[];
@@ -420,7 +469,13 @@ function validateTools(value: unknown): WireTool[] {
   if (!Array.isArray(value)) throw new ApiError(400, 'invalid_parameter_error', 'tools must be an array.', 'invalid_request_error', 'tools');
   for (const t of value as WireTool[]) {
     if (t?.type !== 'function' || typeof t.function?.name !== 'string' || !FUNCTION_NAME.test(t.function.name)) {
-      throw new ApiError(400, 'invalid_parameter_error', `Invalid tool name ${JSON.stringify(t?.function?.name)}: it must match ^[a-zA-Z0-9_-]{1,64}$.`, 'invalid_request_error', 'tools');
+      throw new ApiError(
+        400,
+        'invalid_parameter_error',
+        `Invalid tool name ${JSON.stringify(t?.function?.name)}: it must match ^[a-zA-Z0-9_-]{1,64}$.`,
+        'invalid_request_error',
+        'tools',
+      );
     }
   }
   return value as WireTool[];

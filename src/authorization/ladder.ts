@@ -43,9 +43,7 @@ export interface LadderDeps {
 }
 
 /** The ladder either yields a DingTalk token or a result to hand back to the client instead. */
-export type LadderOutcome =
-  | { kind: 'token'; accessToken: string }
-  | { kind: 'result'; result: CallToolResult | InputRequiredResult; outcome: string };
+export type LadderOutcome = { kind: 'token'; accessToken: string } | { kind: 'result'; result: CallToolResult | InputRequiredResult; outcome: string };
 
 export interface LadderRequest {
   ctx: ServerContext;
@@ -127,7 +125,11 @@ async function climbLadder(deps: LadderDeps, req: LadderRequest): Promise<Ladder
 
   const problem = deps.callbackProblem();
   if (problem) {
-    return fail(`DingTalk access must be authorized in a browser, but this server cannot receive the authorization: ${problem}`, 'authorization_unavailable', req);
+    return fail(
+      `DingTalk access must be authorized in a browser, but this server cannot receive the authorization: ${problem}`,
+      'authorization_unavailable',
+      req,
+    );
   }
 
   const entry = await deps.pending.add(pendingId, user, outcome.sessionUri, outcome.authorizationUrl);
@@ -156,13 +158,7 @@ async function climbLadder(deps: LadderDeps, req: LadderRequest): Promise<Ladder
 }
 
 /** 2025-11-25: elicitation/create inside the call, then wait for our callback. */
-async function legacyElicitation(
-  deps: LadderDeps,
-  req: LadderRequest,
-  entry: PendingAuthorization,
-  url: string,
-  message: string,
-): Promise<LadderOutcome> {
+async function legacyElicitation(deps: LadderDeps, req: LadderRequest, entry: PendingAuthorization, url: string, message: string): Promise<LadderOutcome> {
   const { ctx, server } = req;
   const elicitationId = randomUUID();
   const notifyComplete = server.server.createElicitationCompletionNotifier(elicitationId, { relatedRequestId: ctx.mcpReq.id });
@@ -223,13 +219,25 @@ async function finish(deps: LadderDeps, req: LadderRequest, started: PendingAuth
   switch (settlement) {
     case 'denied':
       await deps.pending.delete(entry.id);
-      return fail(`Access was denied on the DingTalk consent page, so ${nothing(req)}. If that was a mistake, call the tool again and choose Allow.`, 'authorization_denied', req);
+      return fail(
+        `Access was denied on the DingTalk consent page, so ${nothing(req)}. If that was a mistake, call the tool again and choose Allow.`,
+        'authorization_denied',
+        req,
+      );
     case 'failed':
       await deps.pending.delete(entry.id);
       if (entry.failureMessage === 'declined') return declined('decline', req);
-      return fail(`The authorization did not complete: ${entry.failureMessage ?? 'unknown error'}. ${cap(nothing(req))}; call the tool again to retry.`, 'authorization_failed', req);
+      return fail(
+        `The authorization did not complete: ${entry.failureMessage ?? 'unknown error'}. ${cap(nothing(req))}; call the tool again to retry.`,
+        'authorization_failed',
+        req,
+      );
     case 'expired':
-      return fail(`No authorization arrived within ${formatDuration(deps.authTimeoutMs)}, so ${nothing(req)}. Call the tool again for a new link.`, 'authorization_timeout', req);
+      return fail(
+        `No authorization arrived within ${formatDuration(deps.authTimeoutMs)}, so ${nothing(req)}. Call the tool again for a new link.`,
+        'authorization_timeout',
+        req,
+      );
     case 'completed': {
       const outcome = await deps.broker.getDingTalkToken(req.user, {
         returnUrl: deps.callbackUrl,
@@ -240,7 +248,11 @@ async function finish(deps: LadderDeps, req: LadderRequest, started: PendingAuth
       });
       await deps.pending.delete(entry.id);
       if (outcome.status === 'token') return { kind: 'token', accessToken: outcome.accessToken };
-      return fail('The authorization completed, but Agent Identity has not released the DingTalk token yet. Call the tool again in a moment.', 'authorization_incomplete', req);
+      return fail(
+        'The authorization completed, but Agent Identity has not released the DingTalk token yet. Call the tool again in a moment.',
+        'authorization_incomplete',
+        req,
+      );
     }
   }
 }

@@ -27,7 +27,10 @@ export class PendingAuthorizations {
       // Announcements may have been missed while the store was unreachable: look again.
       records.onResync(() => {
         for (const id of [...this.listeners.keys()]) {
-          void records.get(id).then((r) => r?.settlement && this.dispatch(id, r.settlement), () => {});
+          void records.get(id).then(
+            (r) => r?.settlement && this.dispatch(id, r.settlement),
+            () => {},
+          );
         }
       }),
     ];
@@ -122,11 +125,15 @@ export class PendingAuthorizations {
       };
       const onAbort = () => finish(() => reject(signal?.reason ?? new Error('aborted')));
       const onClose = () => finish(() => resolve('failed'));
-      const timer = setTimeout(() => finish(() => {
-        // Past the link's own lifetime it can never complete: retire it.
-        if (this.now() >= entry.expiresAt) void this.records.settle(id, 'expired').catch(() => {});
-        resolve('expired');
-      }), Math.max(0, remaining));
+      const timer = setTimeout(
+        () =>
+          finish(() => {
+            // Past the link's own lifetime it can never complete: retire it.
+            if (this.now() >= entry.expiresAt) void this.records.settle(id, 'expired').catch(() => {});
+            resolve('expired');
+          }),
+        Math.max(0, remaining),
+      );
       this.closeWaiters.add(onClose);
       unsubscribe = this.onSettled(id, (s) => finish(() => resolve(s)));
       if (done) return;

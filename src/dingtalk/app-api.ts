@@ -139,7 +139,12 @@ export class DingTalkAppApi {
   }
 
   /** doc_1_0 CreateWorkspaceDoc: POST /v1.0/doc/workspaces/{workspaceId}/docs, body {docType:"DOC", name, operatorId, parentNodeId}. */
-  async createDocument(workspaceId: string, name: string, parentNodeId: string | undefined, ctx: AppCallContext): Promise<{ nodeId: string; url?: string; workspaceId: string }> {
+  async createDocument(
+    workspaceId: string,
+    name: string,
+    parentNodeId: string | undefined,
+    ctx: AppCallContext,
+  ): Promise<{ nodeId: string; url?: string; workspaceId: string }> {
     const body: Record<string, string> = { docType: 'DOC', name, operatorId: ctx.operatorId };
     if (parentNodeId) body['parentNodeId'] = parentNodeId;
     const res = await this.send(ctx, {
@@ -191,7 +196,10 @@ export class DingTalkAppApi {
     });
     const nodes = body['nodes'] ?? [];
     if (!Array.isArray(nodes)) throw missing('nodes', 'ListNodes', requestId);
-    return page(nodes.map(toNode).filter((n): n is WikiNode => n !== undefined), body['nextToken']);
+    return page(
+      nodes.map(toNode).filter((n): n is WikiNode => n !== undefined),
+      body['nextToken'],
+    );
   }
 
   /** storage_2_0 SearchDentries: POST /v2.0/storage/dentries/search?operatorId, body {keyword, option:{maxResults, nextToken}}. */

@@ -70,9 +70,7 @@ export class AppTokenSource {
   private inflight?: Promise<string>;
   private readonly logger: Logger;
 
-  constructor(
-    private readonly options: { clientId: string; secret: AppSecretSource; api: DingTalkAppApi; now?: () => number; logger?: Logger },
-  ) {
+  constructor(private readonly options: { clientId: string; secret: AppSecretSource; api: DingTalkAppApi; now?: () => number; logger?: Logger }) {
     this.logger = (options.logger ?? silentLogger).child({ component: 'dingtalk-app-token' });
   }
 

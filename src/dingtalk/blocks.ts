@@ -24,26 +24,32 @@ export function renderBlocks(blocks: unknown[]): RenderedBlock[] {
     switch (type) {
       case 'heading': {
         const level = Number(/(\d)/.exec(String(body['level'] ?? ''))?.[1] ?? 1);
-        return { index, markdown: `${'#'.repeat(Math.min(Math.max(level, 1), 6))} ${inline(body)}`};
+        return { index, markdown: `${'#'.repeat(Math.min(Math.max(level, 1), 6))} ${inline(body)}` };
       }
       case 'paragraph':
-        return { index, markdown: inline(body)};
+        return { index, markdown: inline(body) };
       case 'unorderedList':
       case 'orderedList': {
         const level = typeof body['level'] === 'number' && body['level'] > 0 ? Math.min(body['level'], 8) : 0;
         return { index, markdown: `${'  '.repeat(level)}${type === 'orderedList' ? '1.' : '-'} ${inline(body)}`, list: type };
       }
       case 'blockquote':
-        return { index, markdown: inline(body).split('\n').map((l) => `> ${l}`).join('\n')};
+        return {
+          index,
+          markdown: inline(body)
+            .split('\n')
+            .map((l) => `> ${l}`)
+            .join('\n'),
+        };
       case 'code': {
         const lang = typeof body['language'] === 'string' ? body['language'] : '';
-        return { index, markdown: `\`\`\`${lang}\n${text(body)}\n\`\`\``};
+        return { index, markdown: `\`\`\`${lang}\n${text(body)}\n\`\`\`` };
       }
       case 'table':
-        return { index, markdown: table(body)};
+        return { index, markdown: table(body) };
       default: {
         const fallback = text(body);
-        return { index, markdown: fallback ? fallback : `<!-- a DingTalk "${type}" block that cannot be shown as Markdown -->`};
+        return { index, markdown: fallback ? fallback : `<!-- a DingTalk "${type}" block that cannot be shown as Markdown -->` };
       }
     }
   });
@@ -86,7 +92,10 @@ function text(body: Record<string, unknown>): string {
 function table(body: Record<string, unknown>): string {
   const rows = Array.isArray(body['rows']) ? body['rows'].filter(Array.isArray) : [];
   if (rows.length === 0) return '<!-- a DingTalk table that cannot be shown as Markdown -->';
-  const cell = (c: unknown) => String(typeof c === 'string' ? c : (record(c)?.['text'] ?? '')).replace(/\|/g, '\\|').replace(/\n/g, ' ');
+  const cell = (c: unknown) =>
+    String(typeof c === 'string' ? c : (record(c)?.['text'] ?? ''))
+      .replace(/\|/g, '\\|')
+      .replace(/\n/g, ' ');
   const width = Math.max(...rows.map((r) => r.length));
   const line = (r: unknown[]) => `| ${Array.from({ length: width }, (_, i) => cell(r[i] ?? '')).join(' | ')} |`;
   return [line(rows[0]!), `|${' --- |'.repeat(width)}`, ...rows.slice(1).map(line)].join('\n');

@@ -127,12 +127,7 @@ export class DingTalkClient {
    * header x-acs-dingtalk-access-token (user token, no operatorId), body {content, dataType:"markdown"} → {data}.
    * If `signal` aborts, the call stops at once (no further retries) and rejects with the signal's reason.
    */
-  async overwriteDocument(
-    documentId: string,
-    markdown: string,
-    accessToken: string,
-    options: CallOptions = {},
-  ): Promise<OverwriteResult> {
+  async overwriteDocument(documentId: string, markdown: string, accessToken: string, options: CallOptions = {}): Promise<OverwriteResult> {
     // doc_2_0 DocUpdateContentWithDelegatedPermission
     const res = await this.call(
       {
@@ -159,7 +154,15 @@ export class DingTalkClient {
   async getCurrentUser(accessToken: string, options: CallOptions = {}): Promise<{ unionId: string; nick?: string }> {
     // contact_1_0 GetUser with unionId "me"
     const res = await this.call(
-      { name: 'GetUser', method: 'GET', path: '/v1.0/contact/users/me', scope: USER_SCOPE, family: 'user', what: 'reading the signed-in DingTalk user', idempotent: true },
+      {
+        name: 'GetUser',
+        method: 'GET',
+        path: '/v1.0/contact/users/me',
+        scope: USER_SCOPE,
+        family: 'user',
+        what: 'reading the signed-in DingTalk user',
+        idempotent: true,
+      },
       accessToken,
       options.signal,
     );
@@ -219,10 +222,7 @@ export class DingTalkClient {
   private async call(op: Operation, accessToken: string, signal?: AbortSignal): Promise<RawResponse> {
     if (this.closed) throw new Error('DingTalkClient is closed');
     if (op.family !== 'none' && (typeof accessToken !== 'string' || accessToken.trim() === '')) {
-      throw new DingTalkError(
-        'No DingTalk access token is available for this user; the user must authorize DingTalk (again).',
-        'invalid_token',
-      );
+      throw new DingTalkError('No DingTalk access token is available for this user; the user must authorize DingTalk (again).', 'invalid_token');
     }
     const attempts = this.maxRetries + 1;
     let lastNetworkError: { reason: string; attempt: number } | undefined;
@@ -290,7 +290,9 @@ export class DingTalkClient {
     throw new DingTalkError(
       `Could not reach DingTalk at ${this.host}: ${lastNetworkError?.reason ?? 'network error'} ` +
         `(${tried} attempt${tried === 1 ? '' : 's'}, timeout ${this.timeoutMs} ms each). ` +
-        (op.idempotent ? 'Check the server’s network access to DingTalk and try again.' : `The answer was lost, so ${op.what} may or may not have happened: check before trying again.`),
+        (op.idempotent
+          ? 'Check the server’s network access to DingTalk and try again.'
+          : `The answer was lost, so ${op.what} may or may not have happened: check before trying again.`),
       'network',
     );
   }
@@ -384,12 +386,7 @@ function isRetryable(e: ParsedError): boolean {
   return e.status >= 500 && e.status <= 599;
 }
 
-function describe(
-  op: Operation,
-  e: ParsedError,
-  attempts: number,
-  host: string,
-): { kind: DingTalkErrorKind; message: string } {
+function describe(op: Operation, e: ParsedError, attempts: number, host: string): { kind: DingTalkErrorKind; message: string } {
   const code = e.code ?? '';
   const tag = e.code ? `${e.code}, HTTP ${e.status}` : `HTTP ${e.status}`;
   const what = op.what;
@@ -427,8 +424,7 @@ function describe(
     return {
       kind: 'invalid_token',
       message:
-        `DingTalk rejected the user's access token while ${what} (${tag}): it is invalid, expired or revoked. ` +
-        'The user must authorize DingTalk again.',
+        `DingTalk rejected the user's access token while ${what} (${tag}): it is invalid, expired or revoked. ` + 'The user must authorize DingTalk again.',
     };
   }
   if (code === 'AuthenticationFailed.MissingParameter') {
@@ -473,10 +469,9 @@ function describe(
   if (e.status === 404) {
     return {
       kind: 'not_found',
-      message:
-        doc
-          ? `${doc} was not found (${tag}). Check the link; the signed-in DingTalk user must be able to ${right} it.`
-          : `DingTalk answered "not found" while ${what} (${tag}).`,
+      message: doc
+        ? `${doc} was not found (${tag}). Check the link; the signed-in DingTalk user must be able to ${right} it.`
+        : `DingTalk answered "not found" while ${what} (${tag}).`,
     };
   }
   if (e.status >= 500) {
@@ -490,7 +485,9 @@ function describe(
       kind: 'permission_denied',
       message:
         `DingTalk refused ${what} (${tag}).${dtMessage} ` +
-        (doc ? `The signed-in DingTalk user has no permission to ${right} ${doc}: ask its owner to share it with them.` : 'The DingTalk app or the signed-in user lacks access.'),
+        (doc
+          ? `The signed-in DingTalk user has no permission to ${right} ${doc}: ask its owner to share it with them.`
+          : 'The DingTalk app or the signed-in user lacks access.'),
     };
   }
   if (e.status >= 400 && e.status < 500) {

@@ -56,9 +56,7 @@ export function parseDocumentRef(input: string): DocumentRefResult {
       return fail(`"${excerpt(text)}" has no "https://" in front. Copy the whole link from the address bar. ${VALID_SHAPES}`);
     }
     if (text.includes('/') || text.includes('\\') || text.includes('..') || text.includes('%')) {
-      return fail(
-        `"${excerpt(text)}" is not a document id: ids contain only letters, digits, "-" and "_" (no "/", "..", "%"). ${VALID_SHAPES}`,
-      );
+      return fail(`"${excerpt(text)}" is not a document id: ids contain only letters, digits, "-" and "_" (no "/", "..", "%"). ${VALID_SHAPES}`);
     }
     if (/^[A-Za-z0-9_-]+$/.test(text)) {
       return fail(`"${excerpt(text)}" is ${text.length < 6 ? 'too short' : 'too long'} to be a DingTalk document id. ${VALID_SHAPES}`);
@@ -85,9 +83,7 @@ function parseLink(text: string): DocumentRefResult {
   }
   // https://alidocs.dingtalk.com@evil.example/... — the real host is evil.example.
   if (url.username !== '' || url.password !== '' || /^https:\/\/[^/?#]*@/i.test(text)) {
-    return fail(
-      `The link contains "user@" credentials before the host, so it does not point at alidocs.dingtalk.com. ${VALID_SHAPES}`,
-    );
+    return fail(`The link contains "user@" credentials before the host, so it does not point at alidocs.dingtalk.com. ${VALID_SHAPES}`);
   }
   if (url.hostname === 'docs.dingtalk.com') {
     return fail(`docs.dingtalk.com links are AI tables (多维表), not documents; only DingTalk documents can be written. ${VALID_SHAPES}`);
@@ -110,9 +106,7 @@ function parseLink(text: string): DocumentRefResult {
 
   const path = url.pathname;
   if (/^\/i\/p\//.test(path)) {
-    return fail(
-      `This is a share short link (/i/p/...), which cannot be resolved to a document. ${HOW_TO_GET_LINK}`,
-    );
+    return fail(`This is a share short link (/i/p/...), which cannot be resolved to a document. ${HOW_TO_GET_LINK}`);
   }
   if (/^\/document\/(edit|preview)/.test(path) || url.searchParams.has('dentryKey')) {
     return fail(`Links of the form /document/edit?dentryKey=... are not supported. ${HOW_TO_GET_LINK}`);
@@ -124,9 +118,7 @@ function parseLink(text: string): DocumentRefResult {
   }
   const id = match[1] ?? '';
   if (!ID_PATTERN.test(id)) {
-    return fail(
-      `The id in the link ("${excerpt(id)}") is not a valid DingTalk document id (6–128 letters, digits, "-" or "_"). ${VALID_SHAPES}`,
-    );
+    return fail(`The id in the link ("${excerpt(id)}") is not a valid DingTalk document id (6–128 letters, digits, "-" or "_"). ${VALID_SHAPES}`);
   }
   return { ok: true, documentId: id };
 }

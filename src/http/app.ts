@@ -46,11 +46,19 @@ export function createHttpApp(runtime: Runtime, oidc?: OidcProvider): HttpApp {
   // RFC 9728: where clients learn which authorization server issues tokens for /mcp.
   app.get(metadataPath, (_req, res) => {
     if (!oidc) return res.status(404).json({ error: 'not_found', error_description: 'This deployment authenticates through a trusted gateway.' });
-    res.json({ resource, authorization_servers: [oidc.issuer], bearer_methods_supported: ['header'], scopes_supported: ['openid'], resource_name: 'DingTalk documents (agent-identity-dingtalk-mcp)' });
+    res.json({
+      resource,
+      authorization_servers: [oidc.issuer],
+      bearer_methods_supported: ['header'],
+      scopes_supported: ['openid'],
+      resource_name: 'DingTalk documents (agent-identity-dingtalk-mcp)',
+    });
   });
 
   // What this is and how to connect, instead of "Cannot GET /".
-  app.get('/', (req, res) => sendLanding(req, res, { version: VERSION, mcpUrl: resource, metadataUrl: `${base}${metadataPath}`, issuer: oidc?.issuer, sandbox: config.sandbox }));
+  app.get('/', (req, res) =>
+    sendLanding(req, res, { version: VERSION, mcpUrl: resource, metadataUrl: `${base}${metadataPath}`, issuer: oidc?.issuer, sandbox: config.sandbox }),
+  );
 
   app.get('/healthz', async (_req, res) => {
     const check = await runtime.broker.checkCredentials?.().catch((e: unknown) => ({ ok: false as const, reason: (e as Error).message }));
@@ -77,7 +85,11 @@ export function createHttpApp(runtime: Runtime, oidc?: OidcProvider): HttpApp {
     once: runtime.store.once,
     logger,
     // One way to know the browser user, like /mcp: the trusted gateway when configured, else our sign-in.
-    ...(trustedProxy ? { trustedProxy } : oidc && config.oidcClientId ? { oidc: { provider: oidc, clientId: config.oidcClientId, clientSecret: config.oidcClientSecret } } : {}),
+    ...(trustedProxy
+      ? { trustedProxy }
+      : oidc && config.oidcClientId
+        ? { oidc: { provider: oidc, clientId: config.oidcClientId, clientSecret: config.oidcClientSecret } }
+        : {}),
   });
   app.use(login.router, storeUnavailablePage(logger));
   app.use(browserRoutes({ pending: runtime.pending, state: runtime.state, broker: runtime.broker, logger, verifyBrowserUser: login.verifyBrowserUser }));

@@ -75,7 +75,9 @@ export function createBrowserLogin(options: BrowserLoginOptions) {
   };
 
   const sameUser = (user: BrowserUser, entry: PendingAuthorization) =>
-    entry.user.kind === 'userId' ? user.sub === entry.user.userId : user.sub === entry.user.subject && (entry.user.issuer === undefined || user.iss === entry.user.issuer);
+    entry.user.kind === 'userId'
+      ? user.sub === entry.user.userId
+      : user.sub === entry.user.subject && (entry.user.issuer === undefined || user.iss === entry.user.issuer);
 
   async function verifyBrowserUser(req: Request, res: Response, entry: PendingAuthorization, stage: 'connect' | 'callback'): Promise<boolean> {
     if (stage === 'callback') {
@@ -93,7 +95,7 @@ export function createBrowserLogin(options: BrowserLoginOptions) {
     const user = browserUser(req);
     if (!user) {
       if (!options.oidc) {
-        sendPage(res, 401, 'Sign-in required', 'Open this link through your organization\'s gateway so it can tell who you are.');
+        sendPage(res, 401, 'Sign-in required', "Open this link through your organization's gateway so it can tell who you are.");
         return false;
       }
       let login: Awaited<ReturnType<OidcProvider['beginLogin']>>;
@@ -104,16 +106,30 @@ export function createBrowserLogin(options: BrowserLoginOptions) {
         sendPage(res, 502, 'Sign-in is unavailable', 'The identity provider cannot be reached right now. Try the link again in a minute.');
         return false;
       }
-      setCookie(res, FLOW_COOKIE(login.state), signer.seal('oidc-flow', { state: login.state, verifier: login.verifier, nonce: login.nonce, returnTo: `/connect/${entry.id}` }, Date.now() + FLOW_TTL_MS), FLOW_TTL_MS);
+      setCookie(
+        res,
+        FLOW_COOKIE(login.state),
+        signer.seal(
+          'oidc-flow',
+          { state: login.state, verifier: login.verifier, nonce: login.nonce, returnTo: `/connect/${entry.id}` },
+          Date.now() + FLOW_TTL_MS,
+        ),
+        FLOW_TTL_MS,
+      );
       setPageSecurityHeaders(res);
       res.redirect(302, login.url);
       return false;
     }
     if (!sameUser(user, entry)) {
-      refuse(res, entry, 'browser user differs from the pending authorization\'s user');
+      refuse(res, entry, "browser user differs from the pending authorization's user");
       return false;
     }
-    setCookie(res, BIND_COOKIE(entry.id), signer.seal('authorization-binding', { pid: entry.id, sub: user.sub }, entry.expiresAt), Math.max(1000, entry.expiresAt - Date.now()));
+    setCookie(
+      res,
+      BIND_COOKIE(entry.id),
+      signer.seal('authorization-binding', { pid: entry.id, sub: user.sub }, entry.expiresAt),
+      Math.max(1000, entry.expiresAt - Date.now()),
+    );
     return true;
   }
 
@@ -125,14 +141,26 @@ export function createBrowserLogin(options: BrowserLoginOptions) {
     const code = typeof req.query.code === 'string' ? req.query.code : undefined;
     if (!options.oidc || !state || !flow?.ok || state !== flow.value.state || !code) {
       logger.warn('security: sign-in callback refused', { reason: !flow?.ok ? 'no sign-in in progress' : 'state mismatch or no code' });
-      return sendPage(res, 400, 'Sign-in could not be completed', 'This sign-in response does not match a sign-in started in this browser. Open the authorization link again.');
+      return sendPage(
+        res,
+        400,
+        'Sign-in could not be completed',
+        'This sign-in response does not match a sign-in started in this browser. Open the authorization link again.',
+      );
     }
     if (!(await options.once.claim('oidc-login', state, FLOW_TTL_MS))) {
       logger.warn('security: sign-in callback refused', { reason: 'sign-in response replayed' });
       return sendPage(res, 400, 'Sign-in already completed', 'This sign-in response was already used. Open the authorization link again.');
     }
     try {
-      const claims = await options.oidc.provider.finishLogin({ code, verifier: flow.value.verifier, nonce: flow.value.nonce, clientId: options.oidc.clientId, clientSecret: options.oidc.clientSecret, redirectUri: loginRedirectUri });
+      const claims = await options.oidc.provider.finishLogin({
+        code,
+        verifier: flow.value.verifier,
+        nonce: flow.value.nonce,
+        clientId: options.oidc.clientId,
+        clientSecret: options.oidc.clientSecret,
+        redirectUri: loginRedirectUri,
+      });
       const expiresAt = Math.min(Date.now() + LOGIN_TTL_MS, (claims.exp ?? 0) * 1000 || Date.now() + LOGIN_TTL_MS);
       setCookie(res, LOGIN_COOKIE, signer.seal('browser-login', { sub: claims.sub, iss: claims.iss } satisfies BrowserUser, expiresAt), expiresAt - Date.now());
       clearCookie(res, FLOW_COOKIE(state));

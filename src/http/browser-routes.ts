@@ -94,6 +94,12 @@ export function storeUnavailablePage(logger: Logger) {
     if (!(err instanceof StoreUnavailableError) || res.headersSent) return next(err);
     logger.warn('browser page: state store unavailable', { error: err.message });
     res.set('Retry-After', String(err.retryAfterSeconds));
-    sendPage(res, 503, 'Temporarily unavailable', 'This server cannot reach its shared state store right now. Nothing was changed.', `Reload this page in ${err.retryAfterSeconds} seconds.`);
+    sendPage(
+      res,
+      503,
+      'Temporarily unavailable',
+      'This server cannot reach its shared state store right now. Nothing was changed.',
+      `Reload this page in ${err.retryAfterSeconds} seconds.`,
+    );
   };
 }

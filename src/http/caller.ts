@@ -1,12 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import {
-  bearerAuthChallengeResponse,
-  OAuthError,
-  OAuthErrorCode,
-  verifyBearerToken,
-  type AuthInfo,
-  type ServerContext,
-} from '@modelcontextprotocol/server';
+import { bearerAuthChallengeResponse, OAuthError, OAuthErrorCode, verifyBearerToken, type AuthInfo, type ServerContext } from '@modelcontextprotocol/server';
 import type { UserIdentity } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import { OidcError, type OidcProvider } from './oidc.js';

@@ -37,7 +37,11 @@ function refuseByHeaders(req: IncomingMessage, limitBytes: number): BodyProblem 
   }
   const charset = /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(type ?? '')?.[1]?.toLowerCase();
   if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
-    return { status: 415, code: -32000, message: `Unsupported charset "${charset}": MCP messages are UTF-8; send Content-Type: application/json; charset=utf-8.` };
+    return {
+      status: 415,
+      code: -32000,
+      message: `Unsupported charset "${charset}": MCP messages are UTF-8; send Content-Type: application/json; charset=utf-8.`,
+    };
   }
   const encoding = req.headers['content-encoding']?.trim().toLowerCase();
   if (encoding && encoding !== 'identity') {

@@ -40,7 +40,10 @@ export function sendLanding(req: Request, res: Response, info: LandingInfo): voi
   const json = JSON.stringify({ mcpServers: { dingtalk: { url: info.mcpUrl } } }, null, 2);
   const vscode = JSON.stringify({ servers: { dingtalk: { type: 'http', url: info.mcpUrl } } }, null, 2);
   setPageSecurityHeaders(res);
-  res.status(200).type('html').send(`<!doctype html>
+  res
+    .status(200)
+    .type('html')
+    .send(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>agent-identity-dingtalk-mcp</title>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:44rem;margin:3rem auto;padding:0 1rem;color:#1f2328}h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}pre,code{font:14px/1.4 ui-monospace,monospace;background:#f6f8fa}pre{padding:.75rem;overflow:auto}</style>

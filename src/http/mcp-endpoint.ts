@@ -113,7 +113,12 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
           if (!(e instanceof StoreUnavailableError)) throw e;
           // Fail closed: without the shared count, N replicas would allow N times the limit.
           logger.warn('state store unavailable: tool calls refused with 503', { error: e.message });
-          return sendJson(res, 503, { jsonrpc: '2.0', id: requestIdOf(body), error: { code: -32000, message: `${e.message} Nothing was done.` } }, { 'Retry-After': String(e.retryAfterSeconds) });
+          return sendJson(
+            res,
+            503,
+            { jsonrpc: '2.0', id: requestIdOf(body), error: { code: -32000, message: `${e.message} Nothing was done.` } },
+            { 'Retry-After': String(e.retryAfterSeconds) },
+          );
         }
         if (retryAfter > 0) {
           logger.warn('rate limit: tool calls refused', { user: hashUserId(user) });
@@ -121,7 +126,11 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
           return sendJson(
             res,
             429,
-            { jsonrpc: '2.0', id: requestIdOf(body), error: { code: -32000, message: `Too many tool calls: at most ${options.rateLimitPerMinute} per minute per user. Retry in ${seconds} s.` } },
+            {
+              jsonrpc: '2.0',
+              id: requestIdOf(body),
+              error: { code: -32000, message: `Too many tool calls: at most ${options.rateLimitPerMinute} per minute per user. Retry in ${seconds} s.` },
+            },
             { 'Retry-After': String(seconds) },
           );
         }
@@ -153,7 +162,12 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       if (closing) {
         res.setHeader('Connection', 'close');
         res.setHeader('Retry-After', '1');
-        return sendJsonRpcError(res, 503, -32000, 'The server is shutting down: send the request again in a moment (another replica, or this one once it has restarted).');
+        return sendJsonRpcError(
+          res,
+          503,
+          -32000,
+          'The server is shutting down: send the request again in a moment (another replica, or this one once it has restarted).',
+        );
       }
       serve(req, res).catch((e: unknown) => {
         logger.error('error serving /mcp', { error: (e as Error).message });
@@ -211,10 +225,11 @@ async function serveWeb(handler: McpHttpHandler, req: IncomingMessage, res: Serv
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      if (!res.write(value)) await new Promise<void>((resolve) => {
-        res.once('drain', resolve);
-        abort.signal.addEventListener('abort', () => resolve(), { once: true });
-      });
+      if (!res.write(value))
+        await new Promise<void>((resolve) => {
+          res.once('drain', resolve);
+          abort.signal.addEventListener('abort', () => resolve(), { once: true });
+        });
     }
   } finally {
     finished = true;

@@ -12,7 +12,10 @@ export interface OidcMetadata {
 }
 
 export class OidcError extends Error {
-  constructor(message: string, readonly reason: 'invalid_token' | 'unavailable' | 'login_failed') {
+  constructor(
+    message: string,
+    readonly reason: 'invalid_token' | 'unavailable' | 'login_failed',
+  ) {
     super(message);
     this.name = 'OidcError';
   }
@@ -50,7 +53,10 @@ export class OidcProvider {
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       body = (await res.json()) as Partial<OidcMetadata>;
     } catch (e) {
-      throw new OidcError(`The identity provider's discovery document ${url} could not be read (${(e as Error).message}). Check OIDC_ISSUER and the network.`, 'unavailable');
+      throw new OidcError(
+        `The identity provider's discovery document ${url} could not be read (${(e as Error).message}). Check OIDC_ISSUER and the network.`,
+        'unavailable',
+      );
     }
     // OpenID Connect Discovery §4.3: the issuer in the document must equal the configured one.
     if (body.issuer?.replace(/\/+$/, '') !== this.issuer) {
@@ -77,7 +83,10 @@ export class OidcProvider {
       return payload as JWTPayload & { sub: string };
     } catch (e) {
       if (e instanceof OidcError) throw e;
-      throw new OidcError(describeJoseError(e), e instanceof joseErrors.JWKSTimeout || e instanceof joseErrors.JOSEError && e.code === 'ERR_JWKS_INVALID' ? 'unavailable' : 'invalid_token');
+      throw new OidcError(
+        describeJoseError(e),
+        e instanceof joseErrors.JWKSTimeout || (e instanceof joseErrors.JOSEError && e.code === 'ERR_JWKS_INVALID') ? 'unavailable' : 'invalid_token',
+      );
     }
   }
 
@@ -100,9 +109,22 @@ export class OidcProvider {
   }
 
   /** Redeem the code for an ID token and verify it (audience = our client id, the nonce we sent). */
-  async finishLogin(args: { code: string; verifier: string; nonce: string; clientId: string; clientSecret?: string; redirectUri: string }): Promise<JWTPayload & { sub: string }> {
+  async finishLogin(args: {
+    code: string;
+    verifier: string;
+    nonce: string;
+    clientId: string;
+    clientSecret?: string;
+    redirectUri: string;
+  }): Promise<JWTPayload & { sub: string }> {
     const metadata = await this.discover();
-    const form = new URLSearchParams({ grant_type: 'authorization_code', code: args.code, redirect_uri: args.redirectUri, client_id: args.clientId, code_verifier: args.verifier });
+    const form = new URLSearchParams({
+      grant_type: 'authorization_code',
+      code: args.code,
+      redirect_uri: args.redirectUri,
+      client_id: args.clientId,
+      code_verifier: args.verifier,
+    });
     const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
     if (args.clientSecret) {
       // client_secret_basic (RFC 6749 §2.3.1): the form-encoded id and secret, base64'd.
@@ -112,7 +134,11 @@ export class OidcProvider {
     try {
       const res = await fetch(metadata.token_endpoint, { method: 'POST', headers, body: form.toString(), signal: AbortSignal.timeout(10_000) });
       body = (await res.json()) as typeof body;
-      if (!res.ok) throw new OidcError(`The identity provider refused the sign-in (${body.error ?? res.status}${body.error_description ? `: ${body.error_description}` : ''}).`, 'login_failed');
+      if (!res.ok)
+        throw new OidcError(
+          `The identity provider refused the sign-in (${body.error ?? res.status}${body.error_description ? `: ${body.error_description}` : ''}).`,
+          'login_failed',
+        );
     } catch (e) {
       if (e instanceof OidcError) throw e;
       throw new OidcError(`The identity provider's token endpoint could not be reached (${(e as Error).message}).`, 'unavailable');

@@ -8,9 +8,7 @@
 export class VerifiedTokens<T> {
   private readonly entries = new Map<string, { value: T; until: number }>();
 
-  constructor(
-    private readonly options: { maxEntries?: number; maxAgeMs?: number; now?: () => number } = {},
-  ) {}
+  constructor(private readonly options: { maxEntries?: number; maxAgeMs?: number; now?: () => number } = {}) {}
 
   get(token: string): T | undefined {
     const entry = this.entries.get(token);

@@ -105,9 +105,7 @@ export interface AssumeRoleResult extends StsCredentials {
   requestId?: string;
 }
 
-export type CredentialCheck =
-  | { ok: true; type: string; providerName?: string }
-  | { ok: false; reason: string };
+export type CredentialCheck = { ok: true; type: string; providerName?: string } | { ok: false; reason: string };
 
 interface Endpoint {
   protocol: 'http' | 'https';
@@ -207,8 +205,6 @@ export function hintFor(action: string, code: string, httpStatus?: number): stri
   return 'See the Agent Identity documentation for this error code.';
 }
 
-
-
 interface SdkErrorLike {
   code?: unknown;
   message?: unknown;
@@ -273,10 +269,7 @@ export class AgentIdentityClient {
   }
 
   /** `signingCredential`: the workload's STS credentials (AssumeRoleForWorkloadIdentity); default the server's own. */
-  async getResourceOAuth2Token(
-    request: GetResourceOAuth2TokenRequest,
-    signingCredential?: StsCredentials,
-  ): Promise<GetResourceOAuth2TokenResult> {
+  async getResourceOAuth2Token(request: GetResourceOAuth2TokenRequest, signingCredential?: StsCredentials): Promise<GetResourceOAuth2TokenResult> {
     const form: Record<string, string | boolean> = {
       WorkloadAccessToken: request.workloadAccessToken,
       ResourceCredentialProviderName: request.providerName,
@@ -292,10 +285,7 @@ export class AgentIdentityClient {
       action: 'GetResourceOAuth2Token',
       body: form,
       signing: signingCredential,
-      sensitive: [
-        request.workloadAccessToken,
-        ...(signingCredential ? [signingCredential.accessKeySecret, signingCredential.securityToken] : []),
-      ],
+      sensitive: [request.workloadAccessToken, ...(signingCredential ? [signingCredential.accessKeySecret, signingCredential.securityToken] : [])],
     });
     return {
       accessToken: optionalString(body, 'AccessToken'),
@@ -310,7 +300,11 @@ export class AgentIdentityClient {
    * GetResourceAPIKey (AgentIdentityData 2025-11-27; GetResourceAPIKeyRequest {WorkloadAccessToken,
    * ResourceCredentialProviderName} → GetResourceAPIKeyResponseBody {APIKey, RequestId}). `signingCredential` as above.
    */
-  async getResourceAPIKey(workloadAccessToken: string, providerName: string, signingCredential?: StsCredentials): Promise<{ apiKey: string; requestId?: string }> {
+  async getResourceAPIKey(
+    workloadAccessToken: string,
+    providerName: string,
+    signingCredential?: StsCredentials,
+  ): Promise<{ apiKey: string; requestId?: string }> {
     const action = 'GetResourceAPIKey';
     const body = await this.call({
       action,

@@ -10,14 +10,7 @@
  * AssumeRoleForWorkloadIdentity when `useSts`, else the server's own.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import {
-  AgentIdentityError,
-  userKey,
-  type DingTalkTokenOutcome,
-  type GetDingTalkTokenOptions,
-  type IdentityBroker,
-  type UserIdentity,
-} from './types.js';
+import { AgentIdentityError, userKey, type DingTalkTokenOutcome, type GetDingTalkTokenOptions, type IdentityBroker, type UserIdentity } from './types.js';
 import type { AgentIdentityClient, CredentialCheck, GetResourceOAuth2TokenResult, StsCredentials } from './agent-identity-client.js';
 import { hashUserId, silentLogger, type Logger } from '../log.js';
 
@@ -120,9 +113,16 @@ export class AgentIdentityBroker implements IdentityBroker {
   async getApiKey(user: UserIdentity, providerName: string): Promise<string> {
     if (!this.workloadIdentityName) this.assertConfigured('GetResourceAPIKey');
     if (!providerName) {
-      throw new AgentIdentityError('No Agent Identity API-key credential provider is configured for the DingTalk app secret: set AGENT_IDENTITY_DINGTALK_APP_SECRET_PROVIDER.', 'ConfigurationMissing', 'GetResourceAPIKey');
+      throw new AgentIdentityError(
+        'No Agent Identity API-key credential provider is configured for the DingTalk app secret: set AGENT_IDENTITY_DINGTALK_APP_SECRET_PROVIDER.',
+        'ConfigurationMissing',
+        'GetResourceAPIKey',
+      );
     }
-    return this.withWorkloadToken(user, async (workloadAccessToken, signing) => (await this.client.getResourceAPIKey(workloadAccessToken, providerName, signing)).apiKey);
+    return this.withWorkloadToken(
+      user,
+      async (workloadAccessToken, signing) => (await this.client.getResourceAPIKey(workloadAccessToken, providerName, signing)).apiKey,
+    );
   }
 
   async completeAuthorization(sessionUri: string, user: UserIdentity): Promise<void> {
@@ -238,7 +238,11 @@ export class AgentIdentityBroker implements IdentityBroker {
   }
 
   /** Run a credential fetch with the user's workload token (and STS signing); a stale token or STS credential is replaced once. */
-  private async withWorkloadToken<T>(user: UserIdentity, fetch: (workloadAccessToken: string, signing?: StsCredentials) => Promise<T>, mayRetry = true): Promise<T> {
+  private async withWorkloadToken<T>(
+    user: UserIdentity,
+    fetch: (workloadAccessToken: string, signing?: StsCredentials) => Promise<T>,
+    mayRetry = true,
+  ): Promise<T> {
     const artifact = artifactKey(user);
     const workloadAccessToken = await this.getWorkloadToken(user);
     const signing = this.useSts ? await this.getSts(artifact, workloadAccessToken) : undefined;
@@ -314,9 +318,7 @@ function remember<T>(map: Map<string, Expiring<T>>, key: string, entry: Expiring
 
 /** The workload token and STS credentials belong to the exact artifact that minted them (never the raw JWT as key). */
 function artifactKey(user: UserIdentity): string {
-  return user.kind === 'userId'
-    ? `uid:${user.userId}`
-    : `jwt:${createHash('sha256').update(user.jwt).digest('base64url')}`;
+  return user.kind === 'userId' ? `uid:${user.userId}` : `jwt:${createHash('sha256').update(user.jwt).digest('base64url')}`;
 }
 
 function sameRequest(a: GetDingTalkTokenOptions, b: GetDingTalkTokenOptions): boolean {

@@ -8,7 +8,7 @@
  */
 export type UserIdentity =
   | { kind: 'userId'; userId: string }
-  | { kind: 'jwt'; jwt: string; /** the verified `sub` claim */ subject: string; /** the verified `iss` claim */ issuer?: string };
+  | { kind: 'jwt'; jwt: string /** the verified `sub` claim */; subject: string /** the verified `iss` claim */; issuer?: string };
 
 /** A stable key for per-user state (caches, pending authorizations). Never a token. */
 export function userKey(user: UserIdentity): string {

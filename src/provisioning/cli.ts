@@ -80,7 +80,9 @@ export async function runProvisioning(command: ProvisioningCommand | string, arg
         dingtalkClientId: opts.dingtalkClientId ?? SANDBOX_DINGTALK_CLIENT_ID,
         discoveryUrl: opts.discoveryUrl ?? emulator.discoveryUrl,
       };
-      output.err(`sandbox: emulated AgentIdentity, RAM, STS and IMS at ${emulator.url}; record file ${resolve(cwd, opts.configFile)}; nothing leaves this machine.`);
+      output.err(
+        `sandbox: emulated AgentIdentity, RAM, STS and IMS at ${emulator.url}; record file ${resolve(cwd, opts.configFile)}; nothing leaves this machine.`,
+      );
     }
 
     const build = (quiet: boolean): Context => {

@@ -148,7 +148,13 @@ function toApiKeyProvider(v: unknown): ApiKeyProvider {
 
 function toRole(v: unknown): Role {
   const r = obj(v);
-  return { name: str(r.RoleName) ?? '', arn: str(r.Arn) ?? '', trustPolicy: str(r.AssumeRolePolicyDocument) ?? '', ...opt('id', r.RoleId), ...opt('createDate', r.CreateDate) };
+  return {
+    name: str(r.RoleName) ?? '',
+    arn: str(r.Arn) ?? '',
+    trustPolicy: str(r.AssumeRolePolicyDocument) ?? '',
+    ...opt('id', r.RoleId),
+    ...opt('createDate', r.CreateDate),
+  };
 }
 
 function toApplication(v: unknown): Application {
@@ -169,9 +175,17 @@ export class Cloud {
 
   // ---- AgentIdentity: workload identities ----
   getWorkloadIdentity(name: string): Promise<WorkloadIdentity | undefined> {
-    return orUndefined(this.client.call('agentidentity', 'GetWorkloadIdentity', { WorkloadIdentityName: name }).then((b) => toWorkloadIdentity(b.WorkloadIdentity)));
+    return orUndefined(
+      this.client.call('agentidentity', 'GetWorkloadIdentity', { WorkloadIdentityName: name }).then((b) => toWorkloadIdentity(b.WorkloadIdentity)),
+    );
   }
-  async createWorkloadIdentity(w: { name: string; roleArn: string; identityProviderName?: string; returnUrls: string[]; description: string }): Promise<WorkloadIdentity> {
+  async createWorkloadIdentity(w: {
+    name: string;
+    roleArn: string;
+    identityProviderName?: string;
+    returnUrls: string[];
+    description: string;
+  }): Promise<WorkloadIdentity> {
     const b = await this.client.call('agentidentity', 'CreateWorkloadIdentity', {
       WorkloadIdentityName: w.name,
       RoleArn: w.roleArn,
@@ -195,7 +209,9 @@ export class Cloud {
 
   // ---- AgentIdentity: identity providers ----
   getIdentityProvider(name: string): Promise<IdentityProvider | undefined> {
-    return orUndefined(this.client.call('agentidentity', 'GetIdentityProvider', { IdentityProviderName: name }).then((b) => toIdentityProvider(b.IdentityProvider)));
+    return orUndefined(
+      this.client.call('agentidentity', 'GetIdentityProvider', { IdentityProviderName: name }).then((b) => toIdentityProvider(b.IdentityProvider)),
+    );
   }
   async createIdentityProvider(p: { name: string; discoveryUrl: string; audience: string[]; description: string }): Promise<IdentityProvider> {
     const b = await this.client.call('agentidentity', 'CreateIdentityProvider', {
@@ -220,10 +236,19 @@ export class Cloud {
   // ---- AgentIdentity: OAuth2 credential providers ----
   getOAuth2Provider(name: string): Promise<OAuth2Provider | undefined> {
     return orUndefined(
-      this.client.call('agentidentity', 'GetOAuth2CredentialProvider', { OAuth2CredentialProviderName: name }).then((b) => toProvider(b.OAuth2CredentialProvider)),
+      this.client
+        .call('agentidentity', 'GetOAuth2CredentialProvider', { OAuth2CredentialProviderName: name })
+        .then((b) => toProvider(b.OAuth2CredentialProvider)),
     );
   }
-  async createOAuth2Provider(p: { name: string; vendor: string; callbackUrl: string; config: Record<string, unknown>; clientSecret: string; description: string }): Promise<OAuth2Provider> {
+  async createOAuth2Provider(p: {
+    name: string;
+    vendor: string;
+    callbackUrl: string;
+    config: Record<string, unknown>;
+    clientSecret: string;
+    description: string;
+  }): Promise<OAuth2Provider> {
     const b = await this.client.call(
       'agentidentity',
       'CreateOAuth2CredentialProvider',
@@ -245,11 +270,18 @@ export class Cloud {
   // ---- AgentIdentity: API-key credential providers (the DingTalk app secret) ----
   getApiKeyProvider(name: string): Promise<ApiKeyProvider | undefined> {
     return orUndefined(
-      this.client.call('agentidentity', 'GetAPIKeyCredentialProvider', { APIKeyCredentialProviderName: name }).then((b) => toApiKeyProvider(b.APIKeyCredentialProvider)),
+      this.client
+        .call('agentidentity', 'GetAPIKeyCredentialProvider', { APIKeyCredentialProviderName: name })
+        .then((b) => toApiKeyProvider(b.APIKeyCredentialProvider)),
     );
   }
   async createApiKeyProvider(p: { name: string; apiKey: string; description: string }): Promise<ApiKeyProvider> {
-    const b = await this.client.call('agentidentity', 'CreateAPIKeyCredentialProvider', { APIKeyCredentialProviderName: p.name, APIKey: p.apiKey, Description: p.description }, [p.apiKey]);
+    const b = await this.client.call(
+      'agentidentity',
+      'CreateAPIKeyCredentialProvider',
+      { APIKeyCredentialProviderName: p.name, APIKey: p.apiKey, Description: p.description },
+      [p.apiKey],
+    );
     return toApiKeyProvider(b.APIKeyCredentialProvider);
   }
   deleteApiKeyProvider(name: string): Promise<boolean> {

@@ -98,12 +98,19 @@ const CREDENTIAL_HINT =
 
 /** What to do about a failure, by product, action and code. */
 export function controlPlaneHint(product: Product, action: string, code: string, httpStatus?: number): string {
-  if (code === 'NetworkError') return `The ${PRODUCT_LABEL[product]} endpoint is unreachable: check the network, or the endpoint override (--${product === 'agentidentity' ? 'agent-identity-control' : product}-endpoint).`;
+  if (code === 'NetworkError')
+    return `The ${PRODUCT_LABEL[product]} endpoint is unreachable: check the network, or the endpoint override (--${product === 'agentidentity' ? 'agent-identity-control' : product}-endpoint).`;
   if (code === 'CredentialsUnavailable' || code === 'InvalidCredentials') return `No usable Alibaba Cloud credentials. ${CREDENTIAL_HINT}`;
-  if (code.startsWith('InvalidAccessKeyId') || code === 'SignatureDoesNotMatch' || code.startsWith('IncompleteSignature') || code.startsWith('InvalidSecurityToken')) {
+  if (
+    code.startsWith('InvalidAccessKeyId') ||
+    code === 'SignatureDoesNotMatch' ||
+    code.startsWith('IncompleteSignature') ||
+    code.startsWith('InvalidSecurityToken')
+  ) {
     return `The AccessKey was rejected (wrong, disabled or deleted key, or wrong secret). ${CREDENTIAL_HINT}`;
   }
-  if (code.startsWith('InvalidTimeStamp') || code.startsWith('SignatureNonceUsed')) return "The request was rejected for clock skew or replay: check this machine's clock.";
+  if (code.startsWith('InvalidTimeStamp') || code.startsWith('SignatureNonceUsed'))
+    return "The request was rejected for clock skew or replay: check this machine's clock.";
   if (code.startsWith('NoPermission') || code.startsWith('Forbidden') || httpStatus === 403) {
     switch (product) {
       case 'agentidentity':
@@ -124,8 +131,19 @@ export function controlPlaneHint(product: Product, action: string, code: string,
   return `See the ${PRODUCT_LABEL[product]} error code reference for ${code}.`;
 }
 
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ReadTimeout', 'ConnectTimeout', 'RequestTimeout']);
-
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'ReadTimeout',
+  'ConnectTimeout',
+  'RequestTimeout',
+]);
 
 export type ParamValue = string | number | boolean | undefined;
 
@@ -218,7 +236,12 @@ export class ControlPlaneClient {
     const text = `${typeof e.name === 'string' ? e.name : ''} ${typeof e.message === 'string' ? e.message : ''}`;
     let code: string;
     if (httpStatus !== undefined) code = rawCode ?? `HTTP${httpStatus}`;
-    else if ((rawCode && NETWORK_CODES.has(rawCode)) || (typeof e.cause?.code === 'string' && NETWORK_CODES.has(e.cause.code)) || /Timeout|socket hang up|ECONN|ENOTFOUND|EAI_AGAIN/i.test(text)) code = 'NetworkError';
+    else if (
+      (rawCode && NETWORK_CODES.has(rawCode)) ||
+      (typeof e.cause?.code === 'string' && NETWORK_CODES.has(e.cause.code)) ||
+      /Timeout|socket hang up|ECONN|ENOTFOUND|EAI_AGAIN/i.test(text)
+    )
+      code = 'NetworkError';
     else if (rawCode === 'InvalidCredentials') code = 'InvalidCredentials';
     else if (/credential/i.test(text)) code = 'CredentialsUnavailable';
     else code = rawCode ?? 'UnknownError';

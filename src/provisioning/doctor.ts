@@ -68,12 +68,22 @@ export async function runDoctor(ctx: Context): Promise<number> {
   let wi: WorkloadIdentity | undefined;
   if (!accountId) report({ status: 'skip', title: 'workload identity', detail: 'needs working credentials' });
   else if (!configuredWi) {
-    report({ status: 'fail', title: 'workload identity', detail: 'none configured', fix: 'run `dingtalk-mcp setup`, or set AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME' });
+    report({
+      status: 'fail',
+      title: 'workload identity',
+      detail: 'none configured',
+      fix: 'run `dingtalk-mcp setup`, or set AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME',
+    });
   } else {
     try {
       wi = await cloud.getWorkloadIdentity(configuredWi);
       if (!wi) {
-        report({ status: 'fail', title: 'workload identity', detail: `${configuredWi} does not exist in ${n.regionId}`, fix: 'run `dingtalk-mcp setup` (it creates it), or check AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME and AGENT_IDENTITY_REGION_ID' });
+        report({
+          status: 'fail',
+          title: 'workload identity',
+          detail: `${configuredWi} does not exist in ${n.regionId}`,
+          fix: 'run `dingtalk-mcp setup` (it creates it), or check AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME and AGENT_IDENTITY_REGION_ID',
+        });
       } else if (!wi.returnUrls.includes(n.callbackUrl)) {
         report({
           status: 'fail',
@@ -95,7 +105,11 @@ export async function runDoctor(ctx: Context): Promise<number> {
     try {
       const provider = await cloud.getOAuth2Provider(n.provider);
       if (provider) {
-        report({ status: 'ok', title: 'DingTalk credential provider', detail: `${n.provider} exists${provider.callbackUrl ? `; its redirect URL for the DingTalk app: ${provider.callbackUrl}` : ''}` });
+        report({
+          status: 'ok',
+          title: 'DingTalk credential provider',
+          detail: `${n.provider} exists${provider.callbackUrl ? `; its redirect URL for the DingTalk app: ${provider.callbackUrl}` : ''}`,
+        });
       } else {
         report({
           status: 'fail',
@@ -122,9 +136,19 @@ export async function runDoctor(ctx: Context): Promise<number> {
     try {
       const provider = await cloud.getApiKeyProvider(appSecretProvider);
       if (!provider) {
-        report({ status: 'fail', title: 'document tools', detail: `the API-key credential provider ${appSecretProvider} does not exist`, fix: 'run `dingtalk-mcp setup` with DINGTALK_CLIENT_ID and DINGTALK_CLIENT_SECRET, or correct AGENT_IDENTITY_DINGTALK_APP_SECRET_PROVIDER' });
+        report({
+          status: 'fail',
+          title: 'document tools',
+          detail: `the API-key credential provider ${appSecretProvider} does not exist`,
+          fix: 'run `dingtalk-mcp setup` with DINGTALK_CLIENT_ID and DINGTALK_CLIENT_SECRET, or correct AGENT_IDENTITY_DINGTALK_APP_SECRET_PROVIDER',
+        });
       } else if (!clientId) {
-        report({ status: 'fail', title: 'document tools', detail: `${appSecretProvider} exists, but the DingTalk app's Client ID is not known`, fix: 'set DINGTALK_CLIENT_ID (the app\'s AppKey) where the server runs' });
+        report({
+          status: 'fail',
+          title: 'document tools',
+          detail: `${appSecretProvider} exists, but the DingTalk app's Client ID is not known`,
+          fix: "set DINGTALK_CLIENT_ID (the app's AppKey) where the server runs",
+        });
       } else {
         report({ status: 'ok', title: 'document tools', detail: `the app secret of DingTalk app ${clientId} is in ${appSecretProvider}` });
       }
@@ -136,7 +160,12 @@ export async function runDoctor(ctx: Context): Promise<number> {
   // 4. the role: trust and permissions
   if (!accountId || !wi) report({ status: 'skip', title: 'workload role', detail: 'needs the workload identity' });
   else if (!wi.roleArn) {
-    report({ status: 'fail', title: 'workload role', detail: `${wi.name} has no RoleArn`, fix: 'run `dingtalk-mcp setup`, or set a RAM role on the workload identity in the console' });
+    report({
+      status: 'fail',
+      title: 'workload role',
+      detail: `${wi.name} has no RoleArn`,
+      fix: 'run `dingtalk-mcp setup`, or set a RAM role on the workload identity in the console',
+    });
   } else {
     const roleName = file.find('ram_role')?.arn?.toLowerCase() === wi.roleArn.toLowerCase() ? file.find('ram_role')!.name : roleNameFromArn(wi.roleArn);
     const wiArn = wi.arn ?? workloadIdentityArn(n.regionId, accountId, wi.name);
@@ -144,7 +173,12 @@ export async function runDoctor(ctx: Context): Promise<number> {
     try {
       const role = roleName ? await cloud.getRole(roleName) : undefined;
       if (!role) {
-        report({ status: 'fail', title: 'workload role', detail: `${wi.roleArn} does not exist`, fix: 'run `dingtalk-mcp setup` to create the role, or point the workload identity at an existing role' });
+        report({
+          status: 'fail',
+          title: 'workload role',
+          detail: `${wi.roleArn} does not exist`,
+          fix: 'run `dingtalk-mcp setup` to create the role, or point the workload identity at an existing role',
+        });
       } else {
         const trust = checkTrust(role.trustPolicy, wiArn);
         const attached = await cloud.listPoliciesForRole(role.name);
@@ -159,7 +193,12 @@ export async function runDoctor(ctx: Context): Promise<number> {
         }
         const permitted = system || allowsTokenFetch(docs, wiArn, provArn);
         if (!trust.ok) {
-          report({ status: 'fail', title: 'workload role', detail: `${role.name}: ${trust.problem}`, fix: `trust workload.agentidentity.aliyuncs.com with sts:AssumeRole and sts:SetContext, conditioned on ${wiArn} (run \`dingtalk-mcp setup\` if setup created the role)` });
+          report({
+            status: 'fail',
+            title: 'workload role',
+            detail: `${role.name}: ${trust.problem}`,
+            fix: `trust workload.agentidentity.aliyuncs.com with sts:AssumeRole and sts:SetContext, conditioned on ${wiArn} (run \`dingtalk-mcp setup\` if setup created the role)`,
+          });
         } else if (!permitted) {
           report({
             status: 'fail',
@@ -167,7 +206,11 @@ export async function runDoctor(ctx: Context): Promise<number> {
             detail: `${role.name} may not call agentidentitydata:GetResourceOAuth2Token on the workload identity and the provider ${n.provider}`,
             fix: `attach a policy allowing agentidentitydata:GetResourceOAuth2Token on ${wiArn} and ${provArn} (run \`dingtalk-mcp setup\`), or set AGENT_IDENTITY_USE_STS=false so the server signs with its own credentials`,
           });
-        } else if (appSecretProvider && !system && !allowsTokenFetch(docs, wiArn, apiKeyProviderArn(n.regionId, accountId, appSecretProvider), API_KEY_ACTION)) {
+        } else if (
+          appSecretProvider &&
+          !system &&
+          !allowsTokenFetch(docs, wiArn, apiKeyProviderArn(n.regionId, accountId, appSecretProvider), API_KEY_ACTION)
+        ) {
           const keyArn = apiKeyProviderArn(n.regionId, accountId, appSecretProvider);
           report({
             status: 'fail',
@@ -176,7 +219,11 @@ export async function runDoctor(ctx: Context): Promise<number> {
             fix: `allow ${API_KEY_ACTION} on ${wiArn} and ${keyArn} (run \`dingtalk-mcp setup\` if setup created the policy)`,
           });
         } else {
-          report({ status: 'ok', title: 'workload role', detail: `${role.name} trusts Agent Identity for this workload identity and allows GetResourceOAuth2Token on it and ${n.provider}${appSecretProvider ? `, and GetResourceAPIKey on ${appSecretProvider}` : ''}` });
+          report({
+            status: 'ok',
+            title: 'workload role',
+            detail: `${role.name} trusts Agent Identity for this workload identity and allows GetResourceOAuth2Token on it and ${n.provider}${appSecretProvider ? `, and GetResourceAPIKey on ${appSecretProvider}` : ''}`,
+          });
         }
       }
     } catch (e) {
@@ -189,8 +236,10 @@ export async function runDoctor(ctx: Context): Promise<number> {
     status: 'info',
     title: 'DingTalk app permission',
     detail:
-      'cannot be checked from here: the DingTalk app must have Contact.User.Read and Document.Document.Write (委托方式覆写使用者本人的钉钉文档) under 权限管理, and the provider\'s redirect URL under 安全设置 → 重定向URL' +
-      (appSecretProvider ? `; for the document tools also, per toolset, read: ${APP_PERMISSIONS.read.join(', ')}; write: ${APP_PERMISSIONS.write.join(', ')}` : ''),
+      "cannot be checked from here: the DingTalk app must have Contact.User.Read and Document.Document.Write (委托方式覆写使用者本人的钉钉文档) under 权限管理, and the provider's redirect URL under 安全设置 → 重定向URL" +
+      (appSecretProvider
+        ? `; for the document tools also, per toolset, read: ${APP_PERMISSIONS.read.join(', ')}; write: ${APP_PERMISSIONS.write.join(', ')}`
+        : ''),
   });
 
   // 6. the callback port
@@ -201,7 +250,12 @@ export async function runDoctor(ctx: Context): Promise<number> {
   } else if (await portFree(port)) {
     report({ status: 'ok', title: 'callback port', detail: `${port} is free for ${n.callbackUrl}` });
   } else {
-    report({ status: 'fail', title: 'callback port', detail: `port ${port} on 127.0.0.1 is in use`, fix: `stop whatever listens on ${port} (unless it is this server already running), or set APP_REDIRECT_URI to another port and run setup again so the workload identity allows it` });
+    report({
+      status: 'fail',
+      title: 'callback port',
+      detail: `port ${port} on 127.0.0.1 is in use`,
+      fix: `stop whatever listens on ${port} (unless it is this server already running), or set APP_REDIRECT_URI to another port and run setup again so the workload identity allows it`,
+    });
   }
 
   // 7. HTTP mode: identity provider
@@ -212,28 +266,41 @@ export async function runDoctor(ctx: Context): Promise<number> {
       try {
         const idp = await cloud.getIdentityProvider(n.identityProvider);
         if (!idp) {
-          report({ status: 'fail', title: 'identity provider (HTTP mode)', detail: `${n.identityProvider} does not exist`, fix: 'run `dingtalk-mcp setup --http`' });
+          report({
+            status: 'fail',
+            title: 'identity provider (HTTP mode)',
+            detail: `${n.identityProvider} does not exist`,
+            fix: 'run `dingtalk-mcp setup --http`',
+          });
         } else {
           const problems: string[] = [];
           const fixes: string[] = [];
           const discovery = idp.discoveryUrl ? await fetchDiscovery(idp.discoveryUrl) : { ok: false as const, why: 'no DiscoveryURL' };
           if (!discovery.ok) {
             problems.push(`its discovery document ${idp.discoveryUrl ?? ''} is not reachable (${discovery.why})`);
-            fixes.push('check the DiscoveryURL and this machine\'s network');
+            fixes.push("check the DiscoveryURL and this machine's network");
           }
           if (!expectedAudience) {
             problems.push('no expected audience is known');
             fixes.push('set OIDC_AUDIENCE (the OAuth client id users sign in with) or run `dingtalk-mcp setup --http`');
           } else if (!idp.audience.includes(expectedAudience)) {
             problems.push(`its AllowedAudience (${idp.audience.join(', ') || 'none'}) does not include ${expectedAudience}`);
-            fixes.push(`add ${expectedAudience} to the identity provider's AllowedAudience (run \`dingtalk-mcp setup --http\` if setup created it), or set OIDC_AUDIENCE to the right client id`);
+            fixes.push(
+              `add ${expectedAudience} to the identity provider's AllowedAudience (run \`dingtalk-mcp setup --http\` if setup created it), or set OIDC_AUDIENCE to the right client id`,
+            );
           }
           if (wi && wi.identityProviderName !== idp.name) {
             problems.push(`the workload identity uses ${wi.identityProviderName ?? 'no identity provider'}`);
             fixes.push(`bind ${idp.name} to the workload identity (run \`dingtalk-mcp setup --http\`)`);
           }
-          if (problems.length) report({ status: 'fail', title: 'identity provider (HTTP mode)', detail: `${idp.name}: ${problems.join('; ')}`, fix: fixes.join('; ') });
-          else report({ status: 'ok', title: 'identity provider (HTTP mode)', detail: `${idp.name}: discovery reachable (issuer ${discovery.ok ? discovery.issuer : ''}), audience ${expectedAudience}` });
+          if (problems.length)
+            report({ status: 'fail', title: 'identity provider (HTTP mode)', detail: `${idp.name}: ${problems.join('; ')}`, fix: fixes.join('; ') });
+          else
+            report({
+              status: 'ok',
+              title: 'identity provider (HTTP mode)',
+              detail: `${idp.name}: discovery reachable (issuer ${discovery.ok ? discovery.issuer : ''}), audience ${expectedAudience}`,
+            });
         }
       } catch (e) {
         report({ status: 'fail', title: 'identity provider (HTTP mode)', detail: 'could not be read', fix: errorText(e) });

@@ -113,7 +113,13 @@ const list = (v: string | string[] | undefined): string[] => (v === undefined ? 
 
 /** RAM wildcard match (`*`, `?`), case-sensitive for resources, case-insensitive for actions. */
 function wildcard(pattern: string, value: string, ignoreCase = false): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, ignoreCase ? 'i' : '');
+  const re = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+    ignoreCase ? 'i' : '',
+  );
   return re.test(value);
 }
 
@@ -166,7 +172,8 @@ export function trustProblem(doc: string, workloadArn: string): string | undefin
     return `its trust statement's Principal is not only Service ${WORKLOAD_SERVICE_PRINCIPAL}`;
   }
   const actions = [...new Set(list(s.Action as string | string[]))].sort();
-  if (actions.join(',') !== 'sts:AssumeRole,sts:SetContext') return `its trust statement's Action is ${actions.join(' + ') || 'empty'}, not sts:AssumeRole + sts:SetContext`;
+  if (actions.join(',') !== 'sts:AssumeRole,sts:SetContext')
+    return `its trust statement's Action is ${actions.join(' + ') || 'empty'}, not sts:AssumeRole + sts:SetContext`;
   const cond = (s.Condition ?? {}) as Record<string, Record<string, string | string[]>>;
   const eq = cond.StringEquals ?? {};
   const values = list(eq[WORKLOAD_ARN_CONDITION]);
@@ -185,7 +192,12 @@ export function allowsTokenFetch(docs: string[], workloadArn: string, providerAr
       ),
     );
   const denied = docs.some((d) =>
-    statements(d).some((s) => s.Effect === 'Deny' && list(s.Action).some((a) => wildcard(a, action, true)) && list(s.Resource).some((r) => wildcard(r, workloadArn) || wildcard(r, providerArn))),
+    statements(d).some(
+      (s) =>
+        s.Effect === 'Deny' &&
+        list(s.Action).some((a) => wildcard(a, action, true)) &&
+        list(s.Resource).some((r) => wildcard(r, workloadArn) || wildcard(r, providerArn)),
+    ),
   );
   return !denied && allowed(workloadArn) && allowed(providerArn);
 }

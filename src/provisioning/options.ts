@@ -139,7 +139,8 @@ export function parseProvisioningArgs(argv: string[], env: NodeJS.ProcessEnv): P
     ['--identity-provider', opts.identityProviderName],
     ['--app-secret-provider', opts.appSecretProviderName],
   ] as const) {
-    if (v !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(v)) throw new UsageError(`${name}: use 1-64 letters, digits, '.', '_' or '-', got ${JSON.stringify(v)}`);
+    if (v !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(v))
+      throw new UsageError(`${name}: use 1-64 letters, digits, '.', '_' or '-', got ${JSON.stringify(v)}`);
   }
   return opts;
 }

@@ -1,5 +1,9 @@
 /** A hidden prompt for a secret: raw mode, nothing echoed, nothing logged. Returns undefined without a TTY. */
-export async function promptSecret(question: string, input: NodeJS.ReadStream = process.stdin, output: NodeJS.WritableStream = process.stderr): Promise<string | undefined> {
+export async function promptSecret(
+  question: string,
+  input: NodeJS.ReadStream = process.stdin,
+  output: NodeJS.WritableStream = process.stderr,
+): Promise<string | undefined> {
   if (!input.isTTY || typeof input.setRawMode !== 'function') return undefined;
   output.write(question);
   return new Promise((resolve, reject) => {

@@ -30,7 +30,7 @@ import {
 } from './documents.js';
 import { appIdentity, applicationsNamed, attachmentIdentity, policyIdentity, readIdentity, roleIdentity } from './identity.js';
 import { printClientConfig } from './client-config.js';
-import type { ResourceRecord, } from './record.js';
+import type { ResourceRecord } from './record.js';
 
 const SYMBOL: Record<Action, string> = { create: '+ create', update: '~ update', ok: '= ok    ', adopt: '= adopt ', blocked: '! blocked' };
 
@@ -116,7 +116,9 @@ export async function runSetup(ctx: Context): Promise<number> {
   const changes = plan.filter((p) => p.action === 'create' || p.action === 'update');
   const blocked = plan.filter((p) => p.action === 'blocked');
   if (opts.dryRun) {
-    io.out(`Dry run: nothing was changed (${changes.length} change${changes.length === 1 ? '' : 's'} planned${blocked.length ? `, ${blocked.length} blocked` : ''}).`);
+    io.out(
+      `Dry run: nothing was changed (${changes.length} change${changes.length === 1 ? '' : 's'} planned${blocked.length ? `, ${blocked.length} blocked` : ''}).`,
+    );
     return blocked.length ? 1 : 0;
   }
   if (blocked.length) {
@@ -170,12 +172,16 @@ export async function runSetup(ctx: Context): Promise<number> {
   io.out('DingTalk app (open.dingtalk.com → your app):');
   if (callback) io.out(`  - add this redirect URL under 安全设置 / Security settings → 重定向URL: ${callback}`);
   io.out('  - grant these permissions under 权限管理 (only those of the toolsets you expose):');
-  io.out('      every deployment: Contact.User.Read (who the signed-in user is); write_dingtalk_doc: Document.Document.Write (委托方式覆写使用者本人的钉钉文档)');
+  io.out(
+    '      every deployment: Contact.User.Read (who the signed-in user is); write_dingtalk_doc: Document.Document.Write (委托方式覆写使用者本人的钉钉文档)',
+  );
   if (live.documentTools) {
     io.out(`      toolset read (search, read, info, list): ${APP_PERMISSIONS.read.join(', ')}`);
     io.out(`      toolset write (append, create): ${APP_PERMISSIONS.write.join(', ')}`);
   } else {
-    io.out('  - the document tools (read, append, create, search, info, list) stay off: run setup with DINGTALK_CLIENT_ID (and its secret) to store the app secret in Agent Identity and turn them on.');
+    io.out(
+      '  - the document tools (read, append, create, search, info, list) stay off: run setup with DINGTALK_CLIENT_ID (and its secret) to store the app secret in Agent Identity and turn them on.',
+    );
   }
   io.out('');
   printClientConfig(ctx, names, { http, appId: live.appId ?? file.string('inbound_app_id') });
@@ -184,7 +190,13 @@ export async function runSetup(ctx: Context): Promise<number> {
 
 function plannedNames(n: Names, http: boolean): Array<[string, string]> {
   return [
-    ...(http ? ([['IMS OAuth application', n.appName], ['IMS application secret', `(for ${n.appName})`], ['identity provider', n.identityProvider]] as Array<[string, string]>) : []),
+    ...(http
+      ? ([
+          ['IMS OAuth application', n.appName],
+          ['IMS application secret', `(for ${n.appName})`],
+          ['identity provider', n.identityProvider],
+        ] as Array<[string, string]>)
+      : []),
     ['RAM role', n.role],
     ['RAM policy', n.policy],
     ['policy attachment', `${n.role}/${n.policy}`],
@@ -218,9 +230,16 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
     } else if (knownId) {
       app = await cloud.getApplication(knownId);
     }
-    const appOwned = app !== undefined && owned('ims_application', appRec?.name ?? '', appIdentity(app)) && (appRec?.appId === undefined || appRec.appId === app.appId);
+    const appOwned =
+      app !== undefined && owned('ims_application', appRec?.name ?? '', appIdentity(app)) && (appRec?.appId === undefined || appRec.appId === app.appId);
     const appTrack = (a: Application, status: 'created' | 'adopted') =>
-      track({ type: 'ims_application', name: status === 'created' ? n.appName : (a.appName ?? n.appName), appId: a.appId, status, ...(status === 'created' ? { arn: `acs:ram::${account}:application/${a.appId}`, identity: appIdentity(a) } : {}) });
+      track({
+        type: 'ims_application',
+        name: status === 'created' ? n.appName : (a.appName ?? n.appName),
+        appId: a.appId,
+        status,
+        ...(status === 'created' ? { arn: `acs:ram::${account}:application/${a.appId}`, identity: appIdentity(a) } : {}),
+      });
     if (appBlocked) {
       plan.push({ type: 'ims_application', label: 'IMS OAuth application', name: n.appName, action: 'blocked', detail: appBlocked });
     } else if (app) {
@@ -256,7 +275,13 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
             type: 'ims_application',
             name: n.appName,
             label: 'IMS OAuth application',
-            create: () => cloud.createWebApplication({ appName: n.appName, displayName: 'dingtalk-mcp', redirectUris: [n.loginRedirectUri], scopes: ['openid', 'profile', 'aliuid'] }),
+            create: () =>
+              cloud.createWebApplication({
+                appName: n.appName,
+                displayName: 'dingtalk-mcp',
+                redirectUris: [n.loginRedirectUri],
+                scopes: ['openid', 'profile', 'aliuid'],
+              }),
             created: (a) => {
               live.appId = a.appId;
               appTrack({ ...a, appName: n.appName }, 'created');
@@ -275,7 +300,8 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
 
     // A WebApp's secret (IMS: "always required" for WebApp). Only for an app setup created: an adopted app's secret is the user's.
     const secretRec = file.find('ims_app_secret');
-    const haveSecret = file.readSecret('oidc_client_secret') !== undefined && secretRec?.status === 'created' && (!live.appId || secretRec.appId === live.appId);
+    const haveSecret =
+      file.readSecret('oidc_client_secret') !== undefined && secretRec?.status === 'created' && (!live.appId || secretRec.appId === live.appId);
     if (!app || appOwned) {
       plan.push({
         type: 'ims_app_secret',
@@ -286,7 +312,8 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
           ? {}
           : {
               apply: async () => {
-                if (live.appAdopted) return 'skipped IMS application secret: the application is not setup\'s, so its secret is yours to create (set OIDC_CLIENT_SECRET)';
+                if (live.appAdopted)
+                  return "skipped IMS application secret: the application is not setup's, so its secret is yours to create (set OIDC_CLIENT_SECRET)";
                 const { secretId, secret } = await cloud.createAppSecret(live.appId!);
                 file.writeSecret('oidc_client_secret', secret); // mode 0600; never printed, never in .config.json
                 track({ type: 'ims_app_secret', name: secretId, appId: live.appId!, status: 'created', identity: secretId });
@@ -303,7 +330,13 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
         : `its DiscoveryURL (${p.discoveryUrl ?? 'none'}) or AllowedAudience (${p.audience.join(', ') || 'none'}) differ from ${n.discoveryUrl} / the app id; fix it in the Agent Identity console or pass --identity-provider <another name>`;
     const idpInput = () => ({ name: n.identityProvider, discoveryUrl: n.discoveryUrl, audience: [live.appId!] });
     const idpTrack = (p: IdentityProvider | undefined, status: 'created' | 'adopted') =>
-      track({ type: 'identity_provider', name: n.identityProvider, status, ...(p?.arn ? { arn: p.arn } : {}), ...(status === 'created' ? withIdentity(p?.createTime) : {}) });
+      track({
+        type: 'identity_provider',
+        name: n.identityProvider,
+        status,
+        ...(p?.arn ? { arn: p.arn } : {}),
+        ...(status === 'created' ? withIdentity(p?.createTime) : {}),
+      });
     plan.push(
       planResource(file, owned, {
         type: 'identity_provider',
@@ -332,10 +365,19 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
   const expectedTrust = trustPolicy(wiArn);
   const role = await cloud.getRole(n.role);
   const roleTrack = (r: Role | undefined, status: ResourceRecord['status']) =>
-    track({ type: 'ram_role', name: n.role, status, arn: r?.arn || ramRoleArn(account, n.role), ...(status === 'created' && r ? withIdentity(roleIdentity(r)) : {}) });
+    track({
+      type: 'ram_role',
+      name: n.role,
+      status,
+      arn: r?.arn || ramRoleArn(account, n.role),
+      ...(status === 'created' && r ? withIdentity(roleIdentity(r)) : {}),
+    });
   const roleProblem = (r: Role) => {
     const problem = trustProblem(r.trustPolicy, wiArn);
-    return problem && `${problem}. Setup adopts an existing role only when its trust policy is exactly the one setup would write (see docs/provisioning.md); fix it in the RAM console or pass --workload-identity <another name>`;
+    return (
+      problem &&
+      `${problem}. Setup adopts an existing role only when its trust policy is exactly the one setup would write (see docs/provisioning.md); fix it in the RAM console or pass --workload-identity <another name>`
+    );
   };
   plan.push(
     planResource(file, owned, {
@@ -379,11 +421,20 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
   const expectedPolicy = permissionPolicy(wiArn, provArn, apiKeyArn);
   const policy = await cloud.getPolicy(n.policy);
   const policyTrack = (p: Policy | undefined, status: ResourceRecord['status']) =>
-    track({ type: 'ram_policy', name: n.policy, status, arn: policyArn(account, n.policy), ...(status === 'created' && p ? withIdentity(policyIdentity(p)) : {}) });
+    track({
+      type: 'ram_policy',
+      name: n.policy,
+      status,
+      arn: policyArn(account, n.policy),
+      ...(status === 'created' && p ? withIdentity(policyIdentity(p)) : {}),
+    });
   const policyProblem = (p: Policy) =>
-    allowsTokenFetch(p.document ? [p.document] : [], wiArn, provArn) ? undefined : 'it does not allow GetResourceOAuth2Token on this workload identity and provider; fix it or pass --workload-identity <another name>';
+    allowsTokenFetch(p.document ? [p.document] : [], wiArn, provArn)
+      ? undefined
+      : 'it does not allow GetResourceOAuth2Token on this workload identity and provider; fix it or pass --workload-identity <another name>';
   // A policy setup did not create is never changed: without GetResourceAPIKey only the document tools fail, so say so.
-  const lacksApiKey = apiKeyArn !== undefined && policy !== undefined && !allowsTokenFetch(policy.document ? [policy.document] : [], wiArn, apiKeyArn, API_KEY_ACTION);
+  const lacksApiKey =
+    apiKeyArn !== undefined && policy !== undefined && !allowsTokenFetch(policy.document ? [policy.document] : [], wiArn, apiKeyArn, API_KEY_ACTION);
   plan.push(
     planResource(file, owned, {
       type: 'ram_policy',
@@ -403,7 +454,11 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
         differs: (p) => (sameJson(p.document, expectedPolicy) ? undefined : 'document differs; a new default version'),
         run: () => cloud.setPolicyDocument(n.policy, expectedPolicy),
       },
-      ...(lacksApiKey ? { adoptDetail: `warning: it does not allow ${API_KEY_ACTION} on ${apiKeyArn}, so the document tools cannot read the DingTalk app secret until you add that` } : {}),
+      ...(lacksApiKey
+        ? {
+            adoptDetail: `warning: it does not allow ${API_KEY_ACTION} on ${apiKeyArn}, so the document tools cannot read the DingTalk app secret until you add that`,
+          }
+        : {}),
       blockedJoin: ', and ',
     }),
   );
@@ -413,13 +468,24 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
   const isAttached = async () => (await cloud.listPoliciesForRole(n.role)).some((p) => p.type === 'Custom' && p.name.toLowerCase() === n.policy.toLowerCase());
   const attached = role && policy ? await isAttached() : false;
   const attachTrack = async (status: 'created' | 'adopted') =>
-    track({ type: 'ram_policy_attachment', name: attachName, status, ...(status === 'created' ? withIdentity((await readIdentity(cloud, 'ram_policy_attachment', attachName))?.identity) : {}) });
+    track({
+      type: 'ram_policy_attachment',
+      name: attachName,
+      status,
+      ...(status === 'created' ? withIdentity((await readIdentity(cloud, 'ram_policy_attachment', attachName))?.identity) : {}),
+    });
   const notOurRole = (policyExists: boolean) =>
     `the RAM role ${n.role} was not created by setup, so setup never attaches a policy to it (nor changes it otherwise). ` +
     `Attach the custom policy ${n.policy} to it yourself in the RAM console${policyExists ? '' : ` (create it first, allowing only ${ROLE_ACTION} on ${wiArn} and ${provArn})`} and run setup again, or pass --workload-identity <another name> so setup creates its own role`;
   if (attached) {
     const mine = owned('ram_policy_attachment', attachName, attachmentIdentity(role!, policy!));
-    plan.push({ type: 'ram_policy_attachment', label: 'policy attachment', name: attachName, action: mine ? 'ok' : 'adopt', apply: () => attachTrack(mine ? 'created' : 'adopted') });
+    plan.push({
+      type: 'ram_policy_attachment',
+      label: 'policy attachment',
+      name: attachName,
+      action: mine ? 'ok' : 'adopt',
+      apply: () => attachTrack(mine ? 'created' : 'adopted'),
+    });
   } else if (live.roleAdopted) {
     plan.push({ type: 'ram_policy_attachment', label: 'policy attachment', name: attachName, action: 'blocked', detail: notOurRole(policy !== undefined) });
   } else {
@@ -505,7 +571,13 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
   // ---- the DingTalk app secret, as an API-key credential provider (GetResourceAPIKey at run time) ----
   if (live.documentTools) {
     const keyTrack = (p: ApiKeyProvider | undefined, status: ResourceRecord['status']) => {
-      track({ type: 'apikey_credential_provider', name: n.appSecretProvider, status, arn: p?.arn ?? apiKeyArn!, ...(status === 'created' ? withIdentity(p?.createTime) : {}) });
+      track({
+        type: 'apikey_credential_provider',
+        name: n.appSecretProvider,
+        status,
+        arn: p?.arn ?? apiKeyArn!,
+        ...(status === 'created' ? withIdentity(p?.createTime) : {}),
+      });
       // What the server reads (src/config.ts): the provider's name and, when known, the app's Client ID.
       file.data.dingtalk_app_secret_provider_name = n.appSecretProvider;
       if (opts.dingtalkClientId) file.data.dingtalk_client_id = opts.dingtalkClientId;
@@ -516,7 +588,8 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
         label: 'DingTalk app secret provider',
         name: n.appSecretProvider,
         action: 'blocked',
-        detail: 'it does not exist and no DingTalk app secret was given: set DINGTALK_CLIENT_SECRET (or answer the hidden prompt), or leave DINGTALK_CLIENT_ID unset to keep the document tools off',
+        detail:
+          'it does not exist and no DingTalk app secret was given: set DINGTALK_CLIENT_SECRET (or answer the hidden prompt), or leave DINGTALK_CLIENT_ID unset to keep the document tools off',
       });
     } else {
       plan.push(
@@ -531,7 +604,12 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
           record: keyTrack,
           create: {
             detail: `holds the secret of DingTalk app ${opts.dingtalkClientId ?? ''} for the document tools`,
-            run: () => cloud.createApiKeyProvider({ name: n.appSecretProvider, apiKey: live.secret!, description: 'dingtalk-mcp: DingTalk app secret (document tools)' }),
+            run: () =>
+              cloud.createApiKeyProvider({
+                name: n.appSecretProvider,
+                apiKey: live.secret!,
+                description: 'dingtalk-mcp: DingTalk app secret (document tools)',
+              }),
             created: async (p) => keyTrack(p.createTime ? p : ((await cloud.getApiKeyProvider(n.appSecretProvider)) ?? p), 'created'),
             reread: () => cloud.getApiKeyProvider(n.appSecretProvider),
           },
@@ -544,7 +622,13 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
   // ---- DingTalk OAuth2 credential provider ----
   const provider = oauth2Provider;
   const providerTrack = (p: OAuth2Provider | undefined, status: ResourceRecord['status']) =>
-    track({ type: 'oauth2_credential_provider', name: n.provider, status, arn: p?.arn ?? provArn, ...(status === 'created' ? withIdentity(p?.createTime) : {}) });
+    track({
+      type: 'oauth2_credential_provider',
+      name: n.provider,
+      status,
+      arn: p?.arn ?? provArn,
+      ...(status === 'created' ? withIdentity(p?.createTime) : {}),
+    });
   const clientId = opts.dingtalkClientId;
   const secret = live.secret;
   if (!provider && (!clientId || (!opts.dryRun && !secret))) {
@@ -553,9 +637,10 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
       label: 'DingTalk credential provider',
       name: n.provider,
       action: opts.dryRun ? 'create' : 'blocked',
-      detail: opts.dryRun && clientId
-        ? `from DingTalk app ${clientId}; vendor ${opts.dingtalkVendor}`
-        : `it does not exist. Either create it in the Agent Identity console (Outbound → Credential Providers → OAuth2, DingTalk) and run setup again with AGENT_IDENTITY_DINGTALK_PROVIDER=<its name>, or set DINGTALK_CLIENT_ID and DINGTALK_CLIENT_SECRET (the DingTalk app's Client ID / Client Secret) so setup creates it`,
+      detail:
+        opts.dryRun && clientId
+          ? `from DingTalk app ${clientId}; vendor ${opts.dingtalkVendor}`
+          : `it does not exist. Either create it in the Agent Identity console (Outbound → Credential Providers → OAuth2, DingTalk) and run setup again with AGENT_IDENTITY_DINGTALK_PROVIDER=<its name>, or set DINGTALK_CLIENT_ID and DINGTALK_CLIENT_SECRET (the DingTalk app's Client ID / Client Secret) so setup creates it`,
     });
     return;
   }
@@ -593,7 +678,15 @@ async function discover(ctx: Context, n: Names, live: Live, http: boolean, owned
       },
       create: {
         detail: `from DingTalk app ${clientId}; vendor ${opts.dingtalkVendor} (UNVERIFIED)`,
-        run: () => cloud.createOAuth2Provider({ name: n.provider, vendor: opts.dingtalkVendor, callbackUrl, config, clientSecret: secret!, description: 'dingtalk-mcp: DingTalk user tokens' }),
+        run: () =>
+          cloud.createOAuth2Provider({
+            name: n.provider,
+            vendor: opts.dingtalkVendor,
+            callbackUrl,
+            config,
+            clientSecret: secret!,
+            description: 'dingtalk-mcp: DingTalk user tokens',
+          }),
         created: async (p) => {
           live.providerCallbackUrl = p.callbackUrl ?? callbackUrl;
           providerTrack(p.createTime ? p : ((await cloud.getOAuth2Provider(n.provider)) ?? p), 'created');

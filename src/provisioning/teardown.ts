@@ -39,8 +39,14 @@ const LABEL: Record<ResourceType, string> = {
 const KIT_KEYS: Partial<Record<ResourceType, (r: ResourceRecord) => Array<[string, string | undefined]>>> = {
   workload_identity: (r) => [['workload_identity_name', r.name]],
   ram_role: (r) => [['role_arn', r.arn]],
-  identity_provider: (r) => [['identity_provider_name', r.name], ['oidc_issuer', undefined]],
-  ims_application: (r) => [['inbound_app_id', r.appId], ['inbound_app_name', r.name]],
+  identity_provider: (r) => [
+    ['identity_provider_name', r.name],
+    ['oidc_issuer', undefined],
+  ],
+  ims_application: (r) => [
+    ['inbound_app_id', r.appId],
+    ['inbound_app_name', r.name],
+  ],
   oauth2_credential_provider: (r) => [['dingtalk_provider_name', r.name]],
   apikey_credential_provider: (r) => [['dingtalk_app_secret_provider_name', r.name]],
 };
@@ -75,7 +81,9 @@ export async function runTeardown(ctx: Context): Promise<number> {
   try {
     const who = await cloud.callerIdentity();
     if (who.accountId !== record.accountId) {
-      io.err(`teardown: the record is for account ${record.accountId}, but the credentials belong to account ${who.accountId}. Fix: use that account's credentials.`);
+      io.err(
+        `teardown: the record is for account ${record.accountId}, but the credentials belong to account ${who.accountId}. Fix: use that account's credentials.`,
+      );
       return 1;
     }
   } catch (e) {
@@ -83,8 +91,13 @@ export async function runTeardown(ctx: Context): Promise<number> {
     return 1;
   }
 
-  io.out(`Plan: delete ${mine.length} resource${mine.length === 1 ? '' : 's'} recorded as created by setup in ${file.path} (account ${record.accountId}, region ${record.regionId}), each only if it is still the one setup created:`);
-  for (const r of mine) io.out(`  - delete  ${LABEL[r.type].padEnd(28)} ${r.type === 'ims_application' ? `${r.name} (${r.appId ?? 'id unknown'})` : r.name}${r.arn ? `  ${r.arn}` : ''}`);
+  io.out(
+    `Plan: delete ${mine.length} resource${mine.length === 1 ? '' : 's'} recorded as created by setup in ${file.path} (account ${record.accountId}, region ${record.regionId}), each only if it is still the one setup created:`,
+  );
+  for (const r of mine)
+    io.out(
+      `  - delete  ${LABEL[r.type].padEnd(28)} ${r.type === 'ims_application' ? `${r.name} (${r.appId ?? 'id unknown'})` : r.name}${r.arn ? `  ${r.arn}` : ''}`,
+    );
   const adopted = (record?.resources ?? []).filter((r) => r.status === 'adopted');
   for (const r of adopted) io.out(`  = keep    ${LABEL[r.type].padEnd(28)} ${r.name}  (not created by setup)`);
   if (opts.dryRun) {

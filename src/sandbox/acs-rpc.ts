@@ -95,10 +95,7 @@ export async function readRpcInput(req: IncomingMessage, url: URL): Promise<RpcI
   const query = toSingleValues(querystring.parse(rawQuery));
   const body = await readBody(req);
   const contentType = (firstHeader(req, 'content-type') ?? '').toLowerCase();
-  const form =
-    body.length > 0 && contentType.startsWith('application/x-www-form-urlencoded')
-      ? toSingleValues(querystring.parse(body.toString('utf8')))
-      : {};
+  const form = body.length > 0 && contentType.startsWith('application/x-www-form-urlencoded') ? toSingleValues(querystring.parse(body.toString('utf8'))) : {};
   const params: Record<string, string> = {};
   for (const [k, v] of Object.entries(query)) if (!V2_SYSTEM_PARAMS.has(k)) params[k] = v;
   Object.assign(params, form);
@@ -172,7 +169,12 @@ export function createSignatureVerifier<P>(lookup: SecretLookup<P>): SignatureVe
     const canonicalHeaders = signedHeaders
       .map((h) => {
         const raw = req.headers[h];
-        const value = Array.isArray(raw) ? raw.map((v) => v.trim()).sort().join(',') : (raw ?? '').trim();
+        const value = Array.isArray(raw)
+          ? raw
+              .map((v) => v.trim())
+              .sort()
+              .join(',')
+          : (raw ?? '').trim();
         return `${h}:${value}\n`;
       })
       .join('');

@@ -249,9 +249,7 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
 
   const accessKeys = new Map(options.accessKeys.map((k) => [k.accessKeyId, k]));
   const workloads = new Map(options.workloadIdentities.map((w) => [w.name, w]));
-  const providers = new Map(
-    options.providers.map((p) => [p.name, { ...p, callbackId: p.callbackId ?? randomUUID() }]),
-  );
+  const providers = new Map(options.providers.map((p) => [p.name, { ...p, callbackId: p.callbackId ?? randomUUID() }]));
   const providersByCallback = new Map([...providers.values()].map((p) => [p.callbackId, p]));
   const apiKeyProviders = new Map((options.apiKeyProviders ?? []).map((p) => [p.name, p]));
 
@@ -376,10 +374,7 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
 
   // ---- provider (IdP) calls, in the DingTalk JSON dialect --------------------------------------
 
-  async function providerToken(
-    provider: EmulatorOAuth2Provider,
-    grant: { code: string } | { refreshToken: string },
-  ): Promise<ProviderToken> {
+  async function providerToken(provider: EmulatorOAuth2Provider, grant: { code: string } | { refreshToken: string }): Promise<ProviderToken> {
     const body =
       'code' in grant
         ? { clientId: provider.clientId, clientSecret: provider.clientSecret, code: grant.code, grantType: 'authorization_code' }
@@ -405,13 +400,11 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
 
   // ---- actions -----------------------------------------------------------------------------------
 
-
   function workloadNamed(name: string): EmulatorWorkloadIdentity {
     const w = workloads.get(name);
     if (!w) throw new RpcError(404, 'EntityNotExists.WorkloadIdentity', `The workload identity "${name}" does not exist.`);
     return w;
   }
-
 
   const isStringMap = (v: unknown): v is Record<string, string> =>
     !!v && typeof v === 'object' && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string');
@@ -613,7 +606,11 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
       }
 
       if (!returnUrl) {
-        throw new RpcError(400, 'MissingParameter.ResourceOAuth2ReturnURL', 'The input parameter "ResourceOAuth2ReturnURL" is mandatory to start an authorization session.');
+        throw new RpcError(
+          400,
+          'MissingParameter.ResourceOAuth2ReturnURL',
+          'The input parameter "ResourceOAuth2ReturnURL" is mandatory to start an authorization session.',
+        );
       }
       const id = randomUUID();
       const session: Session = {
@@ -640,13 +637,19 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
 
     async CompleteResourceTokenAuth(params) {
       const sessionUri = requiredParam(params, 'SessionURI');
-      const identifier = jsonParam(params, 'UserIdentifier', (v): v is { UserId?: unknown; UserJWT?: unknown } =>
-        !!v && typeof v === 'object' && !Array.isArray(v),
+      const identifier = jsonParam(
+        params,
+        'UserIdentifier',
+        (v): v is { UserId?: unknown; UserJWT?: unknown } => !!v && typeof v === 'object' && !Array.isArray(v),
       );
       if (!identifier) requiredParam(params, 'UserIdentifier');
       const userId = identifier?.UserId;
       const userJwt = identifier?.UserJWT;
-      if ((userId !== undefined && typeof userId !== 'string') || (userJwt !== undefined && typeof userJwt !== 'string') || (userId === undefined && userJwt === undefined)) {
+      if (
+        (userId !== undefined && typeof userId !== 'string') ||
+        (userJwt !== undefined && typeof userJwt !== 'string') ||
+        (userId === undefined && userJwt === undefined)
+      ) {
         throw new RpcError(400, 'InvalidParameter.UserIdentifier', 'UserIdentifier must carry UserId or UserJWT.');
       }
       const session = liveSession(sessionUri);
@@ -744,9 +747,8 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
     try {
       const body = await readBody(req);
       const contentType = (firstHeader(req, 'content-type') ?? '').toLowerCase();
-      const form = body.length > 0 && contentType.startsWith('application/x-www-form-urlencoded')
-        ? toSingleValues(querystring.parse(body.toString('utf8')))
-        : {};
+      const form =
+        body.length > 0 && contentType.startsWith('application/x-www-form-urlencoded') ? toSingleValues(querystring.parse(body.toString('utf8'))) : {};
       const params: Record<string, string> = {};
       for (const [k, v] of Object.entries(query)) if (!V2_SYSTEM_PARAMS.has(k)) params[k] = v;
       Object.assign(params, form);
@@ -756,9 +758,11 @@ export async function startAgentIdentityEmulator(options: AgentIdentityEmulatorO
         throw new RpcError(405, 'UnsupportedHTTPMethod', 'Specified HTTP method is not supported.');
       }
       const action = call.action;
-      if (!action) throw new RpcError(400, 'MissingParameter.Action', 'The input parameter "Action" that is mandatory for processing this request is not supplied.');
+      if (!action)
+        throw new RpcError(400, 'MissingParameter.Action', 'The input parameter "Action" that is mandatory for processing this request is not supplied.');
       const version = firstHeader(req, 'x-acs-version') ?? query.Version;
-      if (!version) throw new RpcError(400, 'MissingParameter.Version', 'The input parameter "Version" that is mandatory for processing this request is not supplied.');
+      if (!version)
+        throw new RpcError(400, 'MissingParameter.Version', 'The input parameter "Version" that is mandatory for processing this request is not supplied.');
       if (version !== EMULATED_API_VERSION) throw new RpcError(400, 'InvalidVersion', `Specified parameter Version "${version}" is not valid.`);
       if (query.Action !== undefined && firstHeader(req, 'x-acs-action') !== undefined && query.Action !== firstHeader(req, 'x-acs-action')) {
         throw new RpcError(400, 'InvalidParameter.Action', 'Action in the query and in x-acs-action differ.');

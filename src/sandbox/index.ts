@@ -174,10 +174,12 @@ function seedPersonalDocuments(dingtalk: DingTalkEmulator): void {
       title: 'ECS cost report',
       owner: zhang.unionId,
       folder: 'SandboxFolder0001Projects',
-      content: '# ECS cost report\n\n| Month | Cost (CNY) |\n| --- | --- |\n| September | 1,204.50 |\n\nSee [the billing console](https://usercenter2.aliyun.com/).\n',
+      content:
+        '# ECS cost report\n\n| Month | Cost (CNY) |\n| --- | --- |\n| September | 1,204.50 |\n\nSee [the billing console](https://usercenter2.aliyun.com/).\n',
     });
   }
-  if (li) dingtalk.seedDocument('SandboxDoc0003PrivatePlan', { title: 'Private plan', owner: li.unionId, content: '# Private plan\n\n- only 李四 may read this\n' });
+  if (li)
+    dingtalk.seedDocument('SandboxDoc0003PrivatePlan', { title: 'Private plan', owner: li.unionId, content: '# Private plan\n\n- only 李四 may read this\n' });
 }
 
 /** A port free on 127.0.0.1 right now. */

@@ -222,9 +222,21 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stat
     async insert(record: NewPendingRecord): Promise<string[]> {
       const key = recordKey(record.id);
       const name = sealer.name(userKey(record.user));
-      const sealed = sealer.seal(JSON.stringify({ user: record.user, sessionUri: record.sessionUri, authorizationUrl: record.authorizationUrl, createdAt: record.createdAt } satisfies SealedRecord), key);
+      const sealed = sealer.seal(
+        JSON.stringify({
+          user: record.user,
+          sessionUri: record.sessionUri,
+          authorizationUrl: record.authorizationUrl,
+          createdAt: record.createdAt,
+        } satisfies SealedRecord),
+        key,
+      );
       const removeAt = record.expiresAt + options.lingerMs;
-      const retired = await run(INSERT, [key, userIndexPrefix + name, allKey], [record.id, sealed, record.expiresAt, removeAt, options.maxPerUser, record.createdAt, `${prefix}pa:`, name, channel, Date.now()]);
+      const retired = await run(
+        INSERT,
+        [key, userIndexPrefix + name, allKey],
+        [record.id, sealed, record.expiresAt, removeAt, options.maxPerUser, record.createdAt, `${prefix}pa:`, name, channel, Date.now()],
+      );
       return (retired as string[]) ?? [];
     },
 
@@ -234,7 +246,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stat
       if (!h.d || !h.e) return undefined;
       const opened = sealer.open(h.d, key);
       if (!opened) {
-        log.warn('security: a pending authorization in Redis does not open with this replica\'s state secret; ignored', { pending: id.slice(0, 6) });
+        log.warn("security: a pending authorization in Redis does not open with this replica's state secret; ignored", { pending: id.slice(0, 6) });
         return undefined;
       }
       const data = JSON.parse(opened) as SealedRecord;
@@ -255,7 +267,10 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stat
       const current = await pending.get(id);
       if (!current || current.settlement) return false;
       const key = recordKey(id);
-      const sealed = sealer.seal(JSON.stringify({ user: current.user, sessionUri, authorizationUrl, createdAt: current.createdAt } satisfies SealedRecord), key);
+      const sealed = sealer.seal(
+        JSON.stringify({ user: current.user, sessionUri, authorizationUrl, createdAt: current.createdAt } satisfies SealedRecord),
+        key,
+      );
       return (await run(REPLACE, [key], [sealed])) === 1;
     },
 
@@ -313,23 +328,34 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stat
   // carry on (serving clear 503s, reconnecting) when it is merely unreachable.
   const firstConnect = Promise.all([
     main.connect(),
-    subscriber.connect().then(() => subscriber.subscribe(channel)).then(() => {
-      subscribedOnce = true;
-    }),
+    subscriber
+      .connect()
+      .then(() => subscriber.subscribe(channel))
+      .then(() => {
+        subscribedOnce = true;
+      }),
   ]);
   firstConnect.catch(() => {});
   const waited = await Promise.race([
-    firstConnect.then(() => 'ready' as const, (e: Error) => e),
+    firstConnect.then(
+      () => 'ready' as const,
+      (e: Error) => e,
+    ),
     new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), options.connectWaitMs ?? 5_000).unref()),
   ]);
-  const refusal = [problem, waited instanceof Error ? safe(waited.message) : undefined].find((m) => m && /WRONGPASS|NOAUTH|NOPERM|invalid password|invalid username/i.test(m));
+  const refusal = [problem, waited instanceof Error ? safe(waited.message) : undefined].find(
+    (m) => m && /WRONGPASS|NOAUTH|NOPERM|invalid password|invalid username/i.test(m),
+  );
   if (refusal) {
     main.disconnect();
     subscriber.disconnect();
     throw new Error(`Redis at ${endpoint.text} refused this server's credentials (${refusal}): check the user and password in DINGTALK_MCP_REDIS_URL.`);
   }
   if (waited !== 'ready') {
-    log.error('Redis not reachable at start-up; serving anyway and reconnecting with backoff (tool calls that need it get a clear error)', { endpoint: endpoint.text, error: problem ?? (waited instanceof Error ? safe(waited.message) : 'timed out') });
+    log.error('Redis not reachable at start-up; serving anyway and reconnecting with backoff (tool calls that need it get a clear error)', {
+      endpoint: endpoint.text,
+      error: problem ?? (waited instanceof Error ? safe(waited.message) : 'timed out'),
+    });
     // A first connection that failed outright is retried by ioredis itself only after a successful one; make sure it keeps trying.
     if (waited instanceof Error) void keepConnecting(main, subscriber, channel, () => (subscribedOnce = true));
   } else {
@@ -359,7 +385,11 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stat
 async function keepConnecting(main: Redis, subscriber: Redis, channel: string, onSubscribed: () => void): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     if (main.status === 'end' || main.status === 'wait') await main.connect().catch(() => {});
-    if (subscriber.status === 'end' || subscriber.status === 'wait') await subscriber.connect().then(() => subscriber.subscribe(channel)).then(onSubscribed, () => {});
+    if (subscriber.status === 'end' || subscriber.status === 'wait')
+      await subscriber
+        .connect()
+        .then(() => subscriber.subscribe(channel))
+        .then(onSubscribed, () => {});
     if (main.status === 'ready' && subscriber.status === 'ready') return;
     await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** Math.min(attempt, 6), 5_000)).unref());
   }

@@ -31,7 +31,9 @@ export const appendDingTalkDoc = defineTool({
     const app = await call.app();
     await call.deps.writes.run(() => app.api.appendMarkdown(id, content, app));
     return {
-      content: [{ type: 'text', text: `Added ${content.length} characters of Markdown at the end of DingTalk document ${id}; the rest of the document is unchanged.` }],
+      content: [
+        { type: 'text', text: `Added ${content.length} characters of Markdown at the end of DingTalk document ${id}; the rest of the document is unchanged.` },
+      ],
       structuredContent: { status: 'ok', documentId: id, charactersAppended: content.length },
     };
   },

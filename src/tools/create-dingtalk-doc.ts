@@ -17,14 +17,18 @@ export const createDingTalkDoc = defineTool({
   family: 'app',
   inputSchema: z
     .object({
-      title: z.string().min(1, 'title is empty: give the new document a title').max(MAX_TITLE_CHARS, `title is longer than ${MAX_TITLE_CHARS} characters`).describe('The new document\'s title.'),
+      title: z
+        .string()
+        .min(1, 'title is empty: give the new document a title')
+        .max(MAX_TITLE_CHARS, `title is longer than ${MAX_TITLE_CHARS} characters`)
+        .describe("The new document's title."),
       content: markdownInput('Initial content as Markdown (optional).').optional(),
       folder: documentInput('Where to create it: a folder link (https://alidocs.dingtalk.com/i/nodes/<id>) or id. Default: the root of 我的文档.').optional(),
     })
     .strict(),
   outputSchema: statusOutput({
-    documentId: z.string().describe('The new document\'s id (dentryUuid).'),
-    link: z.string().describe('The new document\'s link.'),
+    documentId: z.string().describe("The new document's id (dentryUuid)."),
+    link: z.string().describe("The new document's link."),
     title: z.string().describe('Its title.'),
     charactersWritten: z.number().int().min(0).describe('Characters of initial Markdown written.'),
   }),
@@ -44,7 +48,10 @@ export const createDingTalkDoc = defineTool({
     let parentNodeId: string | undefined;
     if (folder !== undefined) {
       const node = await app.api.getNode(refId(folder), app);
-      if (node.type !== undefined && node.type !== 'FOLDER') return errorResult(`"${refId(folder)}" is a document, not a folder: pass a folder link or id, or leave folder out to use 我的文档. No document was created.`);
+      if (node.type !== undefined && node.type !== 'FOLDER')
+        return errorResult(
+          `"${refId(folder)}" is a document, not a folder: pass a folder link or id, or leave folder out to use 我的文档. No document was created.`,
+        );
       if (!node.workspaceId) return errorResult(`DingTalk did not say which space folder "${refId(folder)}" belongs to, so no document was created there.`);
       workspaceId = node.workspaceId;
       parentNodeId = node.nodeId;
@@ -61,11 +68,18 @@ export const createDingTalkDoc = defineTool({
       } catch (e) {
         if (!(e instanceof DingTalkError)) throw e;
         // The document exists: say so, or the model creates a second one.
-        return errorResult(`Created the DingTalk document "${name}" (${link}), but its content could not be added: ${e.message} Add it with append_dingtalk_doc; do not create the document again.`);
+        return errorResult(
+          `Created the DingTalk document "${name}" (${link}), but its content could not be added: ${e.message} Add it with append_dingtalk_doc; do not create the document again.`,
+        );
       }
     }
     return {
-      content: [{ type: 'text', text: `Created the DingTalk document "${name}" (id ${created.nodeId}): ${link}${written ? ` with ${written} characters of Markdown` : ''}.` }],
+      content: [
+        {
+          type: 'text',
+          text: `Created the DingTalk document "${name}" (id ${created.nodeId}): ${link}${written ? ` with ${written} characters of Markdown` : ''}.`,
+        },
+      ],
       structuredContent: { status: 'ok', documentId: created.nodeId, link, title: name, charactersWritten: written },
     };
   },

@@ -11,12 +11,10 @@ export const getDingTalkAccount = defineTool({
   ].join(' '),
   toolset: 'account',
   family: 'user',
-  inputSchema: z
-    .object({ switch: z.boolean().optional().describe('Ask the user to authorize DingTalk again, e.g. to change accounts.') })
-    .strict(),
+  inputSchema: z.object({ switch: z.boolean().optional().describe('Ask the user to authorize DingTalk again, e.g. to change accounts.') }).strict(),
   outputSchema: statusOutput({
-    name: z.string().describe('The DingTalk account\'s display name.'),
-    unionId: z.string().describe('The account\'s unionId: the operatorId this server uses for it.'),
+    name: z.string().describe("The DingTalk account's display name."),
+    unionId: z.string().describe("The account's unionId: the operatorId this server uses for it."),
     switched: z.boolean().describe('True when this call went through a fresh consent.'),
   }),
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: false, openWorldHint: true },
@@ -28,7 +26,14 @@ export const getDingTalkAccount = defineTool({
     const account = await call.account();
     const name = account.nick ?? account.unionId;
     return {
-      content: [{ type: 'text', text: input.switch ? `Now connected to the DingTalk account ${name}.` : `Connected to the DingTalk account ${name}. To use another account, call get_dingtalk_account with switch: true.` }],
+      content: [
+        {
+          type: 'text',
+          text: input.switch
+            ? `Now connected to the DingTalk account ${name}.`
+            : `Connected to the DingTalk account ${name}. To use another account, call get_dingtalk_account with switch: true.`,
+        },
+      ],
       structuredContent: { status: 'ok', name, unionId: account.unionId, switched: input.switch === true },
     };
   },

@@ -37,7 +37,9 @@ export const cursorInput = z
  */
 export function statusOutput<S extends z.ZodRawShape>(shape: S) {
   return z.object({
-    status: z.enum(['ok', 'authorization_required']).describe('`ok` when the call did its work; `authorization_required` when the user must first approve DingTalk access at `authorizationUrl`.'),
+    status: z
+      .enum(['ok', 'authorization_required'])
+      .describe('`ok` when the call did its work; `authorization_required` when the user must first approve DingTalk access at `authorizationUrl`.'),
     authorizationUrl: z.string().optional().describe('Where the user approves DingTalk access, when status is authorization_required.'),
     ...(Object.fromEntries(Object.entries(shape).map(([k, v]) => [k, (v as z.ZodType).optional()])) as unknown as { [K in keyof S]: z.ZodOptional<S[K]> }),
   });

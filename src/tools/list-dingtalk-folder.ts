@@ -8,7 +8,7 @@ export const listDingTalkFolder = defineTool({
   name: 'list_dingtalk_folder',
   title: 'List DingTalk folder',
   description: [
-    'List the documents and folders in a DingTalk folder the signed-in user may read, a page at a time. Without folder: the root of the user\'s 我的文档 (My Docs).',
+    "List the documents and folders in a DingTalk folder the signed-in user may read, a page at a time. Without folder: the root of the user's 我的文档 (My Docs).",
     'Use it to browse; for more pass the nextCursor of the previous page as cursor.',
   ].join(' '),
   toolset: 'read',

@@ -19,7 +19,13 @@ export const readDingTalkDoc = defineTool({
   inputSchema: z
     .object({
       document: documentInput('The DingTalk document: its link as shown in the browser address bar (https://alidocs.dingtalk.com/i/nodes/<id>) or its id.'),
-      startBlock: z.number().int().min(0).max(100_000).optional().describe('Read from this block (0-based) on; use the nextStartBlock of a previous, cut-off result.'),
+      startBlock: z
+        .number()
+        .int()
+        .min(0)
+        .max(100_000)
+        .optional()
+        .describe('Read from this block (0-based) on; use the nextStartBlock of a previous, cut-off result.'),
     })
     .strict(),
   outputSchema: statusOutput({
@@ -62,7 +68,15 @@ export const readDingTalkDoc = defineTool({
     const empty = rendered.length === 0 ? (startBlock ? `(no blocks from block ${startBlock} on)` : '(the document is empty)') : '';
     return {
       content: [{ type: 'text', text: `# ${title}\n(DingTalk document ${id}, ${linkOf(id, node.url)})\n\n${markdown || empty}${note}` }],
-      structuredContent: { status: 'ok', documentId: id, title, link: linkOf(id, node.url), markdown, truncated, ...(nextStartBlock !== undefined ? { nextStartBlock } : {}) },
+      structuredContent: {
+        status: 'ok',
+        documentId: id,
+        title,
+        link: linkOf(id, node.url),
+        markdown,
+        truncated,
+        ...(nextStartBlock !== undefined ? { nextStartBlock } : {}),
+      },
     };
   },
 });

@@ -37,7 +37,12 @@ export const searchDingTalkDocs = defineTool({
     nextCursor: z.string().optional().describe('Pass as cursor for the next page; absent on the last page.'),
   }),
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: true },
-  check: ({ query }) => (query.trim() === '' ? 'query is only whitespace: pass words to search for.' : /[\u0000-\u001f\u007f]/.test(query) ? 'query contains control characters.' : undefined),
+  check: ({ query }) =>
+    query.trim() === ''
+      ? 'query is only whitespace: pass words to search for.'
+      : /[\u0000-\u001f\u007f]/.test(query)
+        ? 'query contains control characters.'
+        : undefined,
   purpose: () => 'searching your DingTalk documents',
   pending: () => ({ status: 'ok' }),
   nothingDone: 'Nothing was searched.',
@@ -52,7 +57,9 @@ export const searchDingTalkDocs = defineTool({
       ...(h.modifier ? { lastModifiedBy: h.modifier } : {}),
       ...(h.creator ? { creator: h.creator } : {}),
     }));
-    const lines = documents.map((d) => `- ${d.title} — ${d.link}${d.lastModified ? ` (modified ${d.lastModified}${d.lastModifiedBy ? ` by ${d.lastModifiedBy}` : ''})` : ''}`);
+    const lines = documents.map(
+      (d) => `- ${d.title} — ${d.link}${d.lastModified ? ` (modified ${d.lastModified}${d.lastModifiedBy ? ` by ${d.lastModifiedBy}` : ''})` : ''}`,
+    );
     const text =
       documents.length === 0
         ? `No DingTalk documents you can access match "${query.trim()}"${cursor ? ' on this page' : ''}.`

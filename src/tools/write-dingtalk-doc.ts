@@ -17,7 +17,9 @@ export const writeDingTalkDoc = defineTool({
   family: 'user',
   inputSchema: z
     .object({
-      document: documentInput('The DingTalk document to overwrite: its link as shown in the browser address bar (https://alidocs.dingtalk.com/i/nodes/<id>) or the bare document id.'),
+      document: documentInput(
+        'The DingTalk document to overwrite: its link as shown in the browser address bar (https://alidocs.dingtalk.com/i/nodes/<id>) or the bare document id.',
+      ),
       content: z
         .string()
         .min(1, 'content is empty: pass the markdown to write (DingTalk would otherwise blank the document)')
@@ -26,7 +28,9 @@ export const writeDingTalkDoc = defineTool({
     })
     .strict(),
   outputSchema: z.object({
-    status: z.enum(['written', 'authorization_required']).describe('`written` when the document now holds the content; `authorization_required` when the user must first approve access at `authorizationUrl`.'),
+    status: z
+      .enum(['written', 'authorization_required'])
+      .describe('`written` when the document now holds the content; `authorization_required` when the user must first approve access at `authorizationUrl`.'),
     documentId: z.string().describe('The DingTalk document id (dentryUuid).'),
     charactersWritten: z.number().int().min(0).describe('Characters of Markdown written; 0 when nothing was written.'),
     authorizationUrl: z.string().optional().describe('Where the user approves DingTalk access, when status is authorization_required.'),
@@ -39,9 +43,13 @@ export const writeDingTalkDoc = defineTool({
   async run({ document, content }, { userToken, signal, deps }) {
     const written = await deps.writes.run(() => deps.dingtalk.overwriteDocument(docId(document), content, userToken, { signal }));
     return {
-      content: [{ type: 'text', text: `Wrote ${written.charactersWritten} characters of Markdown to DingTalk document ${written.documentId}; its previous content was replaced.` }],
+      content: [
+        {
+          type: 'text',
+          text: `Wrote ${written.charactersWritten} characters of Markdown to DingTalk document ${written.documentId}; its previous content was replaced.`,
+        },
+      ],
       structuredContent: { status: 'written', documentId: written.documentId, charactersWritten: written.charactersWritten },
     };
   },
 });
-

@@ -23,7 +23,13 @@ export async function serveHttpTransport(runtime: Runtime): Promise<{ url: strin
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
-      reject(new Error(e.code === 'EADDRINUSE' ? `port ${config.port} on ${config.host} is already in use; pick another with --port` : `cannot listen on ${config.host}:${config.port}: ${e.message}`)),
+      reject(
+        new Error(
+          e.code === 'EADDRINUSE'
+            ? `port ${config.port} on ${config.host} is already in use; pick another with --port`
+            : `cannot listen on ${config.host}:${config.port}: ${e.message}`,
+        ),
+      ),
     );
     server.listen(config.port, config.host, () => resolve());
   });
@@ -31,7 +37,11 @@ export async function serveHttpTransport(runtime: Runtime): Promise<{ url: strin
   runtime.warmUp();
   const address = server.address() as AddressInfo;
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
-  logger.info('serving MCP over streamable HTTP', { listening: url, mcp: `${config.appRedirectUri}/mcp`, auth: config.trustedProxyHeader ? `trusted proxy header ${config.trustedProxyHeader}` : `bearer JWT from ${config.oidcIssuer}` });
+  logger.info('serving MCP over streamable HTTP', {
+    listening: url,
+    mcp: `${config.appRedirectUri}/mcp`,
+    auth: config.trustedProxyHeader ? `trusted proxy header ${config.trustedProxyHeader}` : `bearer JWT from ${config.oidcIssuer}`,
+  });
   if (!LOOPBACK.has(config.host) && !config.appRedirectUri.startsWith('https:')) {
     logger.warn(
       `!!! listening on ${config.host} without TLS: bearer tokens and authorization links would cross the network in clear text. ` +

@@ -13,7 +13,9 @@ export function serveStdioTransport(runtime: Runtime): { close(): Promise<void> 
   if (!config.userJwt && config.userIdFromOs && !config.sandbox) {
     // Agent Identity keys DingTalk authorizations by this id: two people who share a workload
     // identity and an OS user name would share one DingTalk authorization.
-    logger.warn(`AGENT_IDENTITY_USER_ID is not set: acting as the OS user "${config.userId}". Set AGENT_IDENTITY_USER_ID to an id unique to you (or AGENT_IDENTITY_USER_JWT) if others use the same workload identity.`);
+    logger.warn(
+      `AGENT_IDENTITY_USER_ID is not set: acting as the OS user "${config.userId}". Set AGENT_IDENTITY_USER_ID to an id unique to you (or AGENT_IDENTITY_USER_JWT) if others use the same workload identity.`,
+    );
   }
 
   const deps = runtime.toolDeps(() => user);
@@ -62,7 +64,9 @@ async function startBrowserPages(runtime: Runtime): Promise<HttpServer> {
       e.code === 'EADDRINUSE'
         ? `port ${port} on 127.0.0.1 is already in use (is another copy of this server running?). Stop it, or set APP_REDIRECT_URI to another port and allow <APP_REDIRECT_URI>/callback on the workload identity.`
         : `the authorization pages could not listen on 127.0.0.1:${port} (${e.code ?? e.message}).`;
-    logger.error('authorization pages not listening; tools will work only while Agent Identity already holds a DingTalk token', { reason: runtime.callbackProblem });
+    logger.error('authorization pages not listening; tools will work only while Agent Identity already holds a DingTalk token', {
+      reason: runtime.callbackProblem,
+    });
   });
   listener.listen(port, '127.0.0.1', () => {
     runtime.callbackProblem = undefined;
@@ -71,7 +75,10 @@ async function startBrowserPages(runtime: Runtime): Promise<HttpServer> {
   // After initialize has been answered and the pages are up: the first write must not pay for it.
   runtime.warmUp();
   if (!['localhost', '127.0.0.1', '[::1]'].includes(redirect.hostname)) {
-    logger.warn('APP_REDIRECT_URI is not a loopback address, but stdio mode listens on 127.0.0.1 only; put a tunnel or proxy in front, or use http://localhost:<port>', { appRedirectUri: config.appRedirectUri });
+    logger.warn(
+      'APP_REDIRECT_URI is not a loopback address, but stdio mode listens on 127.0.0.1 only; put a tunnel or proxy in front, or use http://localhost:<port>',
+      { appRedirectUri: config.appRedirectUri },
+    );
   }
   return listener;
 }

@@ -13,7 +13,15 @@ describe('dingtalk-mcp --help', () => {
   });
 
   it('lists every command and mode', () => {
-    for (const usage of ['dingtalk-mcp --transport http', 'dingtalk-mcp --sandbox', 'dingtalk-mcp setup', 'dingtalk-mcp doctor', 'dingtalk-mcp teardown', 'dingtalk-mcp --version', 'npx -y agent-identity-dingtalk-mcp --sandbox']) {
+    for (const usage of [
+      'dingtalk-mcp --transport http',
+      'dingtalk-mcp --sandbox',
+      'dingtalk-mcp setup',
+      'dingtalk-mcp doctor',
+      'dingtalk-mcp teardown',
+      'dingtalk-mcp --version',
+      'npx -y agent-identity-dingtalk-mcp --sandbox',
+    ]) {
       expect(run.stdout).toContain(usage);
     }
   });

@@ -135,7 +135,17 @@ const httpCommands = parsed.commands.filter((c) => c.args.includes('--transport'
 describe('docs/clients.md', () => {
   it('has a section with a snippet for every client the docs promise', () => {
     const sections = new Set([...parsed.commands, ...parsed.urls].map((x) => x.section));
-    for (const client of ['Claude Desktop', 'Claude Code', 'Cursor', 'VS Code (GitHub Copilot)', 'Cline', 'Cherry Studio', 'Qwen Code', 'Gemini CLI', '通义灵码 (Lingma)']) {
+    for (const client of [
+      'Claude Desktop',
+      'Claude Code',
+      'Cursor',
+      'VS Code (GitHub Copilot)',
+      'Cline',
+      'Cherry Studio',
+      'Qwen Code',
+      'Gemini CLI',
+      '通义灵码 (Lingma)',
+    ]) {
       expect(sections, client).toContain(client);
     }
     expect(parsed.urls.length).toBeGreaterThanOrEqual(6);
@@ -160,7 +170,10 @@ describe('docs/clients.md', () => {
       try {
         await client.connect(transport);
         const { tools } = await client.listTools();
-        expect(tools.map((t) => t.name), stderr).toContain('write_dingtalk_doc');
+        expect(
+          tools.map((t) => t.name),
+          stderr,
+        ).toContain('write_dingtalk_doc');
       } finally {
         await client.close().catch(() => {});
       }
@@ -187,7 +200,12 @@ describe('docs/clients.md', () => {
         const res = await fetch(`${base}${local[0]!.pathname}`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-          body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } }),
+          body: JSON.stringify({
+            jsonrpc: '2.0',
+            id: 1,
+            method: 'initialize',
+            params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+          }),
         });
         // An MCP endpoint that asks the client to sign in: what OAuth-capable clients follow.
         expect(res.status, stderr).toBe(401);

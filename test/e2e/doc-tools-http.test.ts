@@ -17,7 +17,16 @@ const bearers: string[] = [];
 
 beforeAll(async () => {
   base = `http://127.0.0.1:${await freePort()}`;
-  sandbox = await startSandbox({ callbackUrl: `${base}/callback`, oidc: { loginRedirectUri: `${base}/login/callback`, users: [{ sub: 'ann', name: 'Ann' }, { sub: 'ben', name: 'Ben' }] } });
+  sandbox = await startSandbox({
+    callbackUrl: `${base}/callback`,
+    oidc: {
+      loginRedirectUri: `${base}/login/callback`,
+      users: [
+        { sub: 'ann', name: 'Ann' },
+        { sub: 'ben', name: 'Ben' },
+      ],
+    },
+  });
   [zhang, li] = sandbox.dingtalk.users.map((u) => u.unionId) as [string, string];
   sandbox.dingtalk.seedDocument('HttpZhangDoc01', { title: 'Zhang notes', owner: zhang, content: 'zhang-only text about rockets' });
   sandbox.dingtalk.seedDocument('HttpLiDoc00002', { title: 'Li notes', owner: li, content: 'li-only text about rockets' });
@@ -55,7 +64,12 @@ describe('two people on one HTTP server', () => {
       expect(annRead.text).toContain('张三');
       expect(annRead.text).not.toContain('li-only');
       expect(benRead.structured['markdown']).toBe('li-only text about rockets');
-      const operators = new Set(sandbox.dingtalk.requests.slice(before).filter((r) => r.tokenFamily === 'app').map((r) => r.operatorId));
+      const operators = new Set(
+        sandbox.dingtalk.requests
+          .slice(before)
+          .filter((r) => r.tokenFamily === 'app')
+          .map((r) => r.operatorId),
+      );
       expect(operators).toEqual(new Set([zhang, li]));
 
       const appended = await call(ben, 'append_dingtalk_doc', { document: 'HttpLiDoc00002', content: 'more' });

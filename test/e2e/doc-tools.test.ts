@@ -47,7 +47,11 @@ const dtRequests = () => stack.sandbox.dingtalk.requests;
 const aiCalls = () => stack.sandbox.agentIdentity.calls;
 
 /** Connect as an Agent Identity user whose browser consents as the given DingTalk account. */
-async function connectAs(userId: string, unionId: string, env: Record<string, string> = {}): Promise<ServerHandle & { consents: () => number; consentAs: (u: string) => void }> {
+async function connectAs(
+  userId: string,
+  unionId: string,
+  env: Record<string, string> = {},
+): Promise<ServerHandle & { consents: () => number; consentAs: (u: string) => void }> {
   const server = await connectServer(stack, { era: 'legacy', userId, env });
   let consents = 0;
   let as = unionId;
@@ -101,7 +105,9 @@ describe('as 张三 (alice): first consent, then steady state', () => {
     // First time: users/me (the operator), the app token, then GetNode + DocBlocksQuery.
     const apis = first.requests.map((r) => r.api).filter((a) => a !== 'authorize' && a !== 'decision');
     expect(apis.sort()).toEqual(['appToken', 'docBlocks', 'getNode', 'token', 'users/me'].sort());
-    expect(aiCalls().some((c) => c.action === 'GetResourceAPIKey' && c.params.ResourceCredentialProviderName === stack.sandbox.appSecretProviderName)).toBe(true);
+    expect(aiCalls().some((c) => c.action === 'GetResourceAPIKey' && c.params.ResourceCredentialProviderName === stack.sandbox.appSecretProviderName)).toBe(
+      true,
+    );
     expectOperator(first.requests, zhang);
 
     const again = await during(() => call(alice.client, 'read_dingtalk_doc', { document: ZHANG_DOC }));
@@ -139,7 +145,9 @@ describe('as 张三 (alice): first consent, then steady state', () => {
   });
 
   it('create in a folder given by link', async () => {
-    const r = await during(() => call(alice.client, 'create_dingtalk_doc', { title: 'In folder', folder: `https://alidocs.dingtalk.com/i/nodes/${ZHANG_FOLDER}` }));
+    const r = await during(() =>
+      call(alice.client, 'create_dingtalk_doc', { title: 'In folder', folder: `https://alidocs.dingtalk.com/i/nodes/${ZHANG_FOLDER}` }),
+    );
     expect(r.value.isError).toBeFalsy();
     expect(stack.sandbox.dingtalk.getDocument(r.value.structured['documentId'] as string)!.parentId).toBe(ZHANG_FOLDER);
     expect(r.requests.map((x) => x.api)).toEqual(['getNode', 'createWorkspaceDoc']);
@@ -148,7 +156,7 @@ describe('as 张三 (alice): first consent, then steady state', () => {
     expect(notFolder.text).toMatch(/is a document, not a folder/);
   });
 
-  it('search: the user\'s accessible documents, paged with a cursor', async () => {
+  it("search: the user's accessible documents, paged with a cursor", async () => {
     const r = await during(() => call(alice.client, 'search_dingtalk_docs', { query: 'budget', limit: 1 }));
     expect(r.value.isError).toBeFalsy();
     const page1 = r.value.structured['documents'] as Array<{ id: string; title: string; link: string; lastModified?: string }>;
@@ -173,10 +181,12 @@ describe('as 张三 (alice): first consent, then steady state', () => {
     expect(root.requests.map((x) => x.api)).toEqual(['listNodes']);
     const folder = await call(alice.client, 'list_dingtalk_folder', { folder: `https://alidocs.dingtalk.com/i/nodes/${ZHANG_FOLDER}` });
     expect(folder.structured).toMatchObject({ folderId: ZHANG_FOLDER });
-    expect((folder.structured['items'] as Array<{ id: string; type: string }>).map((i) => [i.id, i.type])).toEqual(expect.arrayContaining([[ZHANG_DOC, 'FILE']]));
+    expect((folder.structured['items'] as Array<{ id: string; type: string }>).map((i) => [i.id, i.type])).toEqual(
+      expect.arrayContaining([[ZHANG_DOC, 'FILE']]),
+    );
   });
 
-  it('info: id, title, link, type, creator, last modified and the user\'s role, one request', async () => {
+  it("info: id, title, link, type, creator, last modified and the user's role, one request", async () => {
     const r = await during(() => call(alice.client, 'get_dingtalk_doc_info', { document: ZHANG_DOC }));
     expect(r.value.structured).toMatchObject({
       status: 'ok',
@@ -192,7 +202,7 @@ describe('as 张三 (alice): first consent, then steady state', () => {
     expect(r.requests.map((x) => x.api)).toEqual(['getNode']);
   });
 
-  it('account: the connected account\'s name, from the cache (no request)', async () => {
+  it("account: the connected account's name, from the cache (no request)", async () => {
     const r = await during(() => call(alice.client, 'get_dingtalk_account', {}));
     expect(r.value.structured).toEqual({ status: 'ok', name: '张三', unionId: zhang, switched: false });
     expect(r.value.text).not.toMatch(/token/i);
@@ -251,7 +261,6 @@ describe('two people, private documents: nothing crosses', () => {
     expect(append.isError).toBe(true);
     expect(stack.sandbox.dingtalk.getDocument(SHARED_DOC)!.content).toBe('shared budget text');
   });
-
 });
 
 // One stdio server at a time while consenting: they share the loopback callback port.
@@ -384,7 +393,11 @@ describe('faults', () => {
       stack.sandbox.dingtalk.revokeAppTokens();
       const r = await during(() => call(alice.client, 'get_dingtalk_doc_info', { document: ZHANG_DOC }));
       expect(r.value.isError).toBeFalsy();
-      expect(r.requests.map((x) => [x.api, x.status])).toEqual([['getNode', 400], ['appToken', 200], ['getNode', 200]]);
+      expect(r.requests.map((x) => [x.api, x.status])).toEqual([
+        ['getNode', 400],
+        ['appToken', 200],
+        ['getNode', 200],
+      ]);
     } finally {
       await alice.close();
     }
@@ -429,7 +442,14 @@ describe('faults', () => {
       expect(r.text).not.toMatch(/authorize DingTalk again/);
     } finally {
       dt.setAppPermissions(stack.sandbox.dingtalkClientId, [
-        'Contact.User.Read', 'Document.Document.Write', 'Storage.File.Read', 'Storage.File.Write', 'Storage.Dentry.Search', 'Document.WorkspaceDocument.Write', 'Wiki.Workspace.Read', 'Wiki.Node.Read',
+        'Contact.User.Read',
+        'Document.Document.Write',
+        'Storage.File.Read',
+        'Storage.File.Write',
+        'Storage.Dentry.Search',
+        'Document.WorkspaceDocument.Write',
+        'Wiki.Workspace.Read',
+        'Wiki.Node.Read',
       ]);
       await alice.close();
     }
@@ -478,8 +498,19 @@ describe('faults', () => {
     const read = await connectServer(stack, { userId: 'alice', env: { DINGTALK_MCP_TOOLSETS: 'read' } });
     const ro = await connectServer(stack, { userId: 'alice', env: { DINGTALK_MCP_READ_ONLY: 'true' } });
     try {
-      expect((await read.client.listTools()).tools.map((t) => t.name)).toEqual(['search_dingtalk_docs', 'read_dingtalk_doc', 'get_dingtalk_doc_info', 'list_dingtalk_folder']);
-      expect((await ro.client.listTools()).tools.map((t) => t.name)).toEqual(['search_dingtalk_docs', 'read_dingtalk_doc', 'get_dingtalk_doc_info', 'list_dingtalk_folder', 'get_dingtalk_account']);
+      expect((await read.client.listTools()).tools.map((t) => t.name)).toEqual([
+        'search_dingtalk_docs',
+        'read_dingtalk_doc',
+        'get_dingtalk_doc_info',
+        'list_dingtalk_folder',
+      ]);
+      expect((await ro.client.listTools()).tools.map((t) => t.name)).toEqual([
+        'search_dingtalk_docs',
+        'read_dingtalk_doc',
+        'get_dingtalk_doc_info',
+        'list_dingtalk_folder',
+        'get_dingtalk_account',
+      ]);
       // An unlisted tool is a protocol error, not a call.
       await expect(ro.client.callTool({ name: 'append_dingtalk_doc', arguments: { document: ZHANG_DOC, content: 'x' } })).rejects.toThrow(/not found/);
     } finally {

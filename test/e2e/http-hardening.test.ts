@@ -69,7 +69,11 @@ const bearer = async (sub: string) => `Bearer ${await sandbox.oidc!.mintAccessTo
 
 /** A raw POST to /mcp with exactly these headers and bytes. */
 async function rawPost(base: string, body: string | Buffer, headers: Record<string, string>) {
-  const res = await fetch(`${base}/mcp`, { method: 'POST', headers: { accept: 'application/json, text/event-stream', ...headers }, body: typeof body === 'string' ? body : new Uint8Array(body) });
+  const res = await fetch(`${base}/mcp`, {
+    method: 'POST',
+    headers: { accept: 'application/json, text/event-stream', ...headers },
+    body: typeof body === 'string' ? body : new Uint8Array(body),
+  });
   const text = await res.text();
   return { status: res.status, headers: res.headers, text, json: () => JSON.parse(text) as { error?: { code: number; message: string } } };
 }
@@ -88,7 +92,12 @@ const modernCall = (sub: string, args: Record<string, unknown>, id = 1) => ({
     },
   },
 });
-const modernHeaders = { 'content-type': 'application/json', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'write_dingtalk_doc' };
+const modernHeaders = {
+  'content-type': 'application/json',
+  'mcp-protocol-version': '2026-07-28',
+  'mcp-method': 'tools/call',
+  'mcp-name': 'write_dingtalk_doc',
+};
 
 describe('hostile input on /mcp', () => {
   it('JSON nested 5,000 levels deep → 400 with a JSON-RPC parse error, not 500', async () => {
@@ -128,7 +137,11 @@ describe('hostile input on /mcp', () => {
   });
 
   it.each(['PUT', 'PATCH', 'OPTIONS'])('%s /mcp → 405 with Allow and a JSON-RPC error (not an HTML page)', async (method) => {
-    const res = await fetch(`${served.base}/mcp`, { method, headers: { authorization: await bearer(ALICE), 'content-type': 'application/json' }, body: method === 'OPTIONS' ? undefined : '{}' });
+    const res = await fetch(`${served.base}/mcp`, {
+      method,
+      headers: { authorization: await bearer(ALICE), 'content-type': 'application/json' },
+      body: method === 'OPTIONS' ? undefined : '{}',
+    });
     expect(res.status).toBe(405);
     expect(res.headers.get('allow')).toBe('GET, POST, DELETE');
     expect(res.headers.get('content-type')).toContain('application/json');
@@ -141,14 +154,18 @@ describe('hostile input on /mcp', () => {
       const auth = await bearer(ALICE);
       // Headers and a first chunk of a huge text/plain body; the rest is never sent.
       const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = httpRequest(`${small.base}/mcp`, { method: 'POST', headers: { authorization: auth, 'content-type': 'text/plain', 'content-length': String(50 * 1024 * 1024) } }, (res) => {
-          let body = '';
-          res.on('data', (c: Buffer) => (body += c.toString()));
-          res.on('end', () => {
-            resolve({ status: res.statusCode ?? 0, body });
-            req.destroy();
-          });
-        });
+        const req = httpRequest(
+          `${small.base}/mcp`,
+          { method: 'POST', headers: { authorization: auth, 'content-type': 'text/plain', 'content-length': String(50 * 1024 * 1024) } },
+          (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c.toString()));
+            res.on('end', () => {
+              resolve({ status: res.statusCode ?? 0, body });
+              req.destroy();
+            });
+          },
+        );
         req.on('error', reject);
         req.write('x'.repeat(64 * 1024));
       });
@@ -164,14 +181,18 @@ describe('hostile input on /mcp', () => {
     try {
       const auth = await bearer(ALICE);
       const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = httpRequest(`${small.base}/mcp`, { method: 'POST', headers: { authorization: auth, 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
-          let body = '';
-          res.on('data', (c: Buffer) => (body += c.toString()));
-          res.on('end', () => {
-            resolve({ status: res.statusCode ?? 0, body });
-            req.destroy();
-          });
-        });
+        const req = httpRequest(
+          `${small.base}/mcp`,
+          { method: 'POST', headers: { authorization: auth, 'content-type': 'application/json', 'transfer-encoding': 'chunked' } },
+          (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c.toString()));
+            res.on('end', () => {
+              resolve({ status: res.statusCode ?? 0, body });
+              req.destroy();
+            });
+          },
+        );
         req.on('error', reject);
         req.write('{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"' + 'x'.repeat(4096));
       });
@@ -202,7 +223,12 @@ describe('shutdown', () => {
     // Pipelined, as HTTP/1.1 allows: the next request is already on the wire when shutdown begins.
     const connection = new UndiciClient(origin, { pipelining: 2 });
     const call = (sub: string, content: string, authorization: string) =>
-      connection.request({ path: '/mcp', method: 'POST', headers: { ...modernHeaders, authorization, accept: 'application/json, text/event-stream' }, body: JSON.stringify(modernCall(sub, { document: DOC, content })) });
+      connection.request({
+        path: '/mcp',
+        method: 'POST',
+        headers: { ...modernHeaders, authorization, accept: 'application/json, text/event-stream' },
+        body: JSON.stringify(modernCall(sub, { document: DOC, content })),
+      });
     const warm = await call(ALICE, 'kept alive', auth);
     expect(warm.statusCode).toBe(200);
     await warm.body.text();
@@ -229,7 +255,14 @@ describe('shutdown', () => {
     expect(await refused.body.json()).toMatchObject({ error: { message: expect.stringContaining('shutting down') } });
     expect(sandbox.dingtalk.getDocument(DOC)?.content).toBe('in flight');
 
-    const bob = await new UndiciClient(origin).request({ path: '/mcp', method: 'POST', headers: { ...modernHeaders, authorization: await bearer(BOB) }, body: JSON.stringify(modernCall(BOB, { document: DOC, content: 'x' })) }).catch((e: Error) => e);
+    const bob = await new UndiciClient(origin)
+      .request({
+        path: '/mcp',
+        method: 'POST',
+        headers: { ...modernHeaders, authorization: await bearer(BOB) },
+        body: JSON.stringify(modernCall(BOB, { document: DOC, content: 'x' })),
+      })
+      .catch((e: Error) => e);
     // Either refused at the door (503) or the listener is already closed: never a new authorization.
     if (!(bob instanceof Error)) expect(bob.statusCode).toBe(503);
     expect(sandbox.agentIdentity.calls.filter((c) => c.action === 'GetResourceOAuth2Token').length).toBe(grants);
@@ -249,11 +282,16 @@ describe('shutdown', () => {
     // DingTalk refuses Bob's token after a delay; Agent Identity still hands out the same token, so
     // the tool must ask for a new consent — but by then shutdown has begun.
     sandbox.dingtalk.injectFault({ status: 401, code: 'InvalidAuthentication', times: 2, match: 'overwriteContent', delayMs: 600 });
-    const running = rawPost(own.base, JSON.stringify(modernCall(BOB, { document: DOC, content: 'during shutdown' })), { ...modernHeaders, authorization: auth });
+    const running = rawPost(own.base, JSON.stringify(modernCall(BOB, { document: DOC, content: 'during shutdown' })), {
+      ...modernHeaders,
+      authorization: auth,
+    });
     await new Promise((r) => setTimeout(r, 200));
     const closing = own.close();
     const res = await running;
-    const result = (JSON.parse(res.text) as { result: { isError?: boolean; content: Array<{ text: string }>; structuredContent?: { authorizationUrl?: string } } }).result;
+    const result = (
+      JSON.parse(res.text) as { result: { isError?: boolean; content: Array<{ text: string }>; structuredContent?: { authorizationUrl?: string } } }
+    ).result;
     expect(result.isError).toBe(true);
     expect(result.content[0]!.text).toContain('shutting down');
     expect(result.structuredContent?.authorizationUrl).toBeUndefined();

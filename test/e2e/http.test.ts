@@ -80,7 +80,13 @@ afterAll(async () => {
   // Nothing the HTTP servers wrote may contain a bearer JWT, a DingTalk or STS secret, or an AccessKey secret.
   const stderr = allServerStderr.join('');
   expect(stderr).toContain('serving MCP over streamable HTTP');
-  const secrets = [...bearers, sandbox.accessKeySecret, STATE_SECRET, ...sandbox.agentIdentity.issuedSecrets(), ...sandbox.agentIdentity.sessions().map((s) => s.sessionUri)];
+  const secrets = [
+    ...bearers,
+    sandbox.accessKeySecret,
+    STATE_SECRET,
+    ...sandbox.agentIdentity.issuedSecrets(),
+    ...sandbox.agentIdentity.sessions().map((s) => s.sessionUri),
+  ];
   expect(secrets.length).toBeGreaterThan(10);
   for (const secret of secrets) expect(stderr).not.toContain(secret);
   await sandbox?.close();
@@ -98,9 +104,14 @@ const aiCalls = (action: string) => sandbox.agentIdentity.calls.filter((c) => c.
 async function connect(sub: string, options: { era?: 'legacy' | 'modern'; urlElicitation?: boolean; url?: string } = {}) {
   const client = new Client(
     { name: `http-test-${sub}`, version: '1.0.0' },
-    { capabilities: options.urlElicitation === false ? {} : { elicitation: { url: {} } }, versionNegotiation: { mode: options.era === 'modern' ? 'auto' : 'legacy' } },
+    {
+      capabilities: options.urlElicitation === false ? {} : { elicitation: { url: {} } },
+      versionNegotiation: { mode: options.era === 'modern' ? 'auto' : 'legacy' },
+    },
   );
-  const transport = new StreamableHTTPClientTransport(new URL(`${options.url ?? base}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${await token(sub)}` } } });
+  const transport = new StreamableHTTPClientTransport(new URL(`${options.url ?? base}/mcp`), {
+    requestInit: { headers: { Authorization: `Bearer ${await token(sub)}` } },
+  });
   await client.connect(transport);
   return { client, transport };
 }
@@ -121,7 +132,12 @@ function post(body: unknown, headers: Record<string, string> = {}) {
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
 }
-const initialize = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } };
+const initialize = {
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+};
 
 describe('MCP authorization on /mcp', () => {
   it('publishes protected-resource metadata naming the identity provider', async () => {
@@ -158,7 +174,12 @@ describe('MCP authorization on /mcp', () => {
       req.end();
     });
     expect(status).toBe(403);
-    const big = JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'write_dingtalk_doc', arguments: { document: DOC_ALICE, content: 'x'.repeat(1_100_000) } } });
+    const big = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 2,
+      method: 'tools/call',
+      params: { name: 'write_dingtalk_doc', arguments: { document: DOC_ALICE, content: 'x'.repeat(1_100_000) } },
+    });
     const res = await post(big, { authorization: good });
     expect(res.status).toBe(413);
     expect(await res.json()).toMatchObject({ error: { message: expect.stringContaining('too large') } });
@@ -244,7 +265,10 @@ describe('the whole flow over HTTP', () => {
   it('one user with two links open in one browser: each keeps its own binding cookie', async () => {
     const { client } = await connect(FRANK, { era: 'modern', urlElicitation: false });
     try {
-      const linkOf = async () => /(http:\/\/\S+\/connect\/[A-Za-z0-9_-]+)/.exec(textOf(await client.callTool({ name: 'write_dingtalk_doc', arguments: { document: DOC_BOB, content: 'x' } })))![1]!;
+      const linkOf = async () =>
+        /(http:\/\/\S+\/connect\/[A-Za-z0-9_-]+)/.exec(
+          textOf(await client.callTool({ name: 'write_dingtalk_doc', arguments: { document: DOC_BOB, content: 'x' } })),
+        )![1]!;
       const first = await linkOf();
       const second = await linkOf();
       const alarms = () => server.stderr().split('authorization link opened by a different user').length;
@@ -284,7 +308,9 @@ describe('the whole flow over HTTP', () => {
     });
     await client.connect(new V1Transport(new URL(`${base}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${await token(BOB)}` } } }));
     try {
-      const result = await client.callTool({ name: 'write_dingtalk_doc', arguments: { document: DOC_BOB, content: 'bob via v1' } }, undefined, { timeout: 60_000 });
+      const result = await client.callTool({ name: 'write_dingtalk_doc', arguments: { document: DOC_BOB, content: 'bob via v1' } }, undefined, {
+        timeout: 60_000,
+      });
       expect(result.isError).toBeFalsy();
       expect(sandbox.dingtalk.getDocument(DOC_BOB)?.content).toBe('bob via v1');
     } finally {
@@ -292,12 +318,15 @@ describe('the whole flow over HTTP', () => {
     }
   });
 
-  it('a session id replayed with another user\'s token is refused; the owner keeps it', async () => {
+  it("a session id replayed with another user's token is refused; the owner keeps it", async () => {
     const { client, transport } = await connect(ALICE, { era: 'legacy' });
     try {
       const sessionId = transport.sessionId!;
       expect(sessionId).toBeTruthy();
-      const res = await post({ jsonrpc: '2.0', id: 9, method: 'tools/list' }, { authorization: `Bearer ${await token(BOB)}`, 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-11-25' });
+      const res = await post(
+        { jsonrpc: '2.0', id: 9, method: 'tools/list' },
+        { authorization: `Bearer ${await token(BOB)}`, 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-11-25' },
+      );
       expect(res.status).toBe(404);
       expect(server.stderr()).toContain("session id presented with another user's token");
       const still = await client.listTools();
@@ -375,8 +404,28 @@ describe('safe defaults', () => {
       const call = async (sub: string, id: number) =>
         fetch(`${url}/mcp`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${await token(sub)}`, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'write_dingtalk_doc' },
-          body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'write_dingtalk_doc', arguments: { document: 'not a doc!', content: 'x' }, _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {}, 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' } } } }),
+          headers: {
+            'content-type': 'application/json',
+            accept: 'application/json, text/event-stream',
+            authorization: `Bearer ${await token(sub)}`,
+            'mcp-protocol-version': '2026-07-28',
+            'mcp-method': 'tools/call',
+            'mcp-name': 'write_dingtalk_doc',
+          },
+          body: JSON.stringify({
+            jsonrpc: '2.0',
+            id,
+            method: 'tools/call',
+            params: {
+              name: 'write_dingtalk_doc',
+              arguments: { document: 'not a doc!', content: 'x' },
+              _meta: {
+                'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+                'io.modelcontextprotocol/clientCapabilities': {},
+                'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
+              },
+            },
+          }),
         });
       expect((await call(ALICE, 1)).status).toBe(200);
       expect((await call(ALICE, 2)).status).toBe(200);
@@ -402,10 +451,22 @@ describe('safe defaults', () => {
   it('trusted-proxy mode (opt-in): the user comes from the gateway header, and only from the gateway', async () => {
     const tools = { jsonrpc: '2.0', id: 1, method: 'initialize', params: initialize.params };
     const ask = (url: string, headers: Record<string, string>) =>
-      fetch(`${url}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers }, body: JSON.stringify(tools) });
-    for (const [proxies, expected] of [['127.0.0.1', 200], ['10.9.8.7', 401]] as const) {
+      fetch(`${url}/mcp`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+        body: JSON.stringify(tools),
+      });
+    for (const [proxies, expected] of [
+      ['127.0.0.1', 200],
+      ['10.9.8.7', 401],
+    ] as const) {
       const url = `http://127.0.0.1:${await freePort()}`;
-      const gated = await startHttpServer(url, { DINGTALK_MCP_TRUSTED_PROXY_HEADER: 'X-Authenticated-User', DINGTALK_MCP_TRUSTED_PROXIES: proxies, OIDC_ISSUER: '', OIDC_CLIENT_ID: '' });
+      const gated = await startHttpServer(url, {
+        DINGTALK_MCP_TRUSTED_PROXY_HEADER: 'X-Authenticated-User',
+        DINGTALK_MCP_TRUSTED_PROXIES: proxies,
+        OIDC_ISSUER: '',
+        OIDC_CLIENT_ID: '',
+      });
       try {
         expect((await ask(url, { 'x-authenticated-user': 'gateway-user-1' })).status).toBe(expected);
         expect((await ask(url, {})).status).toBe(401);

@@ -85,7 +85,7 @@ describe('the packed tarball', () => {
 });
 
 describe('the installed dingtalk-mcp setup', () => {
-  it('prints a client configuration that starts the server with npx, not a path inside npm\'s cache', () => {
+  it("prints a client configuration that starts the server with npx, not a path inside npm's cache", () => {
     const home = join(work, 'home-setup');
     mkdirSync(home, { recursive: true });
     const run = spawnSync(join(prefix, 'node_modules', '.bin', 'dingtalk-mcp'), ['setup', '--sandbox', '--no-prompt'], {
@@ -115,7 +115,10 @@ describe('the installed dingtalk-mcp --sandbox', () => {
     });
     let stderr = '';
     transport.stderr?.on('data', (chunk: Buffer) => void (stderr += chunk.toString()));
-    const client = new Client({ name: 'package-test', version: '1.0.0' }, { capabilities: { elicitation: { url: {} } }, versionNegotiation: { mode: 'legacy' } });
+    const client = new Client(
+      { name: 'package-test', version: '1.0.0' },
+      { capabilities: { elicitation: { url: {} } }, versionNegotiation: { mode: 'legacy' } },
+    );
     try {
       await client.connect(transport);
       expect(client.getServerVersion()).toMatchObject({ name: 'agent-identity-dingtalk-mcp' });

@@ -35,7 +35,11 @@ function credential(): AlibabaCloudCredential {
   return new Credential(new CredentialConfig({ type: 'access_key', ...AK }));
 }
 
-async function run(command: 'setup' | 'teardown' | 'doctor', args: string[] = [], opts: { credential?: AlibabaCloudCredential; env?: Record<string, string> } = {}): Promise<Run> {
+async function run(
+  command: 'setup' | 'teardown' | 'doctor',
+  args: string[] = [],
+  opts: { credential?: AlibabaCloudCredential; env?: Record<string, string> } = {},
+): Promise<Run> {
   let stdout = '';
   let stderr = '';
   const code = await runProvisioning(command, ['--no-prompt', ...args], {
@@ -59,7 +63,10 @@ async function run(command: 'setup' | 'teardown' | 'doctor', args: string[] = []
   return { code, stdout, stderr };
 }
 
-const configJson = () => JSON.parse(readFileSync(join(dir, '.config.json'), 'utf8')) as Record<string, unknown> & { dingtalk_mcp_setup?: { resources: Array<{ type: string; name: string; status: string; arn?: string }> } };
+const configJson = () =>
+  JSON.parse(readFileSync(join(dir, '.config.json'), 'utf8')) as Record<string, unknown> & {
+    dingtalk_mcp_setup?: { resources: Array<{ type: string; name: string; status: string; arn?: string }> };
+  };
 const mutating = () => emu.calls.filter((c) => /^(Create|Update|Delete|Attach|Detach)/.test(c.action));
 
 beforeEach(async () => {
@@ -125,13 +132,22 @@ describe('setup', () => {
     expect(s.workloadIdentities[0]!.IdentityProviderName).toBeUndefined();
     expect(s.oauth2Providers).toHaveLength(1);
     expect(s.oauth2Providers[0]).toMatchObject({ OAuth2CredentialProviderName: 'test-provider-for-dingtalk', CredentialProviderVendor: 'CustomOAuth2' });
-    expect(s.oauth2Providers[0]!.OAuth2ProviderConfig).toMatchObject({ CustomOAuth2ProviderConfig: { ClientId: DINGTALK_CLIENT_ID, ClientSecret: DINGTALK_SECRET } });
-    expect(s.apiKeyProviders).toEqual([expect.objectContaining({ APIKeyCredentialProviderName: appSecretName, CredentialProviderArn: apiKeyArn, APIKey: DINGTALK_SECRET })]);
+    expect(s.oauth2Providers[0]!.OAuth2ProviderConfig).toMatchObject({
+      CustomOAuth2ProviderConfig: { ClientId: DINGTALK_CLIENT_ID, ClientSecret: DINGTALK_SECRET },
+    });
+    expect(s.apiKeyProviders).toEqual([
+      expect.objectContaining({ APIKeyCredentialProviderName: appSecretName, CredentialProviderArn: apiKeyArn, APIKey: DINGTALK_SECRET }),
+    ]);
     expect(s.identityProviders).toEqual([]);
     expect(s.applications).toEqual([]);
 
     // The record: the kit's keys plus every created resource with its ARN; no secret.
-    expect(record).toMatchObject({ region_id: 'cn-beijing', role_arn: s.roles[0]!.Arn, dingtalk_provider_name: 'test-provider-for-dingtalk', dingtalk_client_id: DINGTALK_CLIENT_ID });
+    expect(record).toMatchObject({
+      region_id: 'cn-beijing',
+      role_arn: s.roles[0]!.Arn,
+      dingtalk_provider_name: 'test-provider-for-dingtalk',
+      dingtalk_client_id: DINGTALK_CLIENT_ID,
+    });
     const resources = record.dingtalk_mcp_setup!.resources;
     expect(resources.map((x) => [x.type, x.status])).toEqual([
       ['ram_role', 'created'],
@@ -210,7 +226,11 @@ describe('setup', () => {
   });
 
   it('adopts an existing DingTalk provider and never deletes it; says how to get one when missing', async () => {
-    await start({ oauth2Providers: [{ OAuth2CredentialProviderName: 'console-made-dingtalk', CallbackURL: 'https://agentidentitydata.cn-beijing.aliyuncs.com/oauth2/callback/abc' }] });
+    await start({
+      oauth2Providers: [
+        { OAuth2CredentialProviderName: 'console-made-dingtalk', CallbackURL: 'https://agentidentitydata.cn-beijing.aliyuncs.com/oauth2/callback/abc' },
+      ],
+    });
     const r = await run('setup', ['--provider', 'console-made-dingtalk'], { env: { DINGTALK_CLIENT_ID: '', DINGTALK_CLIENT_SECRET: '' } });
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('= adopt   DingTalk credential provider console-made-dingtalk');
@@ -266,13 +286,26 @@ describe('setup --http', () => {
   it('teardown leaves an unrelated workload identity on the same identity provider untouched', async () => {
     await start({
       identityProviders: [{ IdentityProviderName: 'shared-idp', AllowedAudience: ['4711000000000000001'] }],
-      workloadIdentities: [{ WorkloadIdentityName: 'other-team-workload', IdentityProviderName: 'shared-idp', AllowedResourceOAuth2ReturnURLs: ['https://other.example/cb'] }],
+      workloadIdentities: [
+        { WorkloadIdentityName: 'other-team-workload', IdentityProviderName: 'shared-idp', AllowedResourceOAuth2ReturnURLs: ['https://other.example/cb'] },
+      ],
     });
     emu.mutate((s) => {
       s.identityProviders[0]!.DiscoveryURL = emu.discoveryUrl;
       s.applications.push({
-        AppId: '4711000000000000001', AppName: 'team-login', DisplayName: 'team-login', AppType: 'WebApp', RedirectUris: [], PredefinedScopes: ['openid'], RequiredScopes: [],
-        SecretRequired: true, ProtocolVersion: '2.1', AccountId: emu.accountId, CreateDate: '2026-01-01T00:00:00Z', UpdateDate: '2026-01-01T00:00:00Z', secrets: [],
+        AppId: '4711000000000000001',
+        AppName: 'team-login',
+        DisplayName: 'team-login',
+        AppType: 'WebApp',
+        RedirectUris: [],
+        PredefinedScopes: ['openid'],
+        RequiredScopes: [],
+        SecretRequired: true,
+        ProtocolVersion: '2.1',
+        AccountId: emu.accountId,
+        CreateDate: '2026-01-01T00:00:00Z',
+        UpdateDate: '2026-01-01T00:00:00Z',
+        secrets: [],
       });
     });
     writeFileSync(join(dir, '.config.json'), JSON.stringify({ inbound_app_id: '4711000000000000001', note: 'kept' }));
@@ -282,7 +315,12 @@ describe('setup --http', () => {
     expect(r.stdout).toContain('= adopt   identity provider');
     expect(r.stdout).toContain('= adopt   IMS OAuth application');
     const mine = configJson().workload_identity_name as string;
-    expect(emu.state().workloadIdentities.map((w) => w.WorkloadIdentityName).sort()).toEqual([mine, 'other-team-workload'].sort());
+    expect(
+      emu
+        .state()
+        .workloadIdentities.map((w) => w.WorkloadIdentityName)
+        .sort(),
+    ).toEqual([mine, 'other-team-workload'].sort());
 
     const td = await run('teardown');
     expect(td.code).toBe(0);
@@ -344,7 +382,9 @@ describe('doctor', () => {
     });
     const r = await run('doctor');
     expect(r.code).toBe(1);
-    expect(r.stdout).toContain(`[FAIL] 2. workload identity: ${configJson().workload_identity_name as string} does not allow the return URL ${redirect}/callback`);
+    expect(r.stdout).toContain(
+      `[FAIL] 2. workload identity: ${configJson().workload_identity_name as string} does not allow the return URL ${redirect}/callback`,
+    );
     expect(r.stdout).toMatch(/fix: run `dingtalk-mcp setup`.*AllowedResourceOAuth2ReturnURLs/);
     // setup repairs what it created
     expect((await run('setup')).code).toBe(0);
@@ -367,7 +407,10 @@ describe('doctor', () => {
     await start();
     expect((await run('setup')).code).toBe(0);
     emu.mutate((s) => {
-      s.policies[0]!.versions[0]!.PolicyDocument = JSON.stringify({ Version: '1', Statement: [{ Effect: 'Allow', Action: ['agentidentitydata:GetResourceAPIKey'], Resource: ['*'] }] });
+      s.policies[0]!.versions[0]!.PolicyDocument = JSON.stringify({
+        Version: '1',
+        Statement: [{ Effect: 'Allow', Action: ['agentidentitydata:GetResourceAPIKey'], Resource: ['*'] }],
+      });
     });
     const r = await run('doctor');
     expect(r.code).toBe(1);
@@ -400,7 +443,9 @@ describe('doctor', () => {
 
     // Without DINGTALK_CLIENT_ID a fresh setup leaves the document tools off, and doctor says how to turn them on.
     dir = mkdtempSync(join(tmpdir(), 'dingtalk-mcp-prov-'));
-    expect((await run('setup', ['--provider', 'test-provider-for-dingtalk'], { env: { DINGTALK_CLIENT_ID: '' } })).stdout).toContain('the document tools (read, append, create, search, info, list) stay off');
+    expect((await run('setup', ['--provider', 'test-provider-for-dingtalk'], { env: { DINGTALK_CLIENT_ID: '' } })).stdout).toContain(
+      'the document tools (read, append, create, search, info, list) stay off',
+    );
     const off = await run('doctor', [], { env: { DINGTALK_CLIENT_ID: '' } });
     expect(off.stdout).toContain('[info] 4. document tools: off');
     expect(off.stdout).toMatch(/fix: to turn on read, append, create, search, info and list, run `dingtalk-mcp setup` with DINGTALK_CLIENT_ID/);
@@ -420,7 +465,9 @@ describe('doctor', () => {
 
   it('reports missing credentials with its fix, and skips what needs them', async () => {
     await start();
-    const none = { getCredential: async () => Promise.reject(new Error('unable to get credentials from any of the providers in the chain')) } as unknown as AlibabaCloudCredential;
+    const none = {
+      getCredential: async () => Promise.reject(new Error('unable to get credentials from any of the providers in the chain')),
+    } as unknown as AlibabaCloudCredential;
     const r = await run('doctor', [], { credential: none });
     expect(r.code).toBe(1);
     expect(r.stdout).toContain('[FAIL] 1. Alibaba Cloud credentials: none found');
@@ -450,7 +497,12 @@ describe('--sandbox', () => {
     await start(); // unused here; keeps afterEach simple
     for (const command of ['setup', 'doctor', 'teardown'] as const) {
       let out = '';
-      const code = await runProvisioning(command, ['--sandbox', '--redirect-uri', redirect], { cwd: dir, env: {}, stdout: (t) => void (out += t), stderr: (t) => void (out += t) });
+      const code = await runProvisioning(command, ['--sandbox', '--redirect-uri', redirect], {
+        cwd: dir,
+        env: {},
+        stdout: (t) => void (out += t),
+        stderr: (t) => void (out += t),
+      });
       allOutput.push(out);
       expect(code, out).toBe(0);
     }
@@ -499,7 +551,9 @@ describe('ownership (review fixes)', () => {
   });
 
   it('fix 1: a workload identity created by someone else mid-run is adopted when it fits, never recorded as created, kept by teardown', async () => {
-    await start({ workloadIdentities: [{ WorkloadIdentityName: WI, RoleArn: `acs:ram::1234567890123456:role/${ROLE.toLowerCase()}`, AllowedResourceOAuth2ReturnURLs: [] }] });
+    await start({
+      workloadIdentities: [{ WorkloadIdentityName: WI, RoleArn: `acs:ram::1234567890123456:role/${ROLE.toLowerCase()}`, AllowedResourceOAuth2ReturnURLs: [] }],
+    });
     emu.mutate((s) => {
       s.workloadIdentities[0]!.AllowedResourceOAuth2ReturnURLs = [`${redirect}/callback`];
     });
@@ -520,7 +574,15 @@ describe('ownership (review fixes)', () => {
     expect(recorded('ram_role')).toMatchObject({ status: 'created', identity: emu.state().roles.find((r) => r.RoleName === ROLE)!.RoleId });
     // Someone deletes setup's provider and makes their own under the same name.
     emu.mutate((s) => {
-      s.oauth2Providers = [{ OAuth2CredentialProviderName: 'test-provider-for-dingtalk', CredentialProviderArn: providerArn, CreateTime: '2099-01-01T00:00:00Z', UpdateTime: '2099-01-01T00:00:00Z', Description: 'someone else' }];
+      s.oauth2Providers = [
+        {
+          OAuth2CredentialProviderName: 'test-provider-for-dingtalk',
+          CredentialProviderArn: providerArn,
+          CreateTime: '2099-01-01T00:00:00Z',
+          UpdateTime: '2099-01-01T00:00:00Z',
+          Description: 'someone else',
+        },
+      ];
     });
     // A hand-edited record points the workload identity entry at someone else's resource name.
     const data = configJson();
@@ -621,8 +683,14 @@ describe('ownership (review fixes)', () => {
   });
 
   it('fix 5: a role is adopted only with exactly the expected trust policy, and an adopted role is never changed', async () => {
-    const withExtra = JSON.stringify({ Version: '1', Statement: [...JSON.parse(exactTrust()).Statement, { Effect: 'Allow', Action: 'sts:AssumeRole', Principal: { RAM: ['acs:ram::999:root'] } }] });
-    const noCondition = JSON.stringify({ Version: '1', Statement: [{ Effect: 'Allow', Action: ['sts:AssumeRole', 'sts:SetContext'], Principal: { Service: ['workload.agentidentity.aliyuncs.com'] } }] });
+    const withExtra = JSON.stringify({
+      Version: '1',
+      Statement: [...JSON.parse(exactTrust()).Statement, { Effect: 'Allow', Action: 'sts:AssumeRole', Principal: { RAM: ['acs:ram::999:root'] } }],
+    });
+    const noCondition = JSON.stringify({
+      Version: '1',
+      Statement: [{ Effect: 'Allow', Action: ['sts:AssumeRole', 'sts:SetContext'], Principal: { Service: ['workload.agentidentity.aliyuncs.com'] } }],
+    });
     for (const [doc, problem] of [
       [withExtra, 'its trust policy has 2 statements'],
       [noCondition, 'Condition is not exactly StringEquals'],
@@ -644,8 +712,14 @@ describe('ownership (review fixes)', () => {
     await emu.close();
 
     // Exact trust with the policy attached: adopted as is, and teardown keeps both.
-    const doc = JSON.stringify({ Version: '1', Statement: [{ Effect: 'Allow', Action: ['agentidentitydata:GetResourceOAuth2Token'], Resource: [wiArn, providerArn] }] });
-    await start({ roles: [{ RoleName: ROLE, AssumeRolePolicyDocument: exactTrust() }], policies: [{ PolicyName: POLICY, PolicyDocument: doc, attachTo: [ROLE] }] });
+    const doc = JSON.stringify({
+      Version: '1',
+      Statement: [{ Effect: 'Allow', Action: ['agentidentitydata:GetResourceOAuth2Token'], Resource: [wiArn, providerArn] }],
+    });
+    await start({
+      roles: [{ RoleName: ROLE, AssumeRolePolicyDocument: exactTrust() }],
+      policies: [{ PolicyName: POLICY, PolicyDocument: doc, attachTo: [ROLE] }],
+    });
     const ok = await run('setup', ['--workload-identity', WI]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toContain('= adopt   RAM role');

@@ -49,7 +49,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.allSettled(replicas.map((r) => r.stop()));
   const stderr = allServerStderr.join('');
-  for (const secret of [REDIS_PASSWORD, STATE_SECRET, sandbox.accessKeySecret, ...bearers, ...sandbox.agentIdentity.issuedSecrets()]) expect(stderr).not.toContain(secret);
+  for (const secret of [REDIS_PASSWORD, STATE_SECRET, sandbox.accessKeySecret, ...bearers, ...sandbox.agentIdentity.issuedSecrets()])
+    expect(stderr).not.toContain(secret);
   await proxy?.close();
   await sandbox?.close();
   await redis?.close();
@@ -67,7 +68,10 @@ const consentsOf = (sub: string) => sandbox.agentIdentity.sessions().filter((s) 
 async function connect(sub: string, options: { era: 'legacy' | 'modern'; urlElicitation?: boolean }) {
   const client = new Client(
     { name: `replica-test-${sub}`, version: '1.0.0' },
-    { capabilities: options.urlElicitation === false ? {} : { elicitation: { url: {} } }, versionNegotiation: { mode: options.era === 'modern' ? 'auto' : 'legacy' } },
+    {
+      capabilities: options.urlElicitation === false ? {} : { elicitation: { url: {} } },
+      versionNegotiation: { mode: options.era === 'modern' ? 'auto' : 'legacy' },
+    },
   );
   const transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${await bearer(sub)}` } } });
   await client.connect(transport);
@@ -87,7 +91,11 @@ function pinBrowser(pins: { connect: number; login: number; callback: number }) 
     return undefined;
   };
 }
-const servedBy = (path: string, since: number) => proxy.log.slice(since).filter((e) => e.path.startsWith(path)).map((e) => e.replica);
+const servedBy = (path: string, since: number) =>
+  proxy.log
+    .slice(since)
+    .filter((e) => e.path.startsWith(path))
+    .map((e) => e.replica);
 
 describe('each step of a consent on another replica', () => {
   it('2025-11-25: the call waits on one replica, /connect lands on a second, /callback on a third, and it writes', async () => {
@@ -169,18 +177,27 @@ describe('each step of a consent on another replica', () => {
     }
   });
 
-  it('a 2025 session held by another replica gets the spec\'s 404, so the client starts a new one', async () => {
+  it("a 2025 session held by another replica gets the spec's 404, so the client starts a new one", async () => {
     const token = await bearer(CAROL);
     const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
     const init = await fetch(`${replicas[0]!.url}/mcp`, {
       method: 'POST',
       headers: { ...headers, host: new URL(base).host },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }),
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+      }),
     });
     const session = init.headers.get('mcp-session-id')!;
     expect(session).toBeTruthy();
     await init.text();
-    const elsewhere = await fetch(`${replicas[1]!.url}/mcp`, { method: 'POST', headers: { ...headers, 'mcp-session-id': session, 'mcp-protocol-version': '2025-11-25' }, body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }) });
+    const elsewhere = await fetch(`${replicas[1]!.url}/mcp`, {
+      method: 'POST',
+      headers: { ...headers, 'mcp-session-id': session, 'mcp-protocol-version': '2025-11-25' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }),
+    });
     expect(elsewhere.status).toBe(404);
     expect(await elsewhere.json()).toMatchObject({ error: { code: -32001 } });
   });
@@ -209,7 +226,7 @@ describe('single use and completion across replicas', () => {
     }
   });
 
-  it('the replica holding a waiting call is killed: the client\'s retry writes with no second consent', async () => {
+  it("the replica holding a waiting call is killed: the client's retry writes with no second consent", async () => {
     const since = proxy.log.length;
     const client = await connect(ERIN, { era: 'legacy' });
     const home = proxy.log.slice(since).find((e) => e.path === '/mcp' && e.session)!.replica;
@@ -294,12 +311,24 @@ describe('limits and faults', () => {
           while (sent < total) {
             sent++;
             // Invalid arguments: answered at once, but counted like any tool call.
-            outcomes.push(await client.callTool({ name: 'write_dingtalk_doc', arguments: { document: '', content: 'x' } }).then(() => 'answered', (e: Error) => e.message));
+            outcomes.push(
+              await client.callTool({ name: 'write_dingtalk_doc', arguments: { document: '', content: 'x' } }).then(
+                () => 'answered',
+                (e: Error) => e.message,
+              ),
+            );
           }
         }),
       );
       const elapsed = Date.now() - started;
-      expect(new Set(proxy.log.slice(since).filter((e) => e.path === '/mcp').map((e) => e.replica))).toEqual(new Set([0, 1, 2]));
+      expect(
+        new Set(
+          proxy.log
+            .slice(since)
+            .filter((e) => e.path === '/mcp')
+            .map((e) => e.replica),
+        ),
+      ).toEqual(new Set([0, 1, 2]));
       // Three separate limits would answer all 90; the shared bucket answers 60 plus what refilled meanwhile (one a second).
       const answered = outcomes.filter((o) => o === 'answered').length;
       expect(answered).toBeGreaterThanOrEqual(RATE_LIMIT);
@@ -322,19 +351,34 @@ describe('limits and faults', () => {
       const health = await fetch(`${base}/healthz`);
       const healthText = await health.text();
       expect(health.status).toBe(503);
-      expect(JSON.parse(healthText)).toMatchObject({ status: 'degraded', store: { backend: 'redis', status: 'unavailable', endpoint: `redis://127.0.0.1:${redis.port}` } });
+      expect(JSON.parse(healthText)).toMatchObject({
+        status: 'degraded',
+        store: { backend: 'redis', status: 'unavailable', endpoint: `redis://127.0.0.1:${redis.port}` },
+      });
       expect(healthText).not.toContain(REDIS_PASSWORD);
 
       const token = await bearer(GRACE);
       const call = await fetch(`${base}/mcp`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28' },
-        body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'write_dingtalk_doc', arguments: { document: doc(GRACE), content: 'y' } } }),
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-protocol-version': '2026-07-28',
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 7,
+          method: 'tools/call',
+          params: { name: 'write_dingtalk_doc', arguments: { document: doc(GRACE), content: 'y' } },
+        }),
       });
       expect(call.status).toBe(503);
       expect(call.headers.get('retry-after')).toBe('5');
       const body = (await call.json()) as { error: { message: string } };
-      expect(body.error.message).toMatch(/The shared state store \(Redis at redis:\/\/127\.0\.0\.1:\d+\) is unavailable.*Try again in a few seconds\. Nothing was done\./);
+      expect(body.error.message).toMatch(
+        /The shared state store \(Redis at redis:\/\/127\.0\.0\.1:\d+\) is unavailable.*Try again in a few seconds\. Nothing was done\./,
+      );
       expect(JSON.stringify(body)).not.toContain(REDIS_PASSWORD);
       await expect(write(client, GRACE, 'y')).rejects.toThrow(/503|shared state store/);
       // What needs no shared state keeps working.
@@ -360,7 +404,7 @@ describe('limits and faults', () => {
     }
   });
 
-  it('50 users, 2,000 interleaved calls over three replicas: no call ever carries another user\'s token', async () => {
+  it("50 users, 2,000 interleaved calls over three replicas: no call ever carries another user's token", async () => {
     const clients = new Map<string, Client>();
     for (const sub of LOAD_USERS) clients.set(sub, await connect(sub, { era: 'modern', urlElicitation: false }));
     try {
@@ -396,7 +440,8 @@ describe('limits and faults', () => {
       expect(writes.length).toBe(jobs.length - failures.length);
       const crossed = writes.filter((w) => w.unionId !== union(LOAD_USERS.find((s) => doc(s) === w.documentId)!));
       expect(crossed).toEqual([]);
-      for (const sub of LOAD_USERS) if (!failures.some((f) => f.startsWith(`${sub} #39:`))) expect(sandbox.dingtalk.getDocument(doc(sub))?.content).toBe(`${sub} #39`);
+      for (const sub of LOAD_USERS)
+        if (!failures.some((f) => f.startsWith(`${sub} #39:`))) expect(sandbox.dingtalk.getDocument(doc(sub))?.content).toBe(`${sub} #39`);
       expect(new Set(proxy.log.filter((e) => e.path === '/mcp').map((e) => e.replica))).toEqual(new Set([0, 1, 2]));
     } finally {
       await Promise.all([...clients.values()].map((c) => c.close()));

@@ -39,7 +39,12 @@ describe('tools/list', () => {
       ]);
       await expect(JSON.stringify(tools, null, 2) + '\n').toMatchFileSnapshot('./__toolsnaps__/tools.json');
       const byName = Object.fromEntries(tools.map((t) => [t.name, t]));
-      expect(byName['write_dingtalk_doc']!.annotations).toMatchObject({ destructiveHint: true, idempotentHint: true, openWorldHint: true, readOnlyHint: false });
+      expect(byName['write_dingtalk_doc']!.annotations).toMatchObject({
+        destructiveHint: true,
+        idempotentHint: true,
+        openWorldHint: true,
+        readOnlyHint: false,
+      });
       expect(byName['append_dingtalk_doc']!.annotations).toMatchObject({ destructiveHint: false, idempotentHint: false, readOnlyHint: false });
       expect(byName['create_dingtalk_doc']!.annotations).toMatchObject({ destructiveHint: false, idempotentHint: false, readOnlyHint: false });
       for (const name of ['search_dingtalk_docs', 'read_dingtalk_doc', 'get_dingtalk_doc_info', 'list_dingtalk_folder', 'get_dingtalk_account']) {
@@ -153,7 +158,9 @@ describe('first write, URL elicitation, the browser, the same call completes', (
     });
     await client.connect(transport);
     try {
-      const result = await client.callTool({ name: 'write_dingtalk_doc', arguments: { document: doc(), content: 'from the v1 SDK' } }, undefined, { timeout: 60_000 });
+      const result = await client.callTool({ name: 'write_dingtalk_doc', arguments: { document: doc(), content: 'from the v1 SDK' } }, undefined, {
+        timeout: 60_000,
+      });
       expect(result.isError).toBeFalsy();
       expect(stack.sandbox.dingtalk.getDocument(doc())?.content).toBe('from the v1 SDK');
     } finally {
@@ -218,7 +225,11 @@ describe('first write, URL elicitation, the browser, the same call completes', (
     const opened = join(bin, 'opened.txt');
     writeFileSync(join(bin, 'xdg-open'), `#!/bin/sh\necho "$1" >> "${opened}"\n`);
     chmodSync(join(bin, 'xdg-open'), 0o755);
-    const server = await connectServer(stack, { urlElicitation: false, userId: 'user-open-browser', env: { DINGTALK_MCP_OPEN_BROWSER: 'true', PATH: `${bin}:${process.env.PATH ?? ''}` } });
+    const server = await connectServer(stack, {
+      urlElicitation: false,
+      userId: 'user-open-browser',
+      env: { DINGTALK_MCP_OPEN_BROWSER: 'true', PATH: `${bin}:${process.env.PATH ?? ''}` },
+    });
     try {
       const result = await server.client.callTool({ name: 'write_dingtalk_doc', arguments: { document: doc(), content: 'x' } });
       const text = textOf(result);
@@ -232,7 +243,10 @@ describe('first write, URL elicitation, the browser, the same call completes', (
   });
 
   it('a declined or cancelled elicitation ends the call with a clear message and writes nothing', async () => {
-    for (const [era, action] of [['legacy', 'decline'], ['modern', 'cancel']] as const) {
+    for (const [era, action] of [
+      ['legacy', 'decline'],
+      ['modern', 'cancel'],
+    ] as const) {
       const server = await connectServer(stack, { era, userId: `user-${action}` });
       try {
         server.client.setRequestHandler('elicitation/create', async () => ({ action }));
@@ -289,7 +303,10 @@ describe('cancellation', () => {
       });
       const writes = overwrites().length;
       await expect(
-        server.client.callTool({ name: 'write_dingtalk_doc', arguments: { document: doc(), content: 'never' } }, { timeout: 60_000, signal: controller.signal }),
+        server.client.callTool(
+          { name: 'write_dingtalk_doc', arguments: { document: doc(), content: 'never' } },
+          { timeout: 60_000, signal: controller.signal },
+        ),
       ).rejects.toThrow();
       await waitFor(() => server.stderr().includes('outcome=cancelled'), 'the server to log the cancelled call');
       expect(overwrites().length).toBe(writes);
@@ -369,7 +386,9 @@ describe('session binding on /callback', () => {
   });
 
   it('a user JWT is the artifact for both the workload token and CompleteResourceTokenAuth', async () => {
-    const payload = Buffer.from(JSON.stringify({ sub: 'jwt-user-7', iss: 'https://idp.example.test', aud: 'dingtalk-mcp', exp: Math.floor(Date.now() / 1000) + 3600 })).toString('base64url');
+    const payload = Buffer.from(
+      JSON.stringify({ sub: 'jwt-user-7', iss: 'https://idp.example.test', aud: 'dingtalk-mcp', exp: Math.floor(Date.now() / 1000) + 3600 }),
+    ).toString('base64url');
     const jwt = `${Buffer.from('{"alg":"RS256","typ":"JWT"}').toString('base64url')}.${payload}.c2lnbmF0dXJl`;
     const server = await connectServer(stack, { era: 'legacy', env: { AGENT_IDENTITY_USER_JWT: jwt } });
     try {
@@ -377,7 +396,10 @@ describe('session binding on /callback', () => {
         await followAuthorizationLink((request.params as { url: string }).url);
         return { action: 'accept' };
       });
-      const result = await server.client.callTool({ name: 'write_dingtalk_doc', arguments: { document: doc(), content: 'as a JWT user' } }, { timeout: 60_000 });
+      const result = await server.client.callTool(
+        { name: 'write_dingtalk_doc', arguments: { document: doc(), content: 'as a JWT user' } },
+        { timeout: 60_000 },
+      );
       expect(result.isError).toBeFalsy();
       const minted = aiCalls('GetWorkloadAccessTokenForJWT').at(-1)!;
       const completed = aiCalls('CompleteResourceTokenAuth').at(-1)!;
@@ -471,7 +493,10 @@ describe('upstream faults', () => {
       await followAuthorizationLink((request.params as { url: string }).url);
       return { action: 'accept' };
     });
-    const result = await server.client.callTool({ name: 'write_dingtalk_doc', arguments: { document: doc(), content: 'with a fresh token' } }, { timeout: 60_000 });
+    const result = await server.client.callTool(
+      { name: 'write_dingtalk_doc', arguments: { document: doc(), content: 'with a fresh token' } },
+      { timeout: 60_000 },
+    );
     expect(result.isError).toBeFalsy();
     expect(elicited).toBe(1);
     expect(stack.sandbox.dingtalk.getDocument(doc())?.content).toBe('with a fresh token');
@@ -493,7 +518,7 @@ describe('upstream faults', () => {
   });
 });
 
-describe('the README\'s first command', () => {
+describe("the README's first command", () => {
   it('npm run demo -- --yes walks the whole flow and prints the document', async () => {
     const { spawnSync } = await import('node:child_process');
     const { fileURLToPath } = await import('node:url');

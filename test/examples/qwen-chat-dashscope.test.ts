@@ -11,7 +11,10 @@ const twoCalls: ScriptRule = (ctx) =>
     ? {
         content: 'Calling two tools.',
         toolCalls: [
-          { name: 'dingtalk__write_dingtalk_doc', arguments: { document: 'https://alidocs.dingtalk.com/i/nodes/abc123', content: '# 标题\n\n' + 'long text '.repeat(20) } },
+          {
+            name: 'dingtalk__write_dingtalk_doc',
+            arguments: { document: 'https://alidocs.dingtalk.com/i/nodes/abc123', content: '# 标题\n\n' + 'long text '.repeat(20) },
+          },
           { name: 'billing__query_monthly_costs', arguments: { month: '2026-10' } },
         ],
       }
@@ -57,7 +60,10 @@ describe('streaming', () => {
     expect(turn.finishReason).toBe('tool_calls');
     expect(turn.toolCalls.map((c) => c.function.name)).toEqual(['dingtalk__write_dingtalk_doc', 'billing__query_monthly_costs']);
     expect(turn.toolCalls.every((c) => c.id.startsWith('call_'))).toBe(true);
-    expect(JSON.parse(turn.toolCalls[0]!.function.arguments)).toEqual({ document: 'https://alidocs.dingtalk.com/i/nodes/abc123', content: '# 标题\n\n' + 'long text '.repeat(20) });
+    expect(JSON.parse(turn.toolCalls[0]!.function.arguments)).toEqual({
+      document: 'https://alidocs.dingtalk.com/i/nodes/abc123',
+      content: '# 标题\n\n' + 'long text '.repeat(20),
+    });
     expect(JSON.parse(turn.toolCalls[1]!.function.arguments)).toEqual({ month: '2026-10' });
     expect(turn.usage?.total_tokens).toBeGreaterThan(0);
     const sent = emulator.requests.at(-1)!.body!;
@@ -121,7 +127,9 @@ describe('non-streaming Qwen3', () => {
       body: JSON.stringify({ model: 'qwen3-32b', messages: user('hi') }),
     });
     expect(raw.status).toBe(400);
-    expect(await raw.json()).toMatchObject({ error: { code: 'invalid_parameter_error', message: 'parameter.enable_thinking must be set to false for non-streaming calls' } });
+    expect(await raw.json()).toMatchObject({
+      error: { code: 'invalid_parameter_error', message: 'parameter.enable_thinking must be set to false for non-streaming calls' },
+    });
 
     const turn = await client({ model: 'qwen3-32b' }).complete({ messages: user('hi') });
     expect(turn.content).toBe('echo: hi');
@@ -148,7 +156,9 @@ describe('retries', () => {
     emulator.injectFault({ status: 500, code: 'InternalError', times: Infinity });
     try {
       const before = emulator.requests.length;
-      const error = await client({ maxRetries: 2 }).stream({ messages: user('never') }).catch((e: unknown) => e);
+      const error = await client({ maxRetries: 2 })
+        .stream({ messages: user('never') })
+        .catch((e: unknown) => e);
       expect(error).toBeInstanceOf(DashScopeError);
       expect((error as DashScopeError).message).toMatch(/server error \(InternalError\).*gave up after 3 attempts/);
       expect(emulator.requests.length - before).toBe(3);
@@ -162,7 +172,9 @@ describe('errors', () => {
   it('a bad API key: one request, one clear message that never contains the key', async () => {
     const badKey = 'sk-this-is-not-a-valid-key-123456';
     const before = emulator.requests.length;
-    const error = (await client({ apiKey: badKey }).stream({ messages: user('hi') }).catch((e: unknown) => e)) as DashScopeError;
+    const error = (await client({ apiKey: badKey })
+      .stream({ messages: user('hi') })
+      .catch((e: unknown) => e)) as DashScopeError;
     expect(error).toBeInstanceOf(DashScopeError);
     expect(error.status).toBe(401);
     expect(error.code).toBe('invalid_api_key');
@@ -180,7 +192,9 @@ describe('errors', () => {
   });
 
   it('an unknown model: says which model and what to pick', async () => {
-    const error = (await client({ model: 'qwen-nonexistent' }).stream({ messages: user('hi') }).catch((e: unknown) => e)) as DashScopeError;
+    const error = (await client({ model: 'qwen-nonexistent' })
+      .stream({ messages: user('hi') })
+      .catch((e: unknown) => e)) as DashScopeError;
     expect(error.status).toBe(404);
     expect(error.message).toMatch(/does not offer the model "qwen-nonexistent".*--model/);
   });
@@ -194,7 +208,12 @@ describe('errors', () => {
 
   it('the emulator enforces the protocol: tool messages must answer a tool call; function names fit ^[a-zA-Z0-9_-]{1,64}$', async () => {
     const orphan = await client()
-      .stream({ messages: [{ role: 'user', content: 'x' }, { role: 'tool', tool_call_id: 'call_nope', content: 'r' }] })
+      .stream({
+        messages: [
+          { role: 'user', content: 'x' },
+          { role: 'tool', tool_call_id: 'call_nope', content: 'r' },
+        ],
+      })
       .catch((e: unknown) => e);
     expect((orphan as DashScopeError).message).toMatch(/must be a response to a preceding message with "tool_calls"/);
     const badName = await client()

@@ -65,7 +65,10 @@ describe('a scripted conversation: ask, tool call, authorization link, consent, 
           ['dingtalk__write_dingtalk_doc', 'dingtalk', false],
         ]);
         expect(result.answer).toMatch(/^Done\. The DingTalk tool reports: "Wrote \d+ characters/);
-        const writeCall = sandbox.dashscope.requests.flatMap((r) => r.reply?.toolCalls ?? []).filter((c) => c.name === 'dingtalk__write_dingtalk_doc').at(-1)!;
+        const writeCall = sandbox.dashscope.requests
+          .flatMap((r) => r.reply?.toolCalls ?? [])
+          .filter((c) => c.name === 'dingtalk__write_dingtalk_doc')
+          .at(-1)!;
         expect(document()).toBe((writeCall.arguments as { content: string }).content);
         expect(document()).toContain('| cn-beijing | 1,234.56 |');
 
@@ -148,7 +151,11 @@ describe('the chat reads and appends, as the user asks', () => {
 describe('the sandbox demo command', () => {
   it('node dist/examples/qwen-chat/main.js --sandbox --yes shows the whole conversation and exits 0', () => {
     const main = fileURLToPath(new URL('../../dist/examples/qwen-chat/main.js', import.meta.url));
-    const run = spawnSync(process.execPath, [main, '--sandbox', '--yes'], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' } });
+    const run = spawnSync(process.execPath, [main, '--sandbox', '--yes'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' },
+    });
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
     const out = run.stdout;

@@ -39,7 +39,10 @@ describe('a destructive tool asks first', () => {
       // Only the destructive DingTalk writer was asked about (the billing query is read-only).
       expect(terminal.questions).toEqual(['  Run it? [y/N] ']);
       expect(terminal.output.join('')).toContain('dingtalk__write_dingtalk_doc may change or delete data');
-      expect(result.toolCalls.find((c) => c.name === 'dingtalk__write_dingtalk_doc')).toMatchObject({ isError: true, text: expect.stringMatching(/chose not to run/) });
+      expect(result.toolCalls.find((c) => c.name === 'dingtalk__write_dingtalk_doc')).toMatchObject({
+        isError: true,
+        text: expect.stringMatching(/chose not to run/),
+      });
       expect(document()).toBe(before);
       expect(sandbox.upstream.dingtalk.requests.filter((r) => r.api === 'overwriteContent').length).toBe(overwrites);
     } finally {
@@ -78,7 +81,9 @@ describe('no display, no browser claim', () => {
 
 describe('tool results', () => {
   it('are shown whole, line by line, under the first', () => {
-    expect(formatToolResult('Wrote 12 characters.\nPrevious content replaced.\nDocument: X')).toBe('Wrote 12 characters.\n    Previous content replaced.\n    Document: X');
+    expect(formatToolResult('Wrote 12 characters.\nPrevious content replaced.\nDocument: X')).toBe(
+      'Wrote 12 characters.\n    Previous content replaced.\n    Document: X',
+    );
   });
 
   it('are bounded, with a note of what was left out', () => {

@@ -74,7 +74,12 @@ describe('two servers, and some that fail', () => {
   });
 
   it('offers every tool with a server prefix and routes each call to its server', async () => {
-    expect(hub.toolSpecs().map((t) => t.function.name).sort()).toEqual(ALL_TOOL_NAMES);
+    expect(
+      hub
+        .toolSpecs()
+        .map((t) => t.function.name)
+        .sort(),
+    ).toEqual(ALL_TOOL_NAMES);
     expect(hub.toolSpecs().find((t) => t.function.name === 'billing__query_monthly_costs')?.function.description).toMatch(/^\[billing\] /);
     expect(hub.route('dingtalk__write_dingtalk_doc')).toMatchObject({ server: 'dingtalk', tool: { name: 'write_dingtalk_doc' } });
 
@@ -131,7 +136,11 @@ describe('secrets in failure reports', () => {
           // Echoes its arguments and environment, as a failing server often does, then exits.
           leaky: {
             command: process.execPath,
-            args: ['-e', 'process.stderr.write(`bad key ${process.argv.at(-1)} / ${process.env.API_KEY} / ${process.env.OTHER}\\n`); process.exit(3)', 'key=${QWEN_CHAT_TEST_SECRET}'],
+            args: [
+              '-e',
+              'process.stderr.write(`bad key ${process.argv.at(-1)} / ${process.env.API_KEY} / ${process.env.OTHER}\\n`); process.exit(3)',
+              'key=${QWEN_CHAT_TEST_SECRET}',
+            ],
             env: { API_KEY: '${QWEN_CHAT_TEST_SECRET}', OTHER: 'literal-secret-in-env' },
           },
           'bad-url': { url: 'https://${QWEN_CHAT_TEST_SECRET}@/mcp', headers: { Authorization: 'Bearer ${QWEN_CHAT_TEST_SECRET}' } },
@@ -206,7 +215,9 @@ describe('the URL consent screen', () => {
 
   it('shows the full URL with the host highlighted', () => {
     const colored: Terminal = { ...scriptedTerminal(), color: true };
-    expect(formatUrl(colored, new URL('https://login.dingtalk.com:8443/oauth2/auth?state=x#f'))).toBe('https://\x1b[1;4;33mlogin.dingtalk.com:8443\x1b[0m/oauth2/auth?state=x#f');
+    expect(formatUrl(colored, new URL('https://login.dingtalk.com:8443/oauth2/auth?state=x#f'))).toBe(
+      'https://\x1b[1;4;33mlogin.dingtalk.com:8443\x1b[0m/oauth2/auth?state=x#f',
+    );
   });
 
   it('default answer is No; --no-browser prints the link instead of opening it; server text is sanitized', async () => {
@@ -248,7 +259,9 @@ describe('a server that throws -32042 (URLElicitationRequiredError, 2025-11-25)'
         server.registerTool('read_secret_doc', { description: 'reads', inputSchema: z.object({}) }, async () => {
           calls += 1;
           if (!authorized) {
-            throw new UrlElicitationRequiredError([{ mode: 'url', elicitationId: 'el-1', url: `${base}/connect/el-1`, message: 'Connect your account first.' }]);
+            throw new UrlElicitationRequiredError([
+              { mode: 'url', elicitationId: 'el-1', url: `${base}/connect/el-1`, message: 'Connect your account first.' },
+            ]);
           }
           return { content: [{ type: 'text', text: 'the secret document' }] };
         });

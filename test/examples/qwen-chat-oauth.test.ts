@@ -75,7 +75,11 @@ async function startStandIns(): Promise<StandIn> {
       // A signed-in user who approves at once.
       state.authorizeRequests.push(url.searchParams);
       const code = randomBytes(12).toString('hex');
-      codes.set(code, { challenge: url.searchParams.get('code_challenge') ?? '', redirectUri: url.searchParams.get('redirect_uri') ?? '', clientId: url.searchParams.get('client_id') ?? '' });
+      codes.set(code, {
+        challenge: url.searchParams.get('code_challenge') ?? '',
+        redirectUri: url.searchParams.get('redirect_uri') ?? '',
+        clientId: url.searchParams.get('client_id') ?? '',
+      });
       const back = new URL(url.searchParams.get('redirect_uri')!);
       back.searchParams.set('code', code);
       back.searchParams.set('state', url.searchParams.get('state') ?? '');
@@ -86,7 +90,12 @@ async function startStandIns(): Promise<StandIn> {
       const form = new URLSearchParams(await body(req));
       const grant = codes.get(form.get('code') ?? '');
       const verifier = form.get('code_verifier') ?? '';
-      if (!grant || form.get('grant_type') !== 'authorization_code' || form.get('redirect_uri') !== grant.redirectUri || createHash('sha256').update(verifier).digest('base64url') !== grant.challenge) {
+      if (
+        !grant ||
+        form.get('grant_type') !== 'authorization_code' ||
+        form.get('redirect_uri') !== grant.redirectUri ||
+        createHash('sha256').update(verifier).digest('base64url') !== grant.challenge
+      ) {
         return json(res, 400, { error: 'invalid_grant' });
       }
       codes.delete(form.get('code')!);
@@ -102,7 +111,9 @@ async function startStandIns(): Promise<StandIn> {
   const mcp = toNodeHandler(
     createMcpHandler(() => {
       const server = new McpServer({ name: 'protected', version: '1.0.0' });
-      server.registerTool('whoami', { description: 'who is signed in', inputSchema: z.object({}) }, async () => ({ content: [{ type: 'text', text: 'signed in as alice' }] }));
+      server.registerTool('whoami', { description: 'who is signed in', inputSchema: z.object({}) }, async () => ({
+        content: [{ type: 'text', text: 'signed in as alice' }],
+      }));
       return server;
     }),
   );
@@ -299,7 +310,11 @@ describe('--yes outside the sandbox', () => {
     mkdirSync(bin);
     const started = join(dir, 'browser-started');
     for (const name of ['xdg-open', 'open']) {
-      writeFileSync(join(bin, name), `#!/bin/sh\necho "$1" > '${started}'\nexec '${process.execPath}' -e 'fetch(process.argv[1]).then((r) => r.text())' "$1"\n`, { mode: 0o755 });
+      writeFileSync(
+        join(bin, name),
+        `#!/bin/sh\necho "$1" > '${started}'\nexec '${process.execPath}' -e 'fetch(process.argv[1]).then((r) => r.text())' "$1"\n`,
+        { mode: 0o755 },
+      );
     }
     const config = join(dir, 'mcp.json');
     writeFileSync(config, JSON.stringify({ mcpServers: { protected: { url: standIn.mcpUrl } } }));

@@ -20,7 +20,15 @@ let web: WebChat;
 let origin: string;
 
 beforeAll(async () => {
-  sandbox = await startWebSandbox({ users: [...['alice-1001', 'bob-2002', 'carol-3003', 'dave-4004'].map((sub) => ({ sub, name: `${sub.split('-')[0]![0]!.toUpperCase()}${sub.split('-')[0]!.slice(1)} (sandbox)` })), { sub: 'erin-5005', name: 'Erin (sandbox)' }] });
+  sandbox = await startWebSandbox({
+    users: [
+      ...['alice-1001', 'bob-2002', 'carol-3003', 'dave-4004'].map((sub) => ({
+        sub,
+        name: `${sub.split('-')[0]![0]!.toUpperCase()}${sub.split('-')[0]!.slice(1)} (sandbox)`,
+      })),
+      { sub: 'erin-5005', name: 'Erin (sandbox)' },
+    ],
+  });
   web = await startWebChat({
     llm: new DashScopeClient({ apiKey: sandbox.dashscope.apiKey, baseUrl: sandbox.dashscope.baseUrl, retryBaseDelayMs: 1 }),
     servers: sandbox.servers,
@@ -92,7 +100,7 @@ describe('back-end safety', () => {
     expect(await rawGet('/api/session', `localhost.evil.example:${new URL(origin).port}`)).toBe(421);
   });
 
-  it('refuses state-changing requests that are cross-origin, cross-site, not JSON, or lack the session\'s CSRF token', async () => {
+  it("refuses state-changing requests that are cross-origin, cross-site, not JSON, or lack the session's CSRF token", async () => {
     const alice = await signedIn('alice-1001');
     const other = await anonymous();
     const cases: Array<[string, Record<string, string>, number, RegExp]> = [
@@ -102,7 +110,7 @@ describe('back-end safety', () => {
       ['cross-site fetch metadata', { 'sec-fetch-site': 'cross-site' }, 403, /Cross-site/],
       ['a form post', { 'content-type': 'application/x-www-form-urlencoded' }, 415, /JSON/],
       ['no CSRF token', { 'x-csrf-token': '' }, 403, /CSRF/],
-      ['another session\'s CSRF token', { 'x-csrf-token': other.csrf }, 403, /CSRF/],
+      ["another session's CSRF token", { 'x-csrf-token': other.csrf }, 403, /CSRF/],
     ];
     for (const [what, headers, status, message] of cases) {
       const res = await post(alice, '/api/chat', { message: 'hello' }, headers);
@@ -220,7 +228,13 @@ describe('back-end safety', () => {
 
 describe('consent links: what the card shows', () => {
   it('highlights the host and warns about look-alike hosts, punycode and credentials', () => {
-    expect(viewLink('https://mcp.example.com/connect/abc')).toMatchObject({ ok: true, scheme: 'https://', host: 'mcp.example.com', rest: '/connect/abc', warnings: [] });
+    expect(viewLink('https://mcp.example.com/connect/abc')).toMatchObject({
+      ok: true,
+      scheme: 'https://',
+      host: 'mcp.example.com',
+      rest: '/connect/abc',
+      warnings: [],
+    });
     expect(lookAlikeWarnings('login.dingtalk.com')).toEqual([]);
     expect(lookAlikeWarnings('signin.aliyun.com')).toEqual([]);
     expect(lookAlikeWarnings('dingtalk.com.evil.io')[0]).toMatch(/contains "dingtalk" but is not dingtalk\.com/);
@@ -255,7 +269,8 @@ describe('the command', () => {
       const page = await fetch(url);
       expect(page.status).toBe(200);
       expect(await page.text()).toContain('<script src="/static/app.js" type="module"></script>');
-      for (const asset of ['static/app.js', 'static/style.css', 'static/vendor/markdown-it.min.js', 'static/vendor/purify.min.js']) expect((await fetch(`${url}${asset}`)).status).toBe(200);
+      for (const asset of ['static/app.js', 'static/style.css', 'static/vendor/markdown-it.min.js', 'static/vendor/purify.min.js'])
+        expect((await fetch(`${url}${asset}`)).status).toBe(200);
     } finally {
       child.kill('SIGTERM');
     }
@@ -268,7 +283,11 @@ describe('the command', () => {
     const noKey = spawnSync(process.execPath, [main, '--config', config], { env, encoding: 'utf8', timeout: 30_000 });
     expect(noKey.status).toBe(2);
     expect(noKey.stderr).toMatch(/^qwen-chat web: DASHSCOPE_API_KEY is not set\. .*--sandbox\.\n$/);
-    const noSignIn = spawnSync(process.execPath, [main, '--config', config], { env: { ...env, DASHSCOPE_API_KEY: 'sk-test' }, encoding: 'utf8', timeout: 30_000 });
+    const noSignIn = spawnSync(process.execPath, [main, '--config', config], {
+      env: { ...env, DASHSCOPE_API_KEY: 'sk-test' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
     expect(noSignIn.status).toBe(2);
     expect(noSignIn.stdout).toContain('Skipping "dingtalk": a stdio server would act for every browser user as one identity.');
     expect(noSignIn.stderr).toMatch(/^qwen-chat web: No HTTP server without an Authorization header in the config/);
@@ -300,7 +319,12 @@ describe('sign-in as an OAuth client', () => {
       const res = await fetch(`${sandbox.mcpBase}/mcp`, {
         method: 'POST',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } }),
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'initialize',
+          params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+        }),
       });
       expect(res.status).toBe(200);
       await res.body?.cancel();
@@ -320,10 +344,21 @@ describe('without --sandbox: a config file, a DashScope key and a registered cli
     const { clientId } = sandbox.registerWebClient(`${base}/auth/callback`);
     const billing = sandbox.servers.find((s) => s.name === 'billing')!.entry as { url: string; headers: Record<string, string> };
     const config = join(mkdtempSync(join(tmpdir(), 'web-chat-config-')), 'mcp.json');
-    writeFileSync(config, JSON.stringify({ mcpServers: { dingtalk: { url: `${sandbox.mcpBase}/mcp` }, billing: { url: billing.url, headers: { Authorization: '${BILLING_AUTH}' } } } }));
+    writeFileSync(
+      config,
+      JSON.stringify({
+        mcpServers: { dingtalk: { url: `${sandbox.mcpBase}/mcp` }, billing: { url: billing.url, headers: { Authorization: '${BILLING_AUTH}' } } },
+      }),
+    );
     const main = fileURLToPath(new URL('../../dist/examples/qwen-chat/web/main.js', import.meta.url));
     const child = spawn(process.execPath, [main, '--config', config, '--client-id', clientId, '--port', String(port)], {
-      env: { PATH: process.env.PATH ?? '', HOME: '/tmp/web-chat-test-home', DASHSCOPE_API_KEY: sandbox.dashscope.apiKey, DASHSCOPE_BASE_URL: sandbox.dashscope.baseUrl, BILLING_AUTH: billing.headers.Authorization! },
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: '/tmp/web-chat-test-home',
+        DASHSCOPE_API_KEY: sandbox.dashscope.apiKey,
+        DASHSCOPE_BASE_URL: sandbox.dashscope.baseUrl,
+        BILLING_AUTH: billing.headers.Authorization!,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -339,7 +374,12 @@ describe('without --sandbox: a config file, a DashScope key and a registered cli
       cookies.set('qwc_session', pair!.slice(pair!.indexOf('=') + 1));
       let csrf = ((await first.json()) as { csrf: string }).csrf;
       const cookie = () => [...cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-      const call = (path: string, body: unknown) => fetch(at(path), { method: 'POST', headers: { origin: base, 'content-type': 'application/json', 'x-csrf-token': csrf, cookie: cookie() }, body: JSON.stringify(body) });
+      const call = (path: string, body: unknown) =>
+        fetch(at(path), {
+          method: 'POST',
+          headers: { origin: base, 'content-type': 'application/json', 'x-csrf-token': csrf, cookie: cookie() },
+          body: JSON.stringify(body),
+        });
       const { url } = (await (await call('/auth/login', {})).json()) as { url: string };
       expect(url.startsWith(`${sandbox.upstream.oidc!.issuer}/`)).toBe(true); // found through the MCP server's metadata
       await followAuthorizationLink(url, { oidcSub: 'dave-4004', cookies });
@@ -360,7 +400,13 @@ describe('without --sandbox: a config file, a DashScope key and a registered cli
             const line = buffer.slice(0, end);
             buffer = buffer.slice(end + 2);
             if (!line.startsWith('data: ')) continue;
-            const event = JSON.parse(line.slice(6)) as { type: string; item?: Record<string, unknown>; items?: Array<Record<string, unknown>>; id?: string; text?: string };
+            const event = JSON.parse(line.slice(6)) as {
+              type: string;
+              item?: Record<string, unknown>;
+              items?: Array<Record<string, unknown>>;
+              id?: string;
+              text?: string;
+            };
             if (event.type === 'item') items.set(event.item!.id as string, event.item!);
             if (event.type === 'delta') {
               items.get(event.id!)!.text = `${items.get(event.id!)!.text as string}${event.text}`;
@@ -376,7 +422,12 @@ describe('without --sandbox: a config file, a DashScope key and a registered cli
       await call('/api/decide', { id: find((i) => i.kind === 'tool' && i.state === 'confirm')!.id, answer: 'run' });
       await expect.poll(() => find((i) => i.kind === 'consent' && i.state === 'asking')).toBeTruthy();
       const card = find((i) => i.kind === 'consent')!;
-      expect(card).toMatchObject({ server: 'dingtalk', host: new URL(sandbox.mcpBase).host, serverHost: true, warnings: ['Plain http to this machine: expected for a server running locally.'] });
+      expect(card).toMatchObject({
+        server: 'dingtalk',
+        host: new URL(sandbox.mcpBase).host,
+        serverHost: true,
+        warnings: ['Plain http to this machine: expected for a server running locally.'],
+      });
       await call('/api/decide', { id: card.id, answer: 'accept' });
       // The person's browser (its own cookies): the MCP server's same-user sign-in, DingTalk's consent page.
       const visit = await followAuthorizationLink(card.href as string, { oidcSub: 'dave-4004' });
@@ -404,7 +455,9 @@ describe('token refresh', () => {
     const mcp = toNodeHandler(
       createMcpHandler(() => {
         const server = new McpServer({ name: 'recorder', version: '0.0.1' });
-        server.registerTool('whoami', { description: 'who', inputSchema: z.object({}), annotations: { readOnlyHint: true } }, async () => ({ content: [{ type: 'text', text: 'ok' }] }));
+        server.registerTool('whoami', { description: 'who', inputSchema: z.object({}), annotations: { readOnlyHint: true } }, async () => ({
+          content: [{ type: 'text', text: 'ok' }],
+        }));
         return server;
       }),
     );
@@ -432,7 +485,12 @@ describe('token refresh', () => {
       cookies.set('qwc_session', pair!.slice(pair!.indexOf('=') + 1));
       let csrf = ((await first.json()) as { csrf: string }).csrf;
       const cookie = () => [...cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-      const call = (path: string, body: unknown) => fetch(`${o}${path}`, { method: 'POST', headers: { origin: o, 'content-type': 'application/json', 'x-csrf-token': csrf, cookie: cookie() }, body: JSON.stringify(body) });
+      const call = (path: string, body: unknown) =>
+        fetch(`${o}${path}`, {
+          method: 'POST',
+          headers: { origin: o, 'content-type': 'application/json', 'x-csrf-token': csrf, cookie: cookie() },
+          body: JSON.stringify(body),
+        });
       const { url: login } = (await (await call('/auth/login', {})).json()) as { url: string };
       await followAuthorizationLink(login, { oidcSub: 'alice-1001', cookies });
       csrf = ((await (await fetch(`${o}/api/session`, { headers: { cookie: cookie() } })).json()) as { csrf: string }).csrf;

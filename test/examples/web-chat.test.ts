@@ -87,7 +87,12 @@ describe('the web chat in Chromium', () => {
     await expect.poll(() => page.getByRole('button', { name: 'Sign in' }).isVisible()).toBe(true);
     const webOrigin = new URL(web.url).origin;
     expect(fetched.filter((u) => new URL(u).origin !== webOrigin)).toEqual([]);
-    expect(fetched.map((u) => new URL(u).pathname).filter((p) => p !== '/favicon.ico').sort()).toEqual(['/', '/api/session', '/static/app.js', '/static/style.css', '/static/vendor/markdown-it.min.js', '/static/vendor/purify.min.js']);
+    expect(
+      fetched
+        .map((u) => new URL(u).pathname)
+        .filter((p) => p !== '/favicon.ico')
+        .sort(),
+    ).toEqual(['/', '/api/session', '/static/app.js', '/static/style.css', '/static/vendor/markdown-it.min.js', '/static/vendor/purify.min.js']);
     await shot(page, 'signed-out');
     await signIn(page, 'alice-1001', (name) => shot(page, name));
     await shot(page, 'signed-in');
@@ -155,7 +160,11 @@ describe('the web chat in Chromium', () => {
     expect(sandbox.upstream.agentIdentity.vault.has(`jwt:${sandbox.upstream.oidc!.issuer}:alice-1001`)).toBe(true);
 
     // No token ever reached the page: not in the DOM, not in what the event stream sends, not in readable cookies.
-    const secrets = [...web.heldSecrets(), ...sandbox.upstream.agentIdentity.issuedSecrets(), ...sandbox.upstream.agentIdentity.sessions().map((s) => s.sessionUri)];
+    const secrets = [
+      ...web.heldSecrets(),
+      ...sandbox.upstream.agentIdentity.issuedSecrets(),
+      ...sandbox.upstream.agentIdentity.sessions().map((s) => s.sessionUri),
+    ];
     expect(secrets.length).toBeGreaterThan(2);
     const seen = [await page.content(), await page.evaluate(() => document.cookie), await snapshotAsPage(page)].join('\n');
     for (const secret of secrets) expect(seen).not.toContain(secret);
@@ -182,7 +191,9 @@ describe('the web chat in Chromium', () => {
     const md = answer.locator('.markdown');
     expect(await md.locator('script, img, iframe, [onerror], [style]').count()).toBe(0);
     expect(await md.locator('strong').textContent()).toBe('bold');
-    const links = await md.locator('a').evaluateAll((as) => as.map((a) => ({ href: a.getAttribute('href'), target: a.getAttribute('target'), rel: a.getAttribute('rel') })));
+    const links = await md
+      .locator('a')
+      .evaluateAll((as) => as.map((a) => ({ href: a.getAttribute('href'), target: a.getAttribute('target'), rel: a.getAttribute('rel') })));
     // The image is not loaded: it becomes a plain link. Only http(s) links survive, and they open in a new tab without opener.
     expect(links).toEqual([
       { href: 'https://tracker.example/pixel.png', target: '_blank', rel: 'noopener noreferrer nofollow' },
@@ -198,7 +209,7 @@ describe('the web chat in Chromium', () => {
     await shot(page, 'rendered-inert');
   }, 60_000);
 
-  it('a second user, keyboard only on a phone-width screen, never sees the first user\'s conversation; declining the confirmation writes nothing', async () => {
+  it("a second user, keyboard only on a phone-width screen, never sees the first user's conversation; declining the confirmation writes nothing", async () => {
     const { shot } = screenshots('web-chat/second-user-phone');
     const alice = browsers[0]!.page;
     const browser = await newBrowser({ width: 390, height: 844 });
@@ -313,10 +324,11 @@ async function startLookAlikeServer(): Promise<{ url: string; lookAlike: string;
   return {
     url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,
     lookAlike,
-    close: () => new Promise<void>((r) => {
-      http.closeAllConnections();
-      http.close(() => r());
-    }),
+    close: () =>
+      new Promise<void>((r) => {
+        http.closeAllConnections();
+        http.close(() => r());
+      }),
   };
 }
 
@@ -399,9 +411,10 @@ describe('the web chat speaking MCP 2025-11-25', () => {
 
     sandbox.dashscope.injectFault({ status: 401, code: 'invalid_api_key', message: 'Incorrect API key provided.' });
     await send(page, 'hello?');
-    await expect.poll(() => page.locator('li.notice.error').last().textContent()).toMatch(/^DashScope rejected the API key \(invalid_api_key\)\. Check DASHSCOPE_API_KEY\./);
+    await expect
+      .poll(() => page.locator('li.notice.error').last().textContent())
+      .toMatch(/^DashScope rejected the API key \(invalid_api_key\)\. Check DASHSCOPE_API_KEY\./);
     await expect.poll(() => page.locator('#send').isDisabled()).toBe(false);
     await shot(page, 'errors');
   }, 60_000);
-
 });

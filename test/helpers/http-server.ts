@@ -14,7 +14,13 @@ export interface HttpServerProcess {
 export async function startHttpServer(sandbox: Sandbox, url: string, env: Record<string, string> = {}): Promise<HttpServerProcess> {
   const child = spawn(process.execPath, [CLI, '--transport', 'http', '--port', new URL(url).port], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: sandbox.serverEnv(url, { DINGTALK_RETRY_BASE_DELAY_MS: '5', DINGTALK_MCP_STATE_SECRET: STATE_SECRET, DINGTALK_MCP_RATE_LIMIT: '10000', DINGTALK_MCP_LOG_LEVEL: 'debug', ...env }),
+    env: sandbox.serverEnv(url, {
+      DINGTALK_RETRY_BASE_DELAY_MS: '5',
+      DINGTALK_MCP_STATE_SECRET: STATE_SECRET,
+      DINGTALK_MCP_RATE_LIMIT: '10000',
+      DINGTALK_MCP_LOG_LEVEL: 'debug',
+      ...env,
+    }),
   });
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => {

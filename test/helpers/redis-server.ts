@@ -25,7 +25,9 @@ export function redisServerAvailable(): boolean {
   return spawnSync('redis-server', ['--version']).status === 0;
 }
 
-export async function startRedisServer(options: { password?: string; aclUser?: { name: string; password: string }; persistent?: boolean } = {}): Promise<RedisServer> {
+export async function startRedisServer(
+  options: { password?: string; aclUser?: { name: string; password: string }; persistent?: boolean } = {},
+): Promise<RedisServer> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'dtmcp-redis-'));
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir, '--logfile', ''];
@@ -35,7 +37,11 @@ export async function startRedisServer(options: { password?: string; aclUser?: {
     // What docs/deployment-replicas.md recommends: our key prefix and channel only, no admin commands.
     args.push('--user', options.aclUser.name, 'on', `>${options.aclUser.password}`, '~dtmcp:*', '&dtmcp:*', '+@all', '-@admin', '-@dangerous');
   }
-  const auth = options.aclUser ? `${options.aclUser.name}:${encodeURIComponent(options.aclUser.password)}@` : options.password ? `:${encodeURIComponent(options.password)}@` : '';
+  const auth = options.aclUser
+    ? `${options.aclUser.name}:${encodeURIComponent(options.aclUser.password)}@`
+    : options.password
+      ? `:${encodeURIComponent(options.password)}@`
+      : '';
   const url = `redis://${auth}127.0.0.1:${port}`;
   let child: ChildProcess | undefined;
   const clients: Redis[] = [];

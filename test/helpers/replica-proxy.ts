@@ -57,7 +57,13 @@ export async function startReplicaProxy(backends: () => string[]): Promise<Repli
     const upstream = request(target, { method: req.method, headers: req.headers }, (answer) => {
       const session = answer.headers['mcp-session-id'];
       if (typeof session === 'string') sessions.set(session, replica);
-      proxy.log.push({ method: req.method ?? '', path: (req.url ?? '').split('?')[0]!, replica, status: answer.statusCode ?? 0, session: typeof session === 'string' ? session : (req.headers['mcp-session-id'] as string | undefined) });
+      proxy.log.push({
+        method: req.method ?? '',
+        path: (req.url ?? '').split('?')[0]!,
+        replica,
+        status: answer.statusCode ?? 0,
+        session: typeof session === 'string' ? session : (req.headers['mcp-session-id'] as string | undefined),
+      });
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       answer.pipe(res);
     });

@@ -22,7 +22,12 @@ export async function startReplica(index: number, sandbox: Sandbox, publicUrl: s
     const from = stderr.length;
     const proc = spawn(process.execPath, [CLI, '--transport', 'http', '--port', String(port)], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: sandbox.serverEnv(publicUrl, { DINGTALK_RETRY_BASE_DELAY_MS: '5', DINGTALK_MCP_STATE_SECRET: STATE_SECRET, DINGTALK_MCP_LOG_LEVEL: 'debug', ...env }),
+      env: sandbox.serverEnv(publicUrl, {
+        DINGTALK_RETRY_BASE_DELAY_MS: '5',
+        DINGTALK_MCP_STATE_SECRET: STATE_SECRET,
+        DINGTALK_MCP_LOG_LEVEL: 'debug',
+        ...env,
+      }),
     });
     child = proc;
     proc.stderr!.on('data', (c: Buffer) => {

@@ -13,7 +13,11 @@ const Credential = ((CredentialModule as unknown as { default?: unknown }).defau
 const OpenApiClient = ((OpenApiModule as unknown as { default?: unknown }).default ?? OpenApiModule) as typeof OpenApiModule.default;
 
 const AK = { accessKeyId: 'LTAIemulatorServer01', accessKeySecret: 'server-secret-value-0123456789' };
-const LIMITED_AK = { accessKeyId: 'LTAIemulatorLimited1', accessKeySecret: 'limited-secret-value-012345', allowedActions: ['GetWorkloadAccessTokenForUserId', 'GetResourceOAuth2Token'] };
+const LIMITED_AK = {
+  accessKeyId: 'LTAIemulatorLimited1',
+  accessKeySecret: 'limited-secret-value-012345',
+  allowedActions: ['GetWorkloadAccessTokenForUserId', 'GetResourceOAuth2Token'],
+};
 const WORKLOAD = 'workload-dingtalk-mcp';
 const PROVIDER = 'test-provider-for-dingtalk';
 const RETURN_URL = 'http://localhost:8090/callback';
@@ -327,13 +331,24 @@ describe('validation', () => {
       new OpenApiConfig({ endpoint: new URL(emu.url).host, protocol: 'http', credential: akCredential(AK.accessKeyId, AK.accessKeySecret) }),
     );
     const params = new Params({
-      action: 'GetResourceOAuth2Token', version: '2025-11-27', protocol: 'HTTP', pathname: '/', method: 'POST',
-      authType: 'AK', style: 'RPC', reqBodyType: 'formData', bodyType: 'json',
+      action: 'GetResourceOAuth2Token',
+      version: '2025-11-27',
+      protocol: 'HTTP',
+      pathname: '/',
+      method: 'POST',
+      authType: 'AK',
+      style: 'RPC',
+      reqBodyType: 'formData',
+      bodyType: 'json',
     });
     const body = { WorkloadAccessToken: wat, ResourceCredentialProviderName: PROVIDER, OAuth2Flow: 'USER_FEDERATION', ResourceOAuth2ReturnURL: RETURN_URL };
-    const err = (await raw.callApi(params, new OpenApiRequest({ body: { ...body, Scopes: 'openid corpid' } }), {} as never).catch((e: unknown) => e)) as { code: string };
+    const err = (await raw.callApi(params, new OpenApiRequest({ body: { ...body, Scopes: 'openid corpid' } }), {} as never).catch((e: unknown) => e)) as {
+      code: string;
+    };
     expect(err.code).toBe('InvalidParameter.Scopes');
-    const err2 = (await raw.callApi(params, new OpenApiRequest({ body: { ...body, CustomParameters: '["x"]' } }), {} as never).catch((e: unknown) => e)) as { code: string };
+    const err2 = (await raw.callApi(params, new OpenApiRequest({ body: { ...body, CustomParameters: '["x"]' } }), {} as never).catch((e: unknown) => e)) as {
+      code: string;
+    };
     expect(err2.code).toBe('InvalidParameter.CustomParameters');
   });
 
@@ -388,15 +403,26 @@ describe('signatures and who may call what', () => {
   it('verifies V2 (HMAC-SHA1) signatures too', async () => {
     const host = new URL(emu.url).host;
     const params = new Params({
-      action: 'GetWorkloadAccessTokenForUserId', version: '2025-11-27', protocol: 'HTTP', pathname: '/', method: 'POST',
-      authType: 'AK', style: 'RPC', reqBodyType: 'formData', bodyType: 'json',
+      action: 'GetWorkloadAccessTokenForUserId',
+      version: '2025-11-27',
+      protocol: 'HTTP',
+      pathname: '/',
+      method: 'POST',
+      authType: 'AK',
+      style: 'RPC',
+      reqBodyType: 'formData',
+      bodyType: 'json',
     });
     const req = () => new OpenApiRequest({ body: { WorkloadIdentityName: WORKLOAD, UserId: 'alice' } });
-    const good = new OpenApiClient(new OpenApiConfig({ endpoint: host, protocol: 'http', signatureAlgorithm: 'v2', credential: akCredential(AK.accessKeyId, AK.accessKeySecret) }));
+    const good = new OpenApiClient(
+      new OpenApiConfig({ endpoint: host, protocol: 'http', signatureAlgorithm: 'v2', credential: akCredential(AK.accessKeyId, AK.accessKeySecret) }),
+    );
     const res = await good.callApi(params, req(), {} as never);
     expect((res.body as { WorkloadAccessToken: string }).WorkloadAccessToken).toBeTruthy();
     expect(emu.calls.at(-1)).toMatchObject({ signatureVersion: 'v2', signedBy: { type: 'accessKey', accessKeyId: AK.accessKeyId } });
-    const bad = new OpenApiClient(new OpenApiConfig({ endpoint: host, protocol: 'http', signatureAlgorithm: 'v2', credential: akCredential(AK.accessKeyId, 'wrong-secret-0000000') }));
+    const bad = new OpenApiClient(
+      new OpenApiConfig({ endpoint: host, protocol: 'http', signatureAlgorithm: 'v2', credential: akCredential(AK.accessKeyId, 'wrong-secret-0000000') }),
+    );
     const err = (await bad.callApi(params, req(), {} as never).catch((e: unknown) => e)) as { code: string };
     expect(err.code).toBe('SignatureDoesNotMatch');
   });
@@ -405,8 +431,15 @@ describe('signatures and who may call what', () => {
     const { workloadAccessToken } = await client.getWorkloadAccessTokenForUserId(WORKLOAD, 'alice');
     const raw = new OpenApiClient(new OpenApiConfig({ endpoint: new URL(emu.url).host, protocol: 'http' }));
     const params = new Params({
-      action: 'AssumeRoleForWorkloadIdentity', version: '2025-11-27', protocol: 'HTTP', pathname: '/', method: 'POST',
-      authType: 'Anonymous', style: 'RPC', reqBodyType: 'formData', bodyType: 'json',
+      action: 'AssumeRoleForWorkloadIdentity',
+      version: '2025-11-27',
+      protocol: 'HTTP',
+      pathname: '/',
+      method: 'POST',
+      authType: 'Anonymous',
+      style: 'RPC',
+      reqBodyType: 'formData',
+      bodyType: 'json',
     });
     const body = { WorkloadAccessToken: workloadAccessToken, RoleSessionName: 'AgentIdentitySessionRole-v3', DurationSeconds: 900 };
     const res = await raw.callApi(params, new OpenApiRequest({ body }), {} as never);
@@ -440,7 +473,9 @@ describe('signatures and who may call what', () => {
     expect(await codeOf(client.getResourceOAuth2Token(tokenRequest(bob.workloadAccessToken), sts))).toBe('Forbidden.WorkloadIdentityMismatch');
     const stsClient = new AgentIdentityClient({
       endpoint: emu.url,
-      credential: new Credential(new CredentialConfig({ type: 'sts', accessKeyId: sts.accessKeyId, accessKeySecret: sts.accessKeySecret, securityToken: sts.securityToken })),
+      credential: new Credential(
+        new CredentialConfig({ type: 'sts', accessKeyId: sts.accessKeyId, accessKeySecret: sts.accessKeySecret, securityToken: sts.securityToken }),
+      ),
     });
     expect(await codeOf(stsClient.getWorkloadAccessTokenForUserId(WORKLOAD, 'alice'))).toBe('NoPermission');
     expect(await codeOf(stsClient.completeResourceTokenAuth(viaSts.sessionUri!, { UserId: 'alice' }))).toBe('NoPermission');

@@ -66,7 +66,8 @@ describe('token families do not mix', () => {
     } finally {
       emu.advanceTime(-7201_000);
     }
-    appToken = ((await (await post('/v1.0/oauth2/accessToken', { appKey: APP.clientId, appSecret: APP.clientSecret })).json()) as { accessToken: string }).accessToken;
+    appToken = ((await (await post('/v1.0/oauth2/accessToken', { appKey: APP.clientId, appSecret: APP.clientSecret })).json()) as { accessToken: string })
+      .accessToken;
   });
 });
 
@@ -85,7 +86,15 @@ describe('operatorId', () => {
     expect(res.status).toBe(403);
     expect(JSON.stringify(await res.json())).not.toContain('hello');
     const ok = await get(`/v1.0/doc/suites/documents/ZhangDoc000001/blocks?operatorId=${zhang}`, appToken);
-    expect(await ok.json()).toMatchObject({ success: true, result: { data: [{ blockType: 'heading', heading: { level: 'heading-1', text: 'Plan' } }, { blockType: 'paragraph', paragraph: { text: 'hello' } }] } });
+    expect(await ok.json()).toMatchObject({
+      success: true,
+      result: {
+        data: [
+          { blockType: 'heading', heading: { level: 'heading-1', text: 'Plan' } },
+          { blockType: 'paragraph', paragraph: { text: 'hello' } },
+        ],
+      },
+    });
   });
 });
 
@@ -103,7 +112,9 @@ describe('field names and required fields follow the SDK', () => {
     expect(await codeOf(await post(`/v1.0/doc/workspaces/${ws}/docs`, { docType: 'DOC', operatorId: zhang }, appToken))).toBe('MissingParameter');
     expect(await codeOf(await get(`/v2.0/wiki/nodes?operatorId=${zhang}`, appToken))).toBe('MissingParameter');
     expect(await codeOf(await post(`/v2.0/storage/dentries/search?operatorId=${zhang}`, { query: 'x' }, appToken))).toBe('MissingParameter');
-    expect(await codeOf(await post(`/v2.0/storage/dentries/search?operatorId=${zhang}`, { keyword: 'x', option: { maxResults: 51 } }, appToken))).toBe('InvalidParameter');
+    expect(await codeOf(await post(`/v2.0/storage/dentries/search?operatorId=${zhang}`, { keyword: 'x', option: { maxResults: 51 } }, appToken))).toBe(
+      'InvalidParameter',
+    );
   });
   it("cannot create in someone else's 我的文档", async () => {
     const ws = emu.mineWorkspace(zhang).workspaceId;

@@ -150,7 +150,12 @@ describe('token endpoint (reference §2.1 step 2)', () => {
 
   it('refresh rotates the refresh token', async () => {
     const cb = await consent('allow');
-    const first = await exchange({ clientId: APP.clientId, clientSecret: APP.clientSecret, code: cb.searchParams.get('authCode'), grantType: 'authorization_code' });
+    const first = await exchange({
+      clientId: APP.clientId,
+      clientSecret: APP.clientSecret,
+      code: cb.searchParams.get('authCode'),
+      grantType: 'authorization_code',
+    });
     const rt = first.json['refreshToken'];
     const second = await exchange({ clientId: APP.clientId, clientSecret: APP.clientSecret, refreshToken: rt, grantType: 'refresh_token' });
     expect(second.status).toBe(200);
@@ -163,7 +168,12 @@ describe('token endpoint (reference §2.1 step 2)', () => {
   it('an expired auth code is rejected', async () => {
     const cb = await consent('allow');
     emu.advanceTime(60 * 60_000);
-    const { status } = await exchange({ clientId: APP.clientId, clientSecret: APP.clientSecret, code: cb.searchParams.get('authCode'), grantType: 'authorization_code' });
+    const { status } = await exchange({
+      clientId: APP.clientId,
+      clientSecret: APP.clientSecret,
+      code: cb.searchParams.get('authCode'),
+      grantType: 'authorization_code',
+    });
     expect(status).toBe(400);
   });
 });

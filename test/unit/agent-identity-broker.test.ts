@@ -34,7 +34,9 @@ async function startIdp(): Promise<{ url: string; issued: string[]; close(): Pro
       req.on('end', () => {
         const accessToken = `dt-access-${++n}-${Math.random().toString(36).slice(2, 10)}`;
         issued.push(accessToken);
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ accessToken, refreshToken: `dt-refresh-${n}`, expireIn: 7200, corpId: 'c1' }));
+        res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ accessToken, refreshToken: `dt-refresh-${n}`, expireIn: 7200, corpId: 'c1' }));
       });
       return;
     }
@@ -144,7 +146,12 @@ describe('AgentIdentityBroker', () => {
     expect(signer('GetResourceOAuth2Token')).toEqual(['sts', 'sts']);
     expect(signer('CompleteResourceTokenAuth')).toEqual(['accessKey']);
     expect(emu.calls.find((c) => c.action === 'CompleteResourceTokenAuth')!.params.UserIdentifier).toBe('{"UserId":"alice"}');
-    expect(emu.calls[2]!.params).toMatchObject({ ResourceOAuth2ReturnURL: RETURN_URL, CustomState: 'pending-1', Scopes: '["openid","corpid"]', OAuth2Flow: 'USER_FEDERATION' });
+    expect(emu.calls[2]!.params).toMatchObject({
+      ResourceOAuth2ReturnURL: RETURN_URL,
+      CustomState: 'pending-1',
+      Scopes: '["openid","corpid"]',
+      OAuth2Flow: 'USER_FEDERATION',
+    });
   });
 
   it('a cached token costs zero Agent Identity calls', async () => {
@@ -170,7 +177,10 @@ describe('AgentIdentityBroker', () => {
     const [a, b] = await Promise.all([broker.getDingTalkToken(ALICE, opts('state-a')), broker.getDingTalkToken(ALICE, opts('state-b'))]);
     expect(a.status).toBe('authorization_required');
     expect(b.status).toBe('authorization_required');
-    const states = emu.sessions().map((s) => s.customState).sort();
+    const states = emu
+      .sessions()
+      .map((s) => s.customState)
+      .sort();
     expect(states).toEqual(['state-a', 'state-b']);
     expect(actions().filter((x) => x === 'GetWorkloadAccessTokenForUserId')).toHaveLength(1);
   });
@@ -253,27 +263,31 @@ describe('AgentIdentityBroker', () => {
     emu.injectFault({ action: 'GetResourceOAuth2Token', status: 401, code: 'InvalidWorkloadAccessToken.Expired' });
     const from = emu.calls.length;
     expect(await broker.getDingTalkToken(ALICE, opts())).toEqual({ status: 'token', accessToken: idp.issued[0] });
-    expect(actions(from)).toEqual([
-      'GetResourceOAuth2Token',
-      'GetWorkloadAccessTokenForUserId',
-      'AssumeRoleForWorkloadIdentity',
-      'GetResourceOAuth2Token',
-    ]);
+    expect(actions(from)).toEqual(['GetResourceOAuth2Token', 'GetWorkloadAccessTokenForUserId', 'AssumeRoleForWorkloadIdentity', 'GetResourceOAuth2Token']);
   });
 
   it('explains configuration problems', async () => {
-    const badReturn = await makeBroker()
+    const badReturn = (await makeBroker()
       .getDingTalkToken(ALICE, { returnUrl: 'http://localhost:1234/callback', customState: 's' })
-      .then(() => undefined, (e: unknown) => e as AgentIdentityError) as AgentIdentityError;
+      .then(
+        () => undefined,
+        (e: unknown) => e as AgentIdentityError,
+      )) as AgentIdentityError;
     expect(badReturn.message).toContain('AllowedResourceOAuth2ReturnURLs');
-    const noWorkload = await makeBroker({ workloadIdentityName: '' })
+    const noWorkload = (await makeBroker({ workloadIdentityName: '' })
       .getDingTalkToken(ALICE, opts())
-      .then(() => undefined, (e: unknown) => e as AgentIdentityError) as AgentIdentityError;
+      .then(
+        () => undefined,
+        (e: unknown) => e as AgentIdentityError,
+      )) as AgentIdentityError;
     expect(noWorkload.code).toBe('ConfigurationMissing');
     expect(noWorkload.message).toContain('AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME');
-    const typo = await makeBroker({ workloadIdentityName: 'typo' })
+    const typo = (await makeBroker({ workloadIdentityName: 'typo' })
       .getDingTalkToken(ALICE, opts())
-      .then(() => undefined, (e: unknown) => e as AgentIdentityError) as AgentIdentityError;
+      .then(
+        () => undefined,
+        (e: unknown) => e as AgentIdentityError,
+      )) as AgentIdentityError;
     expect(typo.code).toBe('EntityNotExists.WorkloadIdentity');
   });
 

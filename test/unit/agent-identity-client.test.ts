@@ -9,7 +9,11 @@ import { startAgentIdentityEmulator, type AgentIdentityEmulator } from '../../sr
 const Credential = ((CredentialModule as unknown as { default?: unknown }).default ?? CredentialModule) as typeof CredentialModule.default;
 
 const AK = { accessKeyId: 'LTAIclientTestKey001', accessKeySecret: 'client-test-secret-abcdef123456' };
-const NO_COMPLETE_AK = { accessKeyId: 'LTAInoCompleteKey001', accessKeySecret: 'nocomplete-secret-987654321', allowedActions: ['GetWorkloadAccessTokenForUserId', 'GetWorkloadAccessTokenForJWT'] };
+const NO_COMPLETE_AK = {
+  accessKeyId: 'LTAInoCompleteKey001',
+  accessKeySecret: 'nocomplete-secret-987654321',
+  allowedActions: ['GetWorkloadAccessTokenForUserId', 'GetWorkloadAccessTokenForJWT'],
+};
 const WORKLOAD = 'workload-client-test';
 const PROVIDER = 'test-provider-for-dingtalk';
 const RETURN_URL = 'http://localhost:8090/callback';
@@ -114,15 +118,28 @@ describe('wire format', () => {
     expect(r.authorizationUrl).toContain('/oauth2/authorize?request_uri=');
 
     await failure(client.completeResourceTokenAuth(r.sessionUri!, { UserJWT: userJwt }));
-    expect(emu.calls[3]).toMatchObject({ action: 'CompleteResourceTokenAuth', params: { SessionURI: r.sessionUri, UserIdentifier: JSON.stringify({ UserJWT: userJwt }) } });
+    expect(emu.calls[3]).toMatchObject({
+      action: 'CompleteResourceTokenAuth',
+      params: { SessionURI: r.sessionUri, UserIdentifier: JSON.stringify({ UserJWT: userJwt }) },
+    });
 
-    const sts = await client.assumeRoleForWorkloadIdentity(byUser.workloadAccessToken, { roleSessionName: 'AgentIdentitySessionRole-t', durationSeconds: 3600 });
+    const sts = await client.assumeRoleForWorkloadIdentity(byUser.workloadAccessToken, {
+      roleSessionName: 'AgentIdentitySessionRole-t',
+      durationSeconds: 3600,
+    });
     expect(emu.calls[4]).toMatchObject({ action: 'AssumeRoleForWorkloadIdentity', signedBy: { type: 'anonymous' }, signatureVersion: 'none' });
     expect(sts.accessKeyId).toMatch(/^STS\./);
     expect(sts.expiration).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
 
     await client.getResourceOAuth2Token(
-      { workloadAccessToken: byUser.workloadAccessToken, providerName: PROVIDER, scopes: ['openid'], flow: 'USER_FEDERATION', returnUrl: RETURN_URL, customState: 's' },
+      {
+        workloadAccessToken: byUser.workloadAccessToken,
+        providerName: PROVIDER,
+        scopes: ['openid'],
+        flow: 'USER_FEDERATION',
+        returnUrl: RETURN_URL,
+        customState: 's',
+      },
       sts,
     );
     expect(emu.calls[5]?.signedBy).toMatchObject({ type: 'sts', accessKeyId: sts.accessKeyId });
@@ -201,7 +218,14 @@ describe('errors are actionable and never leak secrets', () => {
     // A service message that echoes the token must not be passed through.
     emu.injectFault({ action: 'GetResourceOAuth2Token', status: 500, code: 'InternalError', message: `boom for ${workloadAccessToken}` });
     const err = await failure(
-      client.getResourceOAuth2Token({ workloadAccessToken, providerName: PROVIDER, scopes: ['openid'], flow: 'USER_FEDERATION', returnUrl: RETURN_URL, customState: 's' }),
+      client.getResourceOAuth2Token({
+        workloadAccessToken,
+        providerName: PROVIDER,
+        scopes: ['openid'],
+        flow: 'USER_FEDERATION',
+        returnUrl: RETURN_URL,
+        customState: 's',
+      }),
     );
     expect(err.code).toBe('InternalError');
     expect(err.httpStatus).toBe(500);

@@ -7,7 +7,7 @@ import { ConfigError, loadConfig, settingsTable } from '../../src/config.js';
 const dir = () => mkdtempSync(join(tmpdir(), 'dingtalk-mcp-config-'));
 
 describe('configuration layering: defaults < .config.json < environment < flags', () => {
-  it('uses the defaults and the kit\'s .config.json', () => {
+  it("uses the defaults and the kit's .config.json", () => {
     const cwd = dir();
     writeFileSync(join(cwd, '.config.json'), JSON.stringify({ workload_identity_name: 'from-file', inbound_app_id: 'ignored' }));
     const config = loadConfig({ argv: [], env: { AGENT_IDENTITY_USER_ID: 'alice' }, cwd });
@@ -67,15 +67,24 @@ describe('invalid settings fail with one message naming every problem and its fi
   it('a broken or missing explicit config file is named', () => {
     const cwd = dir();
     writeFileSync(join(cwd, 'broken.json'), '{ not json');
-    expect(() => loadConfig({ argv: ['--config', 'broken.json'], env: { AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: 'w' }, cwd })).toThrow(/broken\.json is not valid JSON/);
-    expect(() => loadConfig({ argv: ['--config', 'nope.json'], env: { AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: 'w' }, cwd })).toThrow(/nope\.json does not exist/);
+    expect(() => loadConfig({ argv: ['--config', 'broken.json'], env: { AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: 'w' }, cwd })).toThrow(
+      /broken\.json is not valid JSON/,
+    );
+    expect(() => loadConfig({ argv: ['--config', 'nope.json'], env: { AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: 'w' }, cwd })).toThrow(
+      /nope\.json does not exist/,
+    );
   });
 });
 
 describe('shared state in Redis', () => {
   const env = { AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: 'w', AGENT_IDENTITY_USER_ID: 'alice' };
   it('takes a redis:// or rediss:// URL from the environment or --redis-url', () => {
-    expect(loadConfig({ env: { ...env, DINGTALK_MCP_REDIS_URL: 'rediss://dtmcp:pw@r-bp1.redis.rds.aliyuncs.com:6379/0', DINGTALK_MCP_STATE_SECRET: 'x'.repeat(32) }, cwd: dir() }).redisUrl).toBe('rediss://dtmcp:pw@r-bp1.redis.rds.aliyuncs.com:6379/0');
+    expect(
+      loadConfig({
+        env: { ...env, DINGTALK_MCP_REDIS_URL: 'rediss://dtmcp:pw@r-bp1.redis.rds.aliyuncs.com:6379/0', DINGTALK_MCP_STATE_SECRET: 'x'.repeat(32) },
+        cwd: dir(),
+      }).redisUrl,
+    ).toBe('rediss://dtmcp:pw@r-bp1.redis.rds.aliyuncs.com:6379/0');
     const config = loadConfig({ argv: ['--redis-url', 'redis://127.0.0.1:6380'], env: { ...env, DINGTALK_MCP_STATE_SECRET: 'x'.repeat(32) }, cwd: dir() });
     expect(config.redisUrl).toBe('redis://127.0.0.1:6380');
     expect(config.redisKeyPrefix).toBe('dtmcp:');
@@ -83,11 +92,15 @@ describe('shared state in Redis', () => {
   });
 
   it('refuses to start without a shared state secret, saying why and how to make one', () => {
-    expect(() => loadConfig({ argv: ['--redis-url', 'redis://127.0.0.1:6380'], env, cwd: dir() })).toThrow(/DINGTALK_MCP_STATE_SECRET is required with DINGTALK_MCP_REDIS_URL: every replica must verify.*openssl rand -hex 32/);
+    expect(() => loadConfig({ argv: ['--redis-url', 'redis://127.0.0.1:6380'], env, cwd: dir() })).toThrow(
+      /DINGTALK_MCP_STATE_SECRET is required with DINGTALK_MCP_REDIS_URL: every replica must verify.*openssl rand -hex 32/,
+    );
   });
 
   it.each(['http://127.0.0.1:6379', 'redis://', 'not a url', 'redis://host:6379/zero'])('refuses %s as a Redis URL', (url) => {
-    expect(() => loadConfig({ env: { ...env, DINGTALK_MCP_REDIS_URL: url, DINGTALK_MCP_STATE_SECRET: 'x'.repeat(32) }, cwd: dir() })).toThrow(/DINGTALK_MCP_REDIS_URL \/ --redis-url: must be a redis:\/\/ or rediss:\/\/ URL with a host; use redis:\/\/\[user:password@\]host:port/);
+    expect(() => loadConfig({ env: { ...env, DINGTALK_MCP_REDIS_URL: url, DINGTALK_MCP_STATE_SECRET: 'x'.repeat(32) }, cwd: dir() })).toThrow(
+      /DINGTALK_MCP_REDIS_URL \/ --redis-url: must be a redis:\/\/ or rediss:\/\/ URL with a host; use redis:\/\/\[user:password@\]host:port/,
+    );
   });
 
   it('an invalid Redis URL is never echoed (it may carry a password)', () => {

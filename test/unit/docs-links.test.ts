@@ -33,9 +33,15 @@ function anchors(markdown: string): Set<string> {
   return out;
 }
 
-const markdown = ['README.md', 'README.zh-CN.md', 'CONTRIBUTING.md', 'SECURITY.md', 'CHANGELOG.md', ...files('docs', /\.md$/), ...files('examples', /\.md$/)].filter((f) =>
-  existsSync(join(root, f)),
-);
+const markdown = [
+  'README.md',
+  'README.zh-CN.md',
+  'CONTRIBUTING.md',
+  'SECURITY.md',
+  'CHANGELOG.md',
+  ...files('docs', /\.md$/),
+  ...files('examples', /\.md$/),
+].filter((f) => existsSync(join(root, f)));
 
 describe('links in the docs', () => {
   it.each(markdown)('%s links only to what exists', (file) => {

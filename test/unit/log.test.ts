@@ -15,7 +15,12 @@ describe('user labels in logs', () => {
 
   it('agree across replicas that share the state secret, and differ otherwise', () => {
     const runtimeWith = (secret: string) =>
-      createRuntime(loadConfig({ env: { AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: 'w', AGENT_IDENTITY_USER_ID: 'alice', DINGTALK_MCP_STATE_SECRET: secret }, cwd: '/nonexistent' }));
+      createRuntime(
+        loadConfig({
+          env: { AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: 'w', AGENT_IDENTITY_USER_ID: 'alice', DINGTALK_MCP_STATE_SECRET: secret },
+          cwd: '/nonexistent',
+        }),
+      );
     const shared = 'replica-shared-state-secret-0123456789abcdef';
     const a = runtimeWith(shared);
     const first = hashUserId('uid:alice');

@@ -29,7 +29,30 @@ beforeAll(async () => {
   run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'ext');
   const port = await freePort();
   url = `rediss://127.0.0.1:${port}`;
-  redis = spawn('redis-server', ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--tls-cert-file', 'server.pem', '--tls-key-file', 'server.key', '--tls-ca-cert-file', 'ca.pem', '--tls-auth-clients', 'no', '--save', '', '--appendonly', 'no'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  redis = spawn(
+    'redis-server',
+    [
+      '--port',
+      '0',
+      '--tls-port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--tls-cert-file',
+      'server.pem',
+      '--tls-key-file',
+      'server.key',
+      '--tls-ca-cert-file',
+      'ca.pem',
+      '--tls-auth-clients',
+      'no',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+    ],
+    { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let out = '';
   redis.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   const deadline = Date.now() + 10_000;
@@ -46,16 +69,32 @@ afterAll(() => {
 describe('rediss://', () => {
   it('refuses a certificate it cannot verify, and /healthz says why', async () => {
     const lines: string[] = [];
-    const store = await createStateStore({ redisUrl: url, stateSecret: SECRET, redisKeyPrefix: 'dtmcp:', logger: createLogger({ level: 'debug', write: (l) => lines.push(l) }), lingerMs: 1000, maxPerUser: 5, connectWaitMs: 2_000 });
+    const store = await createStateStore({
+      redisUrl: url,
+      stateSecret: SECRET,
+      redisKeyPrefix: 'dtmcp:',
+      logger: createLogger({ level: 'debug', write: (l) => lines.push(l) }),
+      lingerMs: 1000,
+      maxPerUser: 5,
+      connectWaitMs: 2_000,
+    });
     try {
-      expect(store.health()).toMatchObject({ backend: 'redis', status: 'unavailable', endpoint: url, tls: true, problem: expect.stringMatching(/certificate/) });
-      await expect(store.rateLimits.take('k', 1, 5, 60_000)).rejects.toThrow(/The shared state store \(Redis at rediss:\/\/127\.0\.0\.1:\d+\) is unavailable: .*Try again in a few seconds/);
+      expect(store.health()).toMatchObject({
+        backend: 'redis',
+        status: 'unavailable',
+        endpoint: url,
+        tls: true,
+        problem: expect.stringMatching(/certificate/),
+      });
+      await expect(store.rateLimits.take('k', 1, 5, 60_000)).rejects.toThrow(
+        /The shared state store \(Redis at rediss:\/\/127\.0\.0\.1:\d+\) is unavailable: .*Try again in a few seconds/,
+      );
     } finally {
       await store.close();
     }
   });
 
-  it('works with the instance\'s CA added through NODE_EXTRA_CA_CERTS', () => {
+  it("works with the instance's CA added through NODE_EXTRA_CA_CERTS", () => {
     const script = `
       const { createStateStore } = await import(${JSON.stringify(STATE_INDEX)});
       const { silentLogger } = await import(${JSON.stringify(STATE_INDEX.replace(/state[\\/]index\.js$/, 'log.js'))});
@@ -66,7 +105,11 @@ describe('rediss://', () => {
       process.stdout.write(JSON.stringify({ health: store.health(), sessionUri: got && got.sessionUri }));
       await store.close();
     `;
-    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: join(dir, 'ca.pem') }, timeout: 20_000 });
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: join(dir, 'ca.pem') },
+      timeout: 20_000,
+    });
     expect(run.stderr).toBe('');
     expect(JSON.parse(run.stdout)).toEqual({ health: { backend: 'redis', status: 'ready', endpoint: url, tls: true }, sessionUri: 's' });
   });

@@ -30,7 +30,15 @@ afterAll(async () => {
 });
 
 async function replica(options: { secret?: string; url?: string } = {}): Promise<StateStore> {
-  const store = await createStateStore({ redisUrl: options.url ?? redis.url, stateSecret: options.secret ?? SECRET, redisKeyPrefix: 'dtmcp:', logger, lingerMs: 60_000, maxPerUser: 3, connectWaitMs: 3_000 });
+  const store = await createStateStore({
+    redisUrl: options.url ?? redis.url,
+    stateSecret: options.secret ?? SECRET,
+    redisKeyPrefix: 'dtmcp:',
+    logger,
+    lingerMs: 60_000,
+    maxPerUser: 3,
+    connectWaitMs: 3_000,
+  });
   stores.push(store);
   return store;
 }
@@ -105,7 +113,7 @@ describe.each([
     expect(await b.pending.claimCallback(r.id)).toBe('used');
   });
 
-  it('a completion completes the same user\'s other waiting links, not other users\'', async () => {
+  it("a completion completes the same user's other waiting links, not other users'", async () => {
     const user = { kind: 'userId', userId: `carol-${id()}` } as const;
     const [one, two] = [record({ user }), record({ user })];
     const other = record({ user: { kind: 'userId', userId: `dave-${id()}` } });
@@ -125,7 +133,7 @@ describe.each([
     expect(await b.pending.claimCallback(r.id)).toBe('missing');
   });
 
-  it('a user\'s links beyond the limit retire the oldest, announced to every replica', async () => {
+  it("a user's links beyond the limit retire the oldest, announced to every replica", async () => {
     const user = { kind: 'userId', userId: `erin-${id()}` } as const;
     const heard = settledEvents(b);
     const rs = [record({ user }), record({ user }), record({ user }), record({ user })];
@@ -140,7 +148,10 @@ describe.each([
     const r = record();
     await a.pending.insert(r);
     expect(await b.pending.replaceSession(r.id, 'fresh-session', 'https://agentidentity.example.com/authorize?session=fresh')).toBe(true);
-    expect(await a.pending.get(r.id)).toMatchObject({ sessionUri: 'fresh-session', authorizationUrl: 'https://agentidentity.example.com/authorize?session=fresh' });
+    expect(await a.pending.get(r.id)).toMatchObject({
+      sessionUri: 'fresh-session',
+      authorizationUrl: 'https://agentidentity.example.com/authorize?session=fresh',
+    });
     await a.pending.settle(r.id, 'completed');
     expect(await b.pending.replaceSession(r.id, 'later', 'https://x.example.com')).toBe(false);
   });
@@ -164,7 +175,11 @@ describe.each([
 
   it('a once-mark is granted to one replica only', async () => {
     const value = id();
-    const grants = await Promise.all([a.once.claim('oidc-login', value, 60_000), b.once.claim('oidc-login', value, 60_000), a.once.claim('oidc-login', value, 60_000)]);
+    const grants = await Promise.all([
+      a.once.claim('oidc-login', value, 60_000),
+      b.once.claim('oidc-login', value, 60_000),
+      a.once.claim('oidc-login', value, 60_000),
+    ]);
     expect(grants.filter(Boolean)).toHaveLength(1);
     expect(await b.once.claim('other-purpose', value, 60_000)).toBe(true);
   });
@@ -196,12 +211,15 @@ describe('Redis specifics', () => {
     const r = record();
     await a.pending.insert(r);
     expect(await stranger.pending.get(r.id)).toBeUndefined();
-    expect(logLines.join('\n')).toContain('does not open with this replica\'s state secret');
+    expect(logLines.join('\n')).toContain("does not open with this replica's state secret");
   });
 
   it('refuses to start with a wrong Redis password, saying so without echoing it', async () => {
     const wrong = redis.url.replace('acl-password-Qx7!', 'not-the-password-42');
-    const error = await createStateStore({ redisUrl: wrong, stateSecret: SECRET, redisKeyPrefix: 'dtmcp:', logger, lingerMs: 1000, maxPerUser: 3 }).then(() => undefined, (e: Error) => e);
+    const error = await createStateStore({ redisUrl: wrong, stateSecret: SECRET, redisKeyPrefix: 'dtmcp:', logger, lingerMs: 1000, maxPerUser: 3 }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(error?.message).toMatch(/refused this server's credentials.*DINGTALK_MCP_REDIS_URL/);
     expect(error?.message).not.toContain('not-the-password-42');
   });
@@ -226,10 +244,15 @@ describe('Redis specifics', () => {
       await persistent.stop();
       await eventually(() => a.health().status === 'unavailable', 'the store to notice');
       const started = Date.now();
-      const error = await a.pending.get(r.id).then(() => undefined, (e: unknown) => e);
+      const error = await a.pending.get(r.id).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(Date.now() - started).toBeLessThan(2_000); // fails fast, no hanging tool call
       expect(error).toBeInstanceOf(StoreUnavailableError);
-      expect((error as Error).message).toMatch(/^The shared state store \(Redis at redis:\/\/127\.0\.0\.1:\d+\) is unavailable: .*Try again in a few seconds\.$/);
+      expect((error as Error).message).toMatch(
+        /^The shared state store \(Redis at redis:\/\/127\.0\.0\.1:\d+\) is unavailable: .*Try again in a few seconds\.$/,
+      );
       expect((error as Error).message).not.toContain('pw-for-restart-test');
       await expect(a.rateLimits.take('k', 1, 5, 60_000)).rejects.toBeInstanceOf(StoreUnavailableError);
       expect(a.health()).toMatchObject({ backend: 'redis', status: 'unavailable' });

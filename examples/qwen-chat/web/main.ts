@@ -80,7 +80,9 @@ async function main(argv: string[]): Promise<void> {
     makeSignIn = async (origin) => new SignIn({ ...box.registerWebClient(`${origin}/auth/callback`), redirectUri: `${origin}/auth/callback` });
   } else {
     if (!apiKey) {
-      throw new DashScopeError(`DASHSCOPE_API_KEY is not set. Create an API key in the Model Studio (百炼) console for the region of your base URL (${baseUrl}) and export DASHSCOPE_API_KEY=sk-..., or run with --sandbox.`);
+      throw new DashScopeError(
+        `DASHSCOPE_API_KEY is not set. Create an API key in the Model Studio (百炼) console for the region of your base URL (${baseUrl}) and export DASHSCOPE_API_KEY=sk-..., or run with --sandbox.`,
+      );
     }
     const all = readConfigFile((values.config as string | undefined) ?? 'mcp.json');
     servers = [];
@@ -89,11 +91,21 @@ async function main(argv: string[]): Promise<void> {
       else servers.push(s);
     }
     const named = values['sign-in-server'] as string | undefined;
-    const chosen = named ? servers.find((s) => s.name === named) : servers.find((s) => isHttpServer(s.entry) && !Object.keys(s.entry.headers ?? {}).some((h) => h.toLowerCase() === 'authorization'));
-    if (!chosen || !isHttpServer(chosen.entry)) throw new ConfigFileError(named ? `--sign-in-server ${named}: no HTTP server of that name in the config` : 'No HTTP server without an Authorization header in the config: which one should people sign in to? Add this project\'s server in HTTP mode ("url") or pass --sign-in-server.');
+    const chosen = named
+      ? servers.find((s) => s.name === named)
+      : servers.find((s) => isHttpServer(s.entry) && !Object.keys(s.entry.headers ?? {}).some((h) => h.toLowerCase() === 'authorization'));
+    if (!chosen || !isHttpServer(chosen.entry))
+      throw new ConfigFileError(
+        named
+          ? `--sign-in-server ${named}: no HTTP server of that name in the config`
+          : 'No HTTP server without an Authorization header in the config: which one should people sign in to? Add this project\'s server in HTTP mode ("url") or pass --sign-in-server.',
+      );
     signInServer = chosen.name;
     const clientId = (values['client-id'] as string | undefined) || process.env.QWEN_WEB_CLIENT_ID;
-    if (!clientId) throw new ConfigFileError(`--client-id (or QWEN_WEB_CLIENT_ID) is required: register this web app as an OAuth client at the identity provider "${chosen.name}" trusts, with the redirect URI http://127.0.0.1:${port || '<port>'}/auth/callback.`);
+    if (!clientId)
+      throw new ConfigFileError(
+        `--client-id (or QWEN_WEB_CLIENT_ID) is required: register this web app as an OAuth client at the identity provider "${chosen.name}" trusts, with the redirect URI http://127.0.0.1:${port || '<port>'}/auth/callback.`,
+      );
     const issuer = (values.issuer as string | undefined) || (await discoverIssuer(chosen.entry.url));
     // Other servers keep their static headers; none of them may start an OAuth sign-in of its own on this machine.
     servers = servers.map((s) => (isHttpServer(s.entry) ? { ...s, entry: { ...s.entry, oauth: false as const } } : s));
@@ -108,7 +120,9 @@ async function main(argv: string[]): Promise<void> {
     signIn: makeSignIn,
     port,
     era: values.era === '2025' ? 'legacy' : 'auto',
-    banner: sandbox ? 'Sandbox: Qwen, Agent Identity, DingTalk, the sign-in and the billing service are emulated on this machine. Sign in as any test user.' : undefined,
+    banner: sandbox
+      ? 'Sandbox: Qwen, Agent Identity, DingTalk, the sign-in and the billing service are emulated on this machine. Sign in as any test user.'
+      : undefined,
   }).catch(async (e: unknown) => {
     await sandbox?.close();
     throw e;

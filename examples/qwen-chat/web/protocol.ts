@@ -46,4 +46,3 @@ export type ChatEvent =
   | { type: 'delta'; id: string; text: string }
   | { type: 'busy'; busy: boolean }
   | { type: 'ended'; reason: string };
-

@@ -49,7 +49,8 @@ export async function startWebSandbox(options: { users?: OidcUser[]; serverEnv?:
     let closing = false;
     // Say so if the server dies under the demo: every chat's DingTalk tools would fail from then on.
     proc.once('exit', (code, signal) => {
-      if (!closing) process.stderr.write(`sandbox: the DingTalk MCP server (HTTP mode) stopped (${signal ?? `exit code ${code}`}): ${stderr.trim().slice(-1000)}\n`);
+      if (!closing)
+        process.stderr.write(`sandbox: the DingTalk MCP server (HTTP mode) stopped (${signal ?? `exit code ${code}`}): ${stderr.trim().slice(-1000)}\n`);
     });
     const redirectUris = new Set<string>();
     return {

@@ -169,7 +169,10 @@ export async function startWebChat(options: WebChatOptions): Promise<WebChat> {
 
   for (const [path, f] of Object.entries(files)) {
     app.get(path, (_req, res) => {
-      res.set('cache-control', path === '/' ? 'no-store' : 'no-cache').type(f.type).send(f.body);
+      res
+        .set('cache-control', path === '/' ? 'no-store' : 'no-cache')
+        .type(f.type)
+        .send(f.body);
     });
   }
 
@@ -252,7 +255,12 @@ export async function startWebChat(options: WebChatOptions): Promise<WebChat> {
   app.get('/api/session', (req, res) => {
     const session = current(req) ?? newSession(res);
     const entry = userOf(session);
-    res.json({ csrf: session.csrf, user: entry ? { name: entry.user.name, sub: entry.user.sub } : null, banner: options.banner ?? null, limits: { messageChars: limits.messageChars } });
+    res.json({
+      csrf: session.csrf,
+      user: entry ? { name: entry.user.name, sub: entry.user.sub } : null,
+      banner: options.banner ?? null,
+      limits: { messageChars: limits.messageChars },
+    });
   });
 
   app.post('/auth/login', guard, json, async (_req, res) => {
@@ -273,12 +281,26 @@ export async function startWebChat(options: WebChatOptions): Promise<WebChat> {
     const flow = session?.flow;
     const q = (name: string) => (typeof req.query[name] === 'string' ? (req.query[name] as string) : undefined);
     if (!session || !flow || flow.expiresAt < Date.now() || !q('state') || !sameSecret(q('state')!, flow.state)) {
-      return page(res, 400, 'Sign-in could not be completed', 'This answer from the identity provider does not match a sign-in started in this browser. Go back to the chat and sign in again.');
+      return page(
+        res,
+        400,
+        'Sign-in could not be completed',
+        'This answer from the identity provider does not match a sign-in started in this browser. Go back to the chat and sign in again.',
+      );
     }
     session.flow = undefined; // single use
-    if (q('error')) return page(res, 400, 'Sign-in was not completed', `The identity provider answered "${q('error')!.replace(/[^\w.-]/g, '').slice(0, 60)}". Go back to the chat and try again.`);
+    if (q('error'))
+      return page(
+        res,
+        400,
+        'Sign-in was not completed',
+        `The identity provider answered "${q('error')!
+          .replace(/[^\w.-]/g, '')
+          .slice(0, 60)}". Go back to the chat and try again.`,
+      );
     const code = q('code');
-    if (!code) return page(res, 400, 'Sign-in could not be completed', 'The identity provider sent no authorization code. Go back to the chat and sign in again.');
+    if (!code)
+      return page(res, 400, 'Sign-in could not be completed', 'The identity provider sent no authorization code. Go back to the chat and sign in again.');
     let result: Awaited<ReturnType<SignIn['finish']>>;
     try {
       result = await signIn!.finish(code, flow);
@@ -288,13 +310,18 @@ export async function startWebChat(options: WebChatOptions): Promise<WebChat> {
     }
     const key = `${result.user.iss}\u0000${result.user.sub}`;
     let entry = users.get(key);
-    if (!entry && users.size >= limits.maxUsers) return page(res, 503, 'Too many people are signed in', `This chat serves at most ${limits.maxUsers} people at once. Try again later.`);
+    if (!entry && users.size >= limits.maxUsers)
+      return page(res, 503, 'Too many people are signed in', `This chat serves at most ${limits.maxUsers} people at once. Try again later.`);
     if (entry) {
       entry.tokens = result.tokens;
       entry.auth.Authorization = `Bearer ${result.tokens.accessToken}`;
     } else {
       const auth = { Authorization: `Bearer ${result.tokens.accessToken}` };
-      const servers = options.servers.map((s) => (s.name === options.signInServer && 'url' in s.entry ? { ...s, entry: { ...s.entry, headers: { ...s.entry.headers, ...auth }, oauth: false as const } } : s));
+      const servers = options.servers.map((s) =>
+        s.name === options.signInServer && 'url' in s.entry
+          ? { ...s, entry: { ...s.entry, headers: { ...s.entry.headers, ...auth }, oauth: false as const } }
+          : s,
+      );
       // The transport reads this object on every request: refreshing the token means changing it here.
       const shared = servers.find((s) => s.name === options.signInServer)!.entry as { headers: Record<string, string> };
       const chat = new UserChat({ llm: options.llm, servers, decisionTimeoutMs: limits.decisionTimeoutMs, era: options.era });
@@ -364,7 +391,8 @@ export async function startWebChat(options: WebChatOptions): Promise<WebChat> {
   app.post('/api/decide', guard, json, signedIn, (req, res) => {
     const entry = res.locals.user as UserEntry;
     const { id, answer } = (req.body ?? {}) as { id?: unknown; answer?: unknown };
-    if (typeof id !== 'string' || !['accept', 'decline', 'run', 'skip'].includes(answer as string)) return fail(res, 400, 'Send {"id": "<card id>", "answer": "accept" | "decline" | "run" | "skip"}.');
+    if (typeof id !== 'string' || !['accept', 'decline', 'run', 'skip'].includes(answer as string))
+      return fail(res, 400, 'Send {"id": "<card id>", "answer": "accept" | "decline" | "run" | "skip"}.');
     if (!entry.chat.decide(id, answer as 'accept')) return fail(res, 409, 'This card is no longer waiting for an answer.');
     res.json({ ok: true });
   });
@@ -436,5 +464,7 @@ function page(res: Response, status: number, title: string, text: string): void 
   res
     .status(status)
     .type('text/html; charset=utf-8')
-    .send(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${esc(title)}</title><link rel="stylesheet" href="/static/style.css"></head><body class="plain"><main><h1>${esc(title)}</h1><p>${esc(text)}</p><p><a href="/">Back to the chat</a></p></main></body></html>`);
+    .send(
+      `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${esc(title)}</title><link rel="stylesheet" href="/static/style.css"></head><body class="plain"><main><h1>${esc(title)}</h1><p>${esc(text)}</p><p><a href="/">Back to the chat</a></p></main></body></html>`,
+    );
 }

@@ -25,7 +25,14 @@ export function viewLink(raw: string): LinkView {
   if (!check.ok || !check.url) return { ok: false, refused: check.reason, scheme: '', host: '', rest: raw.slice(0, 2048), href: '', warnings: check.warnings };
   const url = check.url;
   const scheme = `${url.protocol}//`;
-  return { ok: true, scheme, host: url.host, rest: url.href.slice(scheme.length + url.host.length), href: url.href, warnings: [...check.warnings, ...lookAlikeWarnings(url.hostname)] };
+  return {
+    ok: true,
+    scheme,
+    host: url.host,
+    rest: url.href.slice(scheme.length + url.host.length),
+    href: url.href,
+    warnings: [...check.warnings, ...lookAlikeWarnings(url.hostname)],
+  };
 }
 
 /** Warnings for a host that imitates one of {@link KNOWN_DOMAINS}; none for the real domains and their subdomains. */
@@ -48,7 +55,13 @@ export function lookAlikeWarnings(hostname: string): string[] {
 
 /** Fold characters people confuse when reading a host name. */
 function skeleton(s: string): string {
-  return s.replace(/rn/g, 'm').replace(/vv/g, 'w').replace(/[1il|]/g, 'l').replace(/0/g, 'o').replace(/5/g, 's').replace(/-/g, '');
+  return s
+    .replace(/rn/g, 'm')
+    .replace(/vv/g, 'w')
+    .replace(/[1il|]/g, 'l')
+    .replace(/0/g, 'o')
+    .replace(/5/g, 's')
+    .replace(/-/g, '');
 }
 
 function editDistance(a: string, b: string): number {

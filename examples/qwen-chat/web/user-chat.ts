@@ -63,7 +63,14 @@ export class UserChat implements ChatObserver, ElicitationHost {
     await this.hub.connectAll(this.options.servers);
     for (const f of this.hub.failures) this.notice('error', `MCP server "${f.server}" is not available: ${f.error}`);
     if (this.hub.servers.size === 0) this.notice('error', 'No MCP server is available: Qwen will answer without tools.');
-    this.session = new ChatSession({ llm: this.options.llm, hub: this.hub, terminal: silentTerminal, observer: this, systemPrompt: WEB_SYSTEM_PROMPT, maxToolRounds: this.options.maxToolRounds });
+    this.session = new ChatSession({
+      llm: this.options.llm,
+      hub: this.hub,
+      terminal: silentTerminal,
+      observer: this,
+      systemPrompt: WEB_SYSTEM_PROMPT,
+      maxToolRounds: this.options.maxToolRounds,
+    });
   }
 
   get busy(): boolean {

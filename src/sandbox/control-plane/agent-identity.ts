@@ -1,7 +1,16 @@
 /** AgentIdentity 2025-09-01 (agentidentity-20250901): workload identities, identity providers, OAuth2 and API-key credential providers. */
 import { randomUUID } from 'node:crypto';
 import { AcsError, isStringArray, jsonParam, requiredParam } from '../acs-rpc.js';
-import { isObject, isoSeconds, type Account, type EmuApiKeyProvider, type EmuIdentityProvider, type EmuOAuth2Provider, type EmuWorkloadIdentity, type Handler } from './state.js';
+import {
+  isObject,
+  isoSeconds,
+  type Account,
+  type EmuApiKeyProvider,
+  type EmuIdentityProvider,
+  type EmuOAuth2Provider,
+  type EmuWorkloadIdentity,
+  type Handler,
+} from './state.js';
 
 /** Remove every ClientSecret from a provider config before answering (never echo secrets). */
 function withoutSecrets(value: unknown): unknown {

@@ -31,7 +31,11 @@ export function imsHandlers(a: Account): Record<string, Handler> {
       const appType = requiredParam(p, 'AppType');
       if (!['WebApp', 'NativeApp', 'ServerApp'].includes(appType)) throw new AcsError(400, 'InvalidParameter.AppType', 'The parameter AppType is invalid.');
       if (displayName.length > 24) throw new AcsError(400, 'InvalidParameter.DisplayName.Length', 'The display name can be up to 24 characters.');
-      const split = (v: string | undefined) => (v ?? '').split(';').map((s) => s.trim()).filter(Boolean);
+      const split = (v: string | undefined) =>
+        (v ?? '')
+          .split(';')
+          .map((s) => s.trim())
+          .filter(Boolean);
       const now = isoSeconds();
       const app: EmuApplication = {
         AppId: randomDigits(19),

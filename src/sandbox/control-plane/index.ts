@@ -126,14 +126,16 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
   const faults = new FaultQueue<ControlPlaneFault>();
   let baseUrl = '';
   const account = createAccount(options.accountId ?? '1234567890123456', options.regionId ?? 'cn-beijing', () => baseUrl, options.seed);
-  const handlers = Object.fromEntries(
-    (Object.keys(PRODUCTS) as Product[]).map((product) => [product, PRODUCTS[product].handlers(account)]),
-  ) as Record<Product, Record<string, Handler>>;
+  const handlers = Object.fromEntries((Object.keys(PRODUCTS) as Product[]).map((product) => [product, PRODUCTS[product].handlers(account)])) as Record<
+    Product,
+    Record<string, Handler>
+  >;
 
   const verifier = createSignatureVerifier<ControlPlaneAccessKey>((accessKeyId, securityToken) => {
     const key = keys.get(accessKeyId);
     if (!key) throw new AcsError(404, 'InvalidAccessKeyId.NotFound', 'Specified access key is not found.');
-    if (securityToken !== undefined) throw new AcsError(400, 'InvalidSecurityToken.MismatchWithAccessKey', 'Specified SecurityToken mismatch with the AccessKey.');
+    if (securityToken !== undefined)
+      throw new AcsError(400, 'InvalidSecurityToken.MismatchWithAccessKey', 'Specified SecurityToken mismatch with the AccessKey.');
     return { secret: key.accessKeySecret, principal: key };
   });
 
@@ -148,7 +150,8 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
       call.action = firstHeader(req, 'x-acs-action') ?? input.query.Action ?? '';
       call.paramNames = Object.keys(input.params).sort();
       if (req.method !== 'POST' && req.method !== 'GET') throw new AcsError(405, 'UnsupportedHTTPMethod', 'Specified HTTP method is not supported.');
-      if (!call.action) throw new AcsError(400, 'MissingParameter.Action', 'The input parameter "Action" that is mandatory for processing this request is not supplied.');
+      if (!call.action)
+        throw new AcsError(400, 'MissingParameter.Action', 'The input parameter "Action" that is mandatory for processing this request is not supplied.');
       const version = firstHeader(req, 'x-acs-version') ?? input.query.Version;
       const product = (Object.keys(CONTROL_PLANE_VERSIONS) as Product[]).find((p) => CONTROL_PLANE_VERSIONS[p] === version);
       if (!product) throw new AcsError(400, 'InvalidVersion', `Specified parameter Version "${version ?? ''}" is not valid.`);

@@ -115,7 +115,8 @@ export function ramHandlers(a: Account): Record<string, Handler> {
       const policy = a.policyOrThrow(requiredParam(p, 'PolicyName'), type);
       const role = roles.get(requiredParam(p, 'RoleName'));
       const list = state.attachments[role.RoleName.toLowerCase()] ?? [];
-      if (list.includes(`${type}:${policy.PolicyName}`)) throw new AcsError(409, 'EntityAlreadyExists.Role.Policy', 'The policy is already attached to the role.');
+      if (list.includes(`${type}:${policy.PolicyName}`))
+        throw new AcsError(409, 'EntityAlreadyExists.Role.Policy', 'The policy is already attached to the role.');
       a.attach(role.RoleName, type, policy.PolicyName);
       return {};
     },

@@ -221,15 +221,20 @@ export function createAccount(accountId: string, regionId: string, baseUrl: () =
   const apiKeyProviderArn = (name: string) => `acs:agentidentity:${regionId}:${accountId}:tokenvault/default/apikeycredentialprovider/${name}`;
   const roleArn = (name: string) => `acs:ram::${accountId}:role/${name.toLowerCase()}`;
 
-  const findPolicy = (name: string, type = 'Custom') =>
-    state.policies.find((p) => p.PolicyName.toLowerCase() === name.toLowerCase() && p.PolicyType === type);
+  const findPolicy = (name: string, type = 'Custom') => state.policies.find((p) => p.PolicyName.toLowerCase() === name.toLowerCase() && p.PolicyType === type);
   const attach = (role: string, type: string, policy: string) => {
     (state.attachments[role.toLowerCase()] ??= []).push(`${type}:${policy}`);
   };
 
   const t0 = isoSeconds();
   for (const w of seed.workloadIdentities ?? []) {
-    state.workloadIdentities.push({ AllowedResourceOAuth2ReturnURLs: [], WorkloadIdentityArn: wiArn(w.WorkloadIdentityName), CreateTime: t0, UpdateTime: t0, ...w });
+    state.workloadIdentities.push({
+      AllowedResourceOAuth2ReturnURLs: [],
+      WorkloadIdentityArn: wiArn(w.WorkloadIdentityName),
+      CreateTime: t0,
+      UpdateTime: t0,
+      ...w,
+    });
   }
   for (const p of seed.identityProviders ?? []) {
     state.identityProviders.push({ AllowedAudience: [], IdentityProviderArn: idpArn(p.IdentityProviderName), CreateTime: t0, UpdateTime: t0, ...p });

@@ -71,7 +71,15 @@ export class DocumentStore {
     return ws;
   }
 
-  addNode(n: { nodeId?: string; workspaceId: string; parentId: string | null; type: DocNode['type']; name: string; creatorUnionId: string; content?: string }): DocNode {
+  addNode(n: {
+    nodeId?: string;
+    workspaceId: string;
+    parentId: string | null;
+    type: DocNode['type'];
+    name: string;
+    creatorUnionId: string;
+    content?: string;
+  }): DocNode {
     const at = this.now();
     const node: DocNode = {
       nodeId: n.nodeId ?? newId('node'),

@@ -132,7 +132,14 @@ export async function startDingTalkEmulator(options: DingTalkEmulatorOptions): P
   };
   const seedDocument = (id: string, doc: Omit<EmulatorDocumentSeed, 'id'> = {}) => {
     st.docs.nodes.delete(id);
-    const node = st.docs.addNode({ nodeId: id, ...placement(doc.owner, doc.folder), type: 'FILE', name: doc.title ?? id, creatorUnionId: doc.owner ?? 'system', content: doc.content ?? '' });
+    const node = st.docs.addNode({
+      nodeId: id,
+      ...placement(doc.owner, doc.folder),
+      type: 'FILE',
+      name: doc.title ?? id,
+      creatorUnionId: doc.owner ?? 'system',
+      content: doc.content ?? '',
+    });
     if (doc.owner) node.roles.set(doc.owner, 'OWNER');
     grant(node, doc.readers, doc.editors);
   };
@@ -234,7 +241,14 @@ export async function startDingTalkEmulator(options: DingTalkEmulatorOptions): P
       const d = st.docs.nodes.get(docId);
       if (d?.type !== 'FILE') return undefined;
       const owner = [...d.roles].find(([, r]) => r === 'OWNER')?.[0] ?? st.docs.workspaces.get(d.workspaceId)?.ownerUnionId;
-      const out: EmulatorDocument = { id: d.nodeId, title: d.name, content: d.content, workspaceId: d.workspaceId, parentId: d.parentId, writes: d.writes.map((w) => ({ ...w })) };
+      const out: EmulatorDocument = {
+        id: d.nodeId,
+        title: d.name,
+        content: d.content,
+        workspaceId: d.workspaceId,
+        parentId: d.parentId,
+        writes: d.writes.map((w) => ({ ...w })),
+      };
       if (owner) out.ownerUnionId = owner;
       return out;
     },

@@ -86,9 +86,17 @@ function textBody(text: string): { text: string; children: Inline[] } {
 }
 
 function cells(row: string): string[] {
-  return row.trim().replace(/^\|/, '').replace(/\|$/, '').split('|').map((c) => c.trim());
+  return row
+    .trim()
+    .replace(/^\|/, '')
+    .replace(/\|$/, '')
+    .split('|')
+    .map((c) => c.trim());
 }
 
 function blockId(docId: string, index: number, block: unknown): string {
-  return createHash('sha256').update(`${docId}:${index}:${JSON.stringify(block)}`).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(`${docId}:${index}:${JSON.stringify(block)}`)
+    .digest('hex')
+    .slice(0, 16);
 }

@@ -134,7 +134,14 @@ export function createOpenApi(st: EmulatorState) {
       case 'users/me': {
         const token = st.authenticateUser(req, 'Contact.User.Read', log);
         const user = st.users.get(token.unionId);
-        return { nick: user?.nick ?? token.unionId, avatarUrl: '', stateCode: '86', openId: userIdOf(`${token.clientId}:${token.unionId}`), unionId: token.unionId, visitor: false };
+        return {
+          nick: user?.nick ?? token.unionId,
+          avatarUrl: '',
+          stateCode: '86',
+          openId: userIdOf(`${token.clientId}:${token.unionId}`),
+          unionId: token.unionId,
+          visitor: false,
+        };
       }
 
       // doc_2_0 DocUpdateContentWithDelegatedPermission (user token, Document.Document.Write) → {data}.
@@ -193,11 +200,19 @@ export function createOpenApi(st: EmulatorState) {
         if (name.length > 200) throw new HttpError(400, 'InvalidParameter', 'name is too long'); // MODELED limit
         const docType = body['docType'];
         if (docType === undefined) throw new HttpError(400, 'MissingParameter', '缺少参数：docType'); // MODELED
-        if (docType !== 'DOC' && docType !== 'FOLDER') throw new HttpError(400, 'InvalidParameter', 'docType must be DOC, WORKBOOK, MIND or FOLDER (the emulator makes DOC and FOLDER)');
+        if (docType !== 'DOC' && docType !== 'FOLDER')
+          throw new HttpError(400, 'InvalidParameter', 'docType must be DOC, WORKBOOK, MIND or FOLDER (the emulator makes DOC and FOLDER)');
         const parentId = str(body['parentNodeId']) ?? ws.rootNodeId;
         const parent = nodeFor(parentId, operator.unionId, 'EDITOR');
-        if (parent.workspaceId !== ws.workspaceId || parent.type !== 'FOLDER') throw new HttpError(400, 'InvalidParameter.ParentNodeId', 'parentNodeId is not a folder of this workspace.'); // MODELED
-        const node = st.docs.addNode({ workspaceId: ws.workspaceId, parentId, type: docType === 'DOC' ? 'FILE' : 'FOLDER', name, creatorUnionId: operator.unionId });
+        if (parent.workspaceId !== ws.workspaceId || parent.type !== 'FOLDER')
+          throw new HttpError(400, 'InvalidParameter.ParentNodeId', 'parentNodeId is not a folder of this workspace.'); // MODELED
+        const node = st.docs.addNode({
+          workspaceId: ws.workspaceId,
+          parentId,
+          type: docType === 'DOC' ? 'FILE' : 'FOLDER',
+          name,
+          creatorUnionId: operator.unionId,
+        });
         node.writes.push({ unionId: operator.unionId, at: new Date(st.now()), kind: 'create' });
         return { workspaceId: ws.workspaceId, nodeId: node.nodeId, docKey: node.nodeId, dentryUuid: node.nodeId, url: DOC_LINK_BASE + node.nodeId };
       }

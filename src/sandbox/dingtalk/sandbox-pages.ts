@@ -34,7 +34,11 @@ export function createSandboxPages(st: EmulatorState) {
       return;
     }
     // JSON only: a browser page cannot send application/json cross-origin without a preflight we never allow.
-    if (!String(req.headers['content-type'] ?? '').toLowerCase().startsWith('application/json')) {
+    if (
+      !String(req.headers['content-type'] ?? '')
+        .toLowerCase()
+        .startsWith('application/json')
+    ) {
       sendJson(res, 415, { error: 'send the fault as application/json' });
       return;
     }

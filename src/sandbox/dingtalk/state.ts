@@ -76,7 +76,17 @@ export type ApiName =
   | 'unknown';
 
 export const API_NAMES: ReadonlyArray<ApiName> = [
-  'overwriteContent', 'users/me', 'token', 'appToken', 'docBlocks', 'insertContent', 'createWorkspaceDoc', 'mineWorkspace', 'getNode', 'listNodes', 'searchDentries',
+  'overwriteContent',
+  'users/me',
+  'token',
+  'appToken',
+  'docBlocks',
+  'insertContent',
+  'createWorkspaceDoc',
+  'mineWorkspace',
+  'getNode',
+  'listNodes',
+  'searchDentries',
 ];
 
 export interface EmulatorRequestLog {

@@ -15,10 +15,12 @@ export class HttpError {
   ) {}
 }
 
-
 export function newRequestId(): string {
   // DingTalk request ids look like UUIDs in upper case (MODELED).
-  return randomBytes(16).toString('hex').toUpperCase().replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, '$1-$2-$3-$4-$5');
+  return randomBytes(16)
+    .toString('hex')
+    .toUpperCase()
+    .replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, '$1-$2-$3-$4-$5');
 }
 
 export function safeDecode(s: string): string | undefined {

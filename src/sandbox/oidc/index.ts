@@ -108,7 +108,14 @@ export async function startOidcEmulator(options: OidcEmulatorOptions): Promise<O
     sign: (claims, expiresIn) => sign(claims, current(), expiresIn),
     mintAccessToken: (m) =>
       sign(
-        { iss: m.iss ?? provider.issuer, sub: m.sub, aud: m.aud ?? options.audience, scope: 'openid', client_id: m.clientId ?? 'sandbox-client', jti: randomBytes(8).toString('hex') },
+        {
+          iss: m.iss ?? provider.issuer,
+          sub: m.sub,
+          aud: m.aud ?? options.audience,
+          scope: 'openid',
+          client_id: m.clientId ?? 'sandbox-client',
+          jti: randomBytes(8).toString('hex'),
+        },
         m.foreignKey ? foreign : current(),
         m.expiresIn ?? provider.ttl,
       ),
@@ -139,7 +146,13 @@ export async function startOidcEmulator(options: OidcEmulatorOptions): Promise<O
     if (redirectUris.length === 0) return json(res, 400, { error: 'invalid_redirect_uri', error_description: 'redirect_uris is required' });
     const clientId = `dcr-${randomBytes(8).toString('hex')}`;
     provider.clients.set(clientId, { clientId, redirectUris });
-    json(res, 201, { ...body, client_id: clientId, client_id_issued_at: Math.floor(Date.now() / 1000), token_endpoint_auth_method: 'none', redirect_uris: redirectUris });
+    json(res, 201, {
+      ...body,
+      client_id: clientId,
+      client_id_issued_at: Math.floor(Date.now() / 1000),
+      token_endpoint_auth_method: 'none',
+      redirect_uris: redirectUris,
+    });
   }
 
   function authorize(_req: IncomingMessage, res: ServerResponse, url: URL): void {
@@ -159,7 +172,15 @@ export async function startOidcEmulator(options: OidcEmulatorOptions): Promise<O
       return;
     }
     const id = randomBytes(12).toString('base64url');
-    loginRequests.set(id, { clientId: client.clientId, redirectUri, state: q.get('state') ?? undefined, challenge: q.get('code_challenge')!, nonce: q.get('nonce') ?? undefined, scope: q.get('scope') ?? 'openid', expiresAt: Date.now() + 600_000 });
+    loginRequests.set(id, {
+      clientId: client.clientId,
+      redirectUri,
+      state: q.get('state') ?? undefined,
+      challenge: q.get('code_challenge')!,
+      nonce: q.get('nonce') ?? undefined,
+      scope: q.get('scope') ?? 'openid',
+      expiresAt: Date.now() + 600_000,
+    });
     signInPage(res, client.clientId, id, provider.users);
   }
 
@@ -172,7 +193,15 @@ export async function startOidcEmulator(options: OidcEmulatorOptions): Promise<O
     const user = provider.users.find((u) => u.sub === form.get('sub'));
     if (!user) return page(res, 400, 'Unknown account', '<p>Choose one of the listed accounts.</p>');
     const code = randomBytes(16).toString('base64url');
-    provider.codes.set(code, { clientId: request.clientId, redirectUri: request.redirectUri, challenge: request.challenge, nonce: request.nonce, sub: user.sub, scope: request.scope, expiresAt: Date.now() + 120_000 });
+    provider.codes.set(code, {
+      clientId: request.clientId,
+      redirectUri: request.redirectUri,
+      challenge: request.challenge,
+      nonce: request.nonce,
+      sub: user.sub,
+      scope: request.scope,
+      expiresAt: Date.now() + 120_000,
+    });
     const to = new URL(request.redirectUri);
     to.searchParams.set('code', code);
     if (request.state) to.searchParams.set('state', request.state);

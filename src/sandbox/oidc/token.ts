@@ -38,9 +38,11 @@ export async function tokenEndpoint(provider: OidcProvider, req: IncomingMessage
   if (grant === 'authorization_code') {
     const code = provider.codes.get(form.get('code') ?? '');
     provider.codes.delete(form.get('code') ?? '');
-    if (!code || code.expiresAt < Date.now() || code.clientId !== clientId || code.redirectUri !== form.get('redirect_uri')) return json(res, 400, { error: 'invalid_grant' });
+    if (!code || code.expiresAt < Date.now() || code.clientId !== clientId || code.redirectUri !== form.get('redirect_uri'))
+      return json(res, 400, { error: 'invalid_grant' });
     const verifier = form.get('code_verifier') ?? '';
-    if (createHash('sha256').update(verifier).digest('base64url') !== code.challenge) return json(res, 400, { error: 'invalid_grant', error_description: 'PKCE verification failed' });
+    if (createHash('sha256').update(verifier).digest('base64url') !== code.challenge)
+      return json(res, 400, { error: 'invalid_grant', error_description: 'PKCE verification failed' });
     ({ sub, scope, nonce } = code);
   } else if (grant === 'refresh_token') {
     const stored = provider.refreshTokens.get(form.get('refresh_token') ?? '');
@@ -54,7 +56,10 @@ export async function tokenEndpoint(provider: OidcProvider, req: IncomingMessage
   provider.refreshTokens.set(refresh, { clientId, sub, scope });
   json(res, 200, {
     access_token: await provider.mintAccessToken({ sub, clientId }),
-    id_token: await provider.sign({ iss: provider.issuer, sub, aud: clientId, ...(nonce ? { nonce } : {}), name: provider.users.find((u) => u.sub === sub)?.name }, provider.ttl),
+    id_token: await provider.sign(
+      { iss: provider.issuer, sub, aud: clientId, ...(nonce ? { nonce } : {}), name: provider.users.find((u) => u.sub === sub)?.name },
+      provider.ttl,
+    ),
     token_type: 'Bearer',
     expires_in: provider.ttl,
     refresh_token: refresh,

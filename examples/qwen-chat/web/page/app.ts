@@ -34,7 +34,34 @@ DOMPurify.addHook('afterSanitizeAttributes', (node) => {
   }
 });
 
-const ALLOWED_TAGS = ['p', 'br', 'hr', 'strong', 'em', 's', 'del', 'code', 'pre', 'blockquote', 'ul', 'ol', 'li', 'a', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'table', 'thead', 'tbody', 'tr', 'th', 'td'];
+const ALLOWED_TAGS = [
+  'p',
+  'br',
+  'hr',
+  'strong',
+  'em',
+  's',
+  'del',
+  'code',
+  'pre',
+  'blockquote',
+  'ul',
+  'ol',
+  'li',
+  'a',
+  'h1',
+  'h2',
+  'h3',
+  'h4',
+  'h5',
+  'h6',
+  'table',
+  'thead',
+  'tbody',
+  'tr',
+  'th',
+  'td',
+];
 
 function renderMarkdown(text: string): DocumentFragment {
   return DOMPurify.sanitize(md.render(text), {
@@ -45,7 +72,11 @@ function renderMarkdown(text: string): DocumentFragment {
   });
 }
 
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, props: { className?: string; text?: string; attrs?: Record<string, string> } = {}, ...children: Array<Node | string | undefined>): HTMLElementTagNameMap[K] {
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: { className?: string; text?: string; attrs?: Record<string, string> } = {},
+  ...children: Array<Node | string | undefined>
+): HTMLElementTagNameMap[K] {
   const node = document.createElement(tag);
   if (props.className) node.className = props.className;
   if (props.text !== undefined) node.textContent = props.text;
@@ -205,7 +236,12 @@ function render(item: Item): HTMLLIElement {
       const body = el('div', { className: 'markdown' });
       body.append(renderMarkdown(item.text));
       // aria-busy while streaming: screen readers announce the answer once, not every redraw.
-      return el('li', { className: `assistant${item.streaming ? ' streaming' : ''}`, attrs: { 'aria-busy': String(item.streaming) } }, el('p', { className: 'who', text: 'Qwen' }), body);
+      return el(
+        'li',
+        { className: `assistant${item.streaming ? ' streaming' : ''}`, attrs: { 'aria-busy': String(item.streaming) } },
+        el('p', { className: 'who', text: 'Qwen' }),
+        body,
+      );
     }
     case 'notice':
       return el('li', { className: `notice ${item.level}`, attrs: item.level === 'error' ? { role: 'alert' } : {} }, item.text);
@@ -216,26 +252,57 @@ function render(item: Item): HTMLLIElement {
   }
 }
 
-const TOOL_STATE: Record<ToolItem['state'], string> = { confirm: 'waiting for your confirmation', running: 'running', done: 'done', error: 'failed', declined: 'not run' };
+const TOOL_STATE: Record<ToolItem['state'], string> = {
+  confirm: 'waiting for your confirmation',
+  running: 'running',
+  done: 'done',
+  error: 'failed',
+  declined: 'not run',
+};
 
 function toolCard(item: ToolItem): HTMLLIElement {
   const li = el('li', { className: `card tool ${item.state}`, attrs: { tabindex: '-1', 'aria-label': `Tool ${item.tool}: ${TOOL_STATE[item.state]}` } });
   li.append(
-    el('h3', {}, 'Tool ', el('span', { text: item.server ? `${item.server} · ` : '' }), el('code', { text: item.tool }), ' ', el('span', { className: `state ${item.state}`, text: `(${TOOL_STATE[item.state]})` })),
+    el(
+      'h3',
+      {},
+      'Tool ',
+      el('span', { text: item.server ? `${item.server} · ` : '' }),
+      el('code', { text: item.tool }),
+      ' ',
+      el('span', { className: `state ${item.state}`, text: `(${TOOL_STATE[item.state]})` }),
+    ),
   );
   const args = el('details', {}, el('summary', { text: 'Arguments' }), el('pre', { text: item.args }));
   if (item.state === 'confirm') args.open = true;
   li.append(args);
   if (item.state === 'confirm') {
     li.append(
-      el('p', { className: 'warnings', attrs: { role: 'alert' }, text: 'This tool may overwrite or delete data (it is not marked read-only). Check the arguments, then choose.' }),
-      el('div', { className: 'buttons' }, button('Run it', () => decide(item.id, 'run'), 'danger'), button("Don't run", () => decide(item.id, 'skip'), 'secondary')),
+      el('p', {
+        className: 'warnings',
+        attrs: { role: 'alert' },
+        text: 'This tool may overwrite or delete data (it is not marked read-only). Check the arguments, then choose.',
+      }),
+      el(
+        'div',
+        { className: 'buttons' },
+        button('Run it', () => decide(item.id, 'run'), 'danger'),
+        button("Don't run", () => decide(item.id, 'skip'), 'secondary'),
+      ),
     );
   }
   if (item.result !== undefined) {
-    li.append(el('details', { attrs: item.state === 'error' || item.state === 'declined' ? { open: '' } : {} }, el('summary', { text: item.state === 'error' ? 'Error' : 'Result' }), el('pre', { text: item.result })));
+    li.append(
+      el(
+        'details',
+        { attrs: item.state === 'error' || item.state === 'declined' ? { open: '' } : {} },
+        el('summary', { text: item.state === 'error' ? 'Error' : 'Result' }),
+        el('pre', { text: item.result }),
+      ),
+    );
   }
-  if (item.durationMs !== undefined && item.state !== 'declined') li.append(el('p', { className: 'meta', text: `took ${(item.durationMs / 1000).toFixed(1)} s` }));
+  if (item.durationMs !== undefined && item.state !== 'declined')
+    li.append(el('p', { className: 'meta', text: `took ${(item.durationMs / 1000).toFixed(1)} s` }));
   return li;
 }
 
@@ -258,7 +325,16 @@ function consentCard(item: ConsentItem): HTMLLIElement {
     return li;
   }
   li.append(
-    el('p', { className: 'site' }, 'Site: ', el('mark', { text: item.host }), el('span', { className: 'meta', text: item.serverHost ? ' — the MCP server this chat is connected to' : ' — not the MCP server itself; check that you expect it' })),
+    el(
+      'p',
+      { className: 'site' },
+      'Site: ',
+      el('mark', { text: item.host }),
+      el('span', {
+        className: 'meta',
+        text: item.serverHost ? ' — the MCP server this chat is connected to' : ' — not the MCP server itself; check that you expect it',
+      }),
+    ),
     el('p', { className: 'link', attrs: { 'aria-label': `Full link: ${item.href}` } }, item.scheme, el('mark', { text: item.host }), item.rest),
   );
   if (item.warnings.length) li.append(el('ul', { className: 'warnings', attrs: { role: 'alert' } }, ...item.warnings.map((w) => el('li', { text: `⚠ ${w}` }))));
@@ -289,7 +365,14 @@ function consentCard(item: ConsentItem): HTMLLIElement {
       setTimeout(() => elapsed.isConnected && tick(), 1000);
     };
     tick();
-    li.append(el('progress', { attrs: { 'aria-label': 'Waiting for the browser step' } }), el('div', { className: 'buttons' }, button('Open the link again', () => void window.open(item.href, '_blank', 'noopener,noreferrer'), 'secondary')));
+    li.append(
+      el('progress', { attrs: { 'aria-label': 'Waiting for the browser step' } }),
+      el(
+        'div',
+        { className: 'buttons' },
+        button('Open the link again', () => void window.open(item.href, '_blank', 'noopener,noreferrer'), 'secondary'),
+      ),
+    );
   }
   return li;
 }
