@@ -9,9 +9,9 @@
  * Error bodies follow the POP shape `{RequestId, HostId, Code, Message}`; codes are the usual POP names.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import querystring from 'node:querystring';
-import { BodyTooLargeError, readBody as readWholeBody } from './http.js';
+import { BodyTooLargeError, readBody as readWholeBody, sendJson } from './http.js';
 
 /** An API error as the emulators answer it (HTTP status + POP error code). */
 export class AcsError extends Error {
@@ -22,6 +22,21 @@ export class AcsError extends Error {
   ) {
     super(message);
   }
+}
+
+/** Any failure as the service reports it: an AcsError as is, anything else the POP `InternalError` (500). */
+export function toAcsError(err: unknown): AcsError {
+  return err instanceof AcsError ? err : new AcsError(500, 'InternalError', 'The request processing has failed due to some unknown error.');
+}
+
+/** A POP JSON answer; the request id also goes into `x-acs-request-id`, as the gateway sends it. */
+export function sendAcsJson(res: ServerResponse, status: number, body: Record<string, unknown>, requestId: string): void {
+  sendJson(res, status, body, { 'x-acs-request-id': requestId });
+}
+
+/** The POP error body `{RequestId, HostId, Code, Message}`, plus whatever `extra` a product adds. */
+export function sendAcsError(res: ServerResponse, err: AcsError, requestId: string, hostId: string, extra: Record<string, unknown> = {}): void {
+  sendAcsJson(res, err.status, { RequestId: requestId, HostId: hostId, Code: err.code, Message: err.message, ...extra }, requestId);
 }
 
 /** V2 system parameters that are not API parameters. */

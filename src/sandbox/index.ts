@@ -3,7 +3,7 @@ import CredentialModule, { Config as CredentialConfig } from '@alicloud/credenti
 import type { AlibabaCloudCredential } from '../identity/agent-identity-client.js';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import type { Logger } from '../log.js';
-import { startAgentIdentityEmulator, type AgentIdentityEmulator } from './agent-identity-emulator.js';
+import { startAgentIdentityEmulator, type AgentIdentityEmulator } from './agent-identity/index.js';
 import { startDingTalkEmulator, type DingTalkEmulator, type EmulatorUser } from './dingtalk/index.js';
 import { startOidcEmulator, type OidcEmulator, type OidcUser } from './oidc/index.js';
 

@@ -6,7 +6,7 @@ import CredentialModule, { Config as CredentialConfig } from '@alicloud/credenti
 import OpenApiModule, { Config as OpenApiConfig, OpenApiRequest, Params } from '@alicloud/openapi-client';
 import { AgentIdentityClient, type AlibabaCloudCredential } from '../../src/identity/agent-identity-client.js';
 import { AgentIdentityError } from '../../src/identity/types.js';
-import { startAgentIdentityEmulator, type AgentIdentityEmulator } from '../../src/sandbox/agent-identity-emulator.js';
+import { startAgentIdentityEmulator, type AgentIdentityEmulator } from '../../src/sandbox/agent-identity/index.js';
 
 // CommonJS default exports: Node gives module.exports, some loaders give the class itself.
 const Credential = ((CredentialModule as unknown as { default?: unknown }).default ?? CredentialModule) as typeof CredentialModule.default;

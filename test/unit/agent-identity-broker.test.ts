@@ -6,7 +6,7 @@ import { AgentIdentityClient } from '../../src/identity/agent-identity-client.js
 import { AgentIdentityBroker, type AgentIdentityBrokerOptions } from '../../src/identity/broker.js';
 import { AgentIdentityError, type UserIdentity } from '../../src/identity/types.js';
 import { createLogger } from '../../src/log.js';
-import { startAgentIdentityEmulator, type AgentIdentityEmulator } from '../../src/sandbox/agent-identity-emulator.js';
+import { startAgentIdentityEmulator, type AgentIdentityEmulator } from '../../src/sandbox/agent-identity/index.js';
 
 const Credential = ((CredentialModule as unknown as { default?: unknown }).default ?? CredentialModule) as typeof CredentialModule.default;
 

@@ -4,7 +4,7 @@ import CredentialModule, { Config as CredentialConfig } from '@alicloud/credenti
 import { AgentIdentityClient, hintFor, resolveEndpoint, type AlibabaCloudCredential } from '../../src/identity/agent-identity-client.js';
 import { AgentIdentityError } from '../../src/identity/types.js';
 import { createLogger } from '../../src/log.js';
-import { startAgentIdentityEmulator, type AgentIdentityEmulator } from '../../src/sandbox/agent-identity-emulator.js';
+import { startAgentIdentityEmulator, type AgentIdentityEmulator } from '../../src/sandbox/agent-identity/index.js';
 
 const Credential = ((CredentialModule as unknown as { default?: unknown }).default ?? CredentialModule) as typeof CredentialModule.default;
 

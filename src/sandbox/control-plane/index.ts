@@ -27,8 +27,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { AcsError, createSignatureVerifier, firstHeader, readRpcInput } from '../acs-rpc.js';
-import { FaultQueue, listen, sendJson, shutdown } from '../http.js';
+import { AcsError, createSignatureVerifier, firstHeader, readRpcInput, sendAcsError, sendAcsJson as send, toAcsError } from '../acs-rpc.js';
+import { FaultQueue, listen, shutdown } from '../http.js';
 import { agentIdentityHandlers } from './agent-identity.js';
 import { imsHandlers } from './ims.js';
 import { ramHandlers } from './ram.js';
@@ -139,9 +139,6 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
     return { secret: key.accessKeySecret, principal: key };
   });
 
-  const send = (res: ServerResponse, status: number, body: Record<string, unknown>, requestId: string) =>
-    sendJson(res, status, body, { 'x-acs-request-id': requestId });
-
   async function handleRpc(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const requestId = randomUUID().toUpperCase();
     const call: ControlPlaneCall = { product: 'unknown', action: '', paramNames: [], status: 200, requestId };
@@ -175,10 +172,10 @@ export async function startControlPlaneEmulator(options: ControlPlaneEmulatorOpt
       const result = handler(input.params, caller);
       send(res, 200, { RequestId: requestId, ...result }, requestId);
     } catch (err) {
-      const e = err instanceof AcsError ? err : new AcsError(500, 'InternalError', 'The request processing has failed due to some unknown error.');
+      const e = toAcsError(err);
       call.status = e.status;
       call.code = e.code;
-      send(res, e.status, { RequestId: requestId, HostId: new URL(baseUrl).host, Code: e.code, Message: e.message }, requestId);
+      sendAcsError(res, e, requestId, new URL(baseUrl).host);
     } finally {
       calls.push(call);
     }
