@@ -352,6 +352,40 @@ describe('validation', () => {
     expect(err2.code).toBe('InvalidParameter.CustomParameters');
   });
 
+  it('refuses GetResourceOAuth2Token without Scopes, or with none in it, as the service refuses a missing parameter', async () => {
+    const { workloadAccessToken: wat } = await client.getWorkloadAccessTokenForUserId(WORKLOAD, 'alice');
+    const raw = new OpenApiClient(
+      new OpenApiConfig({ endpoint: new URL(emu.url).host, protocol: 'http', credential: akCredential(AK.accessKeyId, AK.accessKeySecret) }),
+    );
+    const params = new Params({
+      action: 'GetResourceOAuth2Token',
+      version: '2025-11-27',
+      protocol: 'HTTP',
+      pathname: '/',
+      method: 'POST',
+      authType: 'AK',
+      style: 'RPC',
+      reqBodyType: 'formData',
+      bodyType: 'json',
+    });
+    const body = { WorkloadAccessToken: wat, ResourceCredentialProviderName: PROVIDER, OAuth2Flow: 'USER_FEDERATION', ResourceOAuth2ReturnURL: RETURN_URL };
+    const missing = (await raw.callApi(params, new OpenApiRequest({ body }), {} as never).catch((e: unknown) => e)) as {
+      code: string;
+      statusCode: number;
+      data: Record<string, unknown>;
+    };
+    expect(missing).toMatchObject({ code: 'MissingParameter.Scopes', statusCode: 400 });
+    expect(missing.data).toMatchObject({ Code: 'MissingParameter.Scopes', HostId: new URL(emu.url).host });
+    expect(String(missing.data.Message)).toMatch(/"Scopes" that is mandatory/);
+    for (const scopes of ['[]', '[""]']) {
+      const err = (await raw.callApi(params, new OpenApiRequest({ body: { ...body, Scopes: scopes } }), {} as never).catch((e: unknown) => e)) as {
+        code: string;
+      };
+      expect(err.code).toBe('InvalidParameter.Scopes');
+    }
+    expect(emu.sessions()).toHaveLength(0);
+  });
+
   it('expires workload access tokens by its clock', async () => {
     const { workloadAccessToken: wat } = await client.getWorkloadAccessTokenForUserId(WORKLOAD, 'alice');
     const exp = JSON.parse(Buffer.from(wat.split('.')[1]!, 'base64url').toString()) as { exp: number; wi: string };

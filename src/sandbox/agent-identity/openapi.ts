@@ -135,8 +135,14 @@ export function dataPlaneHandlers(state: AgentIdentityState, tokens: WorkloadTok
       const flow = requiredParam(params, 'OAuth2Flow');
       // MODELED/UNVERIFIED: only USER_FEDERATION is known to exist (reference §2).
       if (flow !== 'USER_FEDERATION') throw new AcsError(400, 'InvalidParameter.OAuth2Flow', `The OAuth2Flow "${flow}" is not supported.`);
-      const scopes = jsonParam(params, 'Scopes', isStringArray) ?? [];
+      const scopes = jsonParam(params, 'Scopes', isStringArray);
       const customParameters = jsonParam(params, 'CustomParameters', isStringMap) ?? {};
+      // The kit always sends Scopes (docs/reference/agent-identity.md, the call sequence step 4) and the provider
+      // needs at least one to ask the user's consent for; MODELED: missing or empty is refused like other parameters.
+      if (!scopes) requiredParam(params, 'Scopes');
+      if (!scopes || scopes.length === 0 || scopes.some((s) => !s.trim())) {
+        throw new AcsError(400, 'InvalidParameter.Scopes', 'The parameter Scopes must name at least one non-empty scope.');
+      }
       const force = parseBool(params, 'ForceAuthentication') ?? false;
       const returnUrl = params.ResourceOAuth2ReturnURL;
       const customState = params.CustomState;

@@ -1,6 +1,7 @@
 /** AgentIdentity 2025-09-01 (agentidentity-20250901): workload identities, identity providers, OAuth2 and API-key credential providers. */
 import { randomUUID } from 'node:crypto';
 import { AcsError, isStringArray, jsonParam, requiredParam } from '../acs-rpc.js';
+import { checkOAuth2ProviderConfig } from './oauth2-provider-config.js';
 import {
   isObject,
   isoSeconds,
@@ -111,12 +112,15 @@ export function agentIdentityHandlers(a: Account): Record<string, Handler> {
     CreateOAuth2CredentialProvider(p) {
       const name = requiredParam(p, 'OAuth2CredentialProviderName');
       providers.assertFree(name);
+      const vendor = requiredParam(p, 'CredentialProviderVendor');
+      requiredParam(p, 'OAuth2ProviderConfig');
       const config = jsonParam(p, 'OAuth2ProviderConfig', isObject);
+      checkOAuth2ProviderConfig(vendor, config);
       const now = isoSeconds();
       const provider: EmuOAuth2Provider = {
         OAuth2CredentialProviderName: name,
         CredentialProviderArn: a.providerArn(name),
-        ...(p.CredentialProviderVendor ? { CredentialProviderVendor: p.CredentialProviderVendor } : {}),
+        CredentialProviderVendor: vendor,
         CallbackURL: p.CallbackURL || `${a.baseUrl()}/oauth2/callback/${randomUUID()}`,
         ...(config ? { OAuth2ProviderConfig: config } : {}),
         ...(p.OAuthType ? { OAuthType: p.OAuthType } : {}),

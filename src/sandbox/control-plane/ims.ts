@@ -30,6 +30,14 @@ export function imsHandlers(a: Account): Record<string, Handler> {
       const displayName = requiredParam(p, 'DisplayName');
       const appType = requiredParam(p, 'AppType');
       if (!['WebApp', 'NativeApp', 'ServerApp'].includes(appType)) throw new AcsError(400, 'InvalidParameter.AppType', 'The parameter AppType is invalid.');
+      // ims-20190815 CreateApplicationRequest: for WebApp and ServerApp SecretRequired "is forcibly set to true and
+      // cannot be changed" (our client quotes an older text: "required and always true"). MODELED: missing or false is refused.
+      if (appType !== 'NativeApp') {
+        requiredParam(p, 'SecretRequired');
+        if (p.SecretRequired !== 'true') {
+          throw new AcsError(400, 'InvalidParameter.SecretRequired', `SecretRequired must be true for a ${appType} application.`);
+        }
+      }
       if (displayName.length > 24) throw new AcsError(400, 'InvalidParameter.DisplayName.Length', 'The display name can be up to 24 characters.');
       const split = (v: string | undefined) =>
         (v ?? '')
@@ -46,7 +54,7 @@ export function imsHandlers(a: Account): Record<string, Handler> {
         PredefinedScopes: split(p.PredefinedScopes),
         RequiredScopes: split(p.RequiredScopes),
         // ims-20190815 CreateApplicationRequest: "For WebApp and ServerApp … always set to true".
-        SecretRequired: appType === 'NativeApp' ? p.SecretRequired === 'true' : true,
+        SecretRequired: p.SecretRequired === 'true',
         ProtocolVersion: p.ProtocolVersion || '2.0',
         AccountId: a.accountId,
         CreateDate: now,
