@@ -13,7 +13,8 @@
  * Secrets never go into this file. The one secret setup itself obtains — the IMS app secret in HTTP mode — goes to
  * a separate file (`.dingtalk-mcp.secrets.json`, mode 0600) beside it.
  */
-import { chmodSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 
 export type ResourceType =
@@ -112,9 +113,7 @@ export class ConfigFile {
   }
 
   save(): void {
-    const tmp = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(this.data, null, 2) + '\n', { mode: 0o600 });
-    renameSync(tmp, this.path);
+    replaceFile(this.path, JSON.stringify(this.data, null, 2) + '\n');
   }
 
   // ---- secrets file ----
@@ -144,9 +143,32 @@ export class ConfigFile {
       rmSync(this.secretsPath, { force: true });
       return;
     }
-    const tmp = `${this.secretsPath}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(all, null, 2) + '\n', { mode: 0o600 });
-    chmodSync(tmp, 0o600);
-    renameSync(tmp, this.secretsPath);
+    replaceFile(this.secretsPath, JSON.stringify(all, null, 2) + '\n');
   }
+}
+
+/**
+ * Write `path` whole, atomically: a temporary file next to it, created exclusively (`wx`: O_CREAT|O_EXCL, so a
+ * symlink or file planted at that name is never followed or reused) with mode 0600 from the start, then renamed
+ * over `path`. A taken temporary name is skipped for a random one; a write that still fails removes its own
+ * temporary file and says which file could not be written.
+ */
+export function replaceFile(path: string, text: string): void {
+  const candidates = [`${path}.${process.pid}.tmp`, ...[0, 1, 2].map(() => `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)];
+  for (const tmp of candidates) {
+    try {
+      writeFileSync(tmp, text, { flag: 'wx', mode: 0o600 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      throw new Error(`Could not write ${path}: ${(e as Error).message}`);
+    }
+    try {
+      renameSync(tmp, path);
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      throw new Error(`Could not write ${path}: ${(e as Error).message}`);
+    }
+    return;
+  }
+  throw new Error(`Could not write ${path}: its temporary files (${path}.${process.pid}.*.tmp) already exist; remove them and run again.`);
 }

@@ -3,8 +3,9 @@
  * anything unrecorded. It runs only in the recorded account and region. Before each delete it re-reads the
  * resource and deletes it only when its identity (identity.ts) is the one setup recorded: a resource someone
  * else re-created under the same name is left untouched, and so is one whose identity setup never learned
- * (a create interrupted before its answer; a re-run of setup resolves that). The exception is an IMS application
- * whose create answer was lost: it is found by its name (ListApplications). Reverse dependency order; resources
+ * (a create interrupted before its answer; a re-run of setup resolves that). A name is never proof: an IMS
+ * application whose create answer was lost is looked up by name (ListApplications) only to tell the user which
+ * application to check and delete by hand. Reverse dependency order; resources
  * already gone are fine. Each deletion is struck from the record as it happens, so an interrupted teardown resumes.
  */
 import type { Context } from './context.js';
@@ -109,6 +110,15 @@ export async function runTeardown(ctx: Context): Promise<number> {
   for (const r of mine) {
     try {
       const outcome = await removeIfOurs(ctx, r);
+      if (typeof outcome === 'object') {
+        failures += 1;
+        io.err(
+          `teardown: ${LABEL[r.type]} ${r.name}: setup's create of it was interrupted before IMS answered, so setup never learned its AppId; ` +
+            `${outcome.namesakes.length === 1 ? 'an application' : `${outcome.namesakes.length} applications`} of that name exist (AppId ${outcome.namesakes.join(', ')}), but a name is no proof that setup made it; left untouched. ` +
+            'Fix: check it in the RAM console (Identities → OAuth applications) and delete it there if it is the one setup made, then run teardown again (it then finds it gone).',
+        );
+        continue;
+      }
       if (outcome === 'unproven') {
         failures += 1;
         io.err(
@@ -149,17 +159,16 @@ export async function runTeardown(ctx: Context): Promise<number> {
   return 0;
 }
 
-type Outcome = 'deleted' | 'gone' | 'foreign' | 'unproven';
+/** `namesakes`: applications that only share the name of one whose create answer was lost (their AppIds). */
+type Outcome = 'deleted' | 'gone' | 'foreign' | 'unproven' | { namesakes: string[] };
 
 async function removeIfOurs(ctx: Context, record: ResourceRecord): Promise<Outcome> {
-  let r = record;
+  const r = record;
   if (r.type === 'ims_app_secret') return 'deleted';
   if (r.type === 'ims_application' && !r.appId) {
-    // The create's answer was lost: the application, if it was made, is known only by its name.
+    // The create's answer was lost: an application of that name may be setup's or anyone's; never delete on a name.
     const named = await applicationsNamed(ctx.cloud, r.name);
-    if (named.length === 0) return 'gone';
-    if (named.length > 1) return 'unproven';
-    r = { ...r, appId: named[0]!.appId, identity: named[0]!.appId };
+    return named.length === 0 ? 'gone' : { namesakes: named.map((a) => a.appId) };
   }
   const found = await readIdentity(ctx.cloud, r.type, r.name, r.appId);
   if (!found) return 'gone';

@@ -644,7 +644,7 @@ describe('ownership (review fixes)', () => {
     expect(emu.state().roles).toEqual([]);
   });
 
-  it('fix 4: an IMS application whose create answer was lost is found by name (ListApplications) by setup and teardown', async () => {
+  it('fix 4: an IMS application whose create answer was lost is found by name (ListApplications) by setup; teardown never deletes on a name', async () => {
     const { Cloud } = await import('../../src/provisioning/cloud.js');
     const { ControlPlaneError } = await import('../../src/provisioning/control-plane-client.js');
     const original = Cloud.prototype.createWebApplication;
@@ -663,7 +663,18 @@ describe('ownership (review fixes)', () => {
       expect((await run('setup', ['--http', '--workload-identity', WI])).code).toBe(1);
       expect(recorded('ims_application')).toMatchObject({ status: 'pending' });
       expect(emu.state().applications).toHaveLength(1);
-      // teardown finds it by name
+      // teardown finds it by name, but a name is no proof: it is left, and the user is told which one to check
+      const appId = emu.state().applications[0]!.AppId;
+      const refused = await run('teardown');
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(`AppId ${appId}`);
+      expect(refused.stderr).toContain('a name is no proof that setup made it; left untouched');
+      expect(emu.state().applications.map((a) => a.AppId)).toEqual([appId]);
+      expect(emu.calls.some((c) => c.action === 'DeleteApplication')).toBe(false);
+      // deleted by hand, the next teardown finds it gone and finishes
+      emu.mutate((s) => {
+        s.applications = [];
+      });
       expect((await run('teardown')).code).toBe(0);
       expect(emu.state().applications).toEqual([]);
 
