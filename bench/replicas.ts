@@ -42,7 +42,13 @@ async function startServer(sandbox: Sandbox, port: number, publicUrl: string, en
   const url = `http://127.0.0.1:${port}`;
   const child = spawn(process.execPath, [CLI, '--transport', 'http', '--port', String(port)], {
     stdio: ['ignore', 'ignore', 'inherit'],
-    env: sandbox.serverEnv(publicUrl, { DINGTALK_MCP_RATE_LIMIT: '100000', DINGTALK_MCP_LOG_LEVEL: 'warn', DINGTALK_MCP_STATE_SECRET: SECRET, ...env }),
+    env: sandbox.serverEnv(publicUrl, {
+      DINGTALK_MCP_PUBLIC_URL_PROXIED: '1',
+      DINGTALK_MCP_RATE_LIMIT: '100000',
+      DINGTALK_MCP_LOG_LEVEL: 'warn',
+      DINGTALK_MCP_STATE_SECRET: SECRET,
+      ...env,
+    }),
   });
   await new Promise<void>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`the server exited (${code}) before listening`)));

@@ -58,6 +58,8 @@ type RawConfig = {
   allowedOrigins: string;
   trustedProxyHeader: string;
   trustedProxies: string;
+  allowInsecureHttp: string;
+  publicUrlProxied: string;
   rateLimitPerMinute: string;
   maxBody: string;
   redisUrl: string;
@@ -77,7 +79,7 @@ export const SETTINGS: Setting[] = [
     flag: 'host',
     env: 'DINGTALK_MCP_HOST',
     default: '127.0.0.1',
-    help: 'http: the address to listen on. Anything but loopback needs TLS in front (a loud warning says so).',
+    help: 'http: the address to listen on. Anything but loopback needs TLS in front (an https:// `APP_REDIRECT_URI`); refused otherwise unless `DINGTALK_MCP_ALLOW_INSECURE_HTTP` is set.',
   },
   {
     key: 'port',
@@ -274,6 +276,20 @@ export const SETTINGS: Setting[] = [
     help: 'http, opt-in: comma-separated IP addresses of the gateway allowed to set that header.',
   },
   {
+    key: 'allowInsecureHttp',
+    flag: 'allow-insecure-http',
+    env: 'DINGTALK_MCP_ALLOW_INSECURE_HTTP',
+    default: 'false',
+    help: 'http: serve on a non-loopback `--host` although `APP_REDIRECT_URI` is `http://` (no TLS). Refused without it: bearer tokens and sign-in cookies would cross the network in clear text, and any page on the same host could plant cookies. For a trusted lab network only.',
+  },
+  {
+    key: 'publicUrlProxied',
+    flag: 'public-url-proxied',
+    env: 'DINGTALK_MCP_PUBLIC_URL_PROXIED',
+    default: 'false',
+    help: 'http: a proxy on this machine forwards the loopback `APP_REDIRECT_URI` (another port) to `--port`. Without it a loopback `APP_REDIRECT_URI` whose port differs from `--port` is refused, since it would advertise another instance.',
+  },
+  {
     key: 'rateLimitPerMinute',
     flag: 'rate-limit',
     env: 'DINGTALK_MCP_RATE_LIMIT',
@@ -379,6 +395,8 @@ const schema = z.object({
     .transform((h) => h.toLowerCase())
     .optional(),
   trustedProxies: list.optional(),
+  allowInsecureHttp: bool,
+  publicUrlProxied: bool,
   rateLimitPerMinute: int(1, 100_000),
   maxBody: z.string().regex(/^\d+(b|kb|mb)$/i, 'must look like 1mb or 500kb'),
   redisUrl: z
@@ -399,6 +417,8 @@ export type Config = z.output<typeof schema> & {
   callbackUrl: string;
   /** stdio: the user id fell back to the OS user name (nobody chose it). */
   userIdFromOs: boolean;
+  /** APP_REDIRECT_URI was set (file, environment or flag), not the default. */
+  appRedirectUriChosen: boolean;
 };
 
 export class ConfigError extends Error {
@@ -421,6 +441,8 @@ export function loadConfig({ argv = [], env = process.env, cwd = process.cwd() }
 
   const raw: Partial<Record<keyof RawConfig, string>> = {};
   for (const s of SETTINGS) if (s.default !== undefined) raw[s.key] = s.default;
+  // Settings someone chose (file, environment or flag), as opposed to defaults.
+  const chosen = new Set<keyof RawConfig>();
 
   const configPath = resolve(cwd, flags.configFile ?? env.DINGTALK_MCP_CONFIG ?? '.config.json');
   const explicitConfig = flags.configFile !== undefined || env.DINGTALK_MCP_CONFIG !== undefined;
@@ -429,7 +451,10 @@ export function loadConfig({ argv = [], env = process.env, cwd = process.cwd() }
       const file = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
       for (const s of SETTINGS) {
         const v = s.file ? file[s.file] : undefined;
-        if (typeof v === 'string' && v !== '') raw[s.key] = v;
+        if (typeof v === 'string' && v !== '') {
+          raw[s.key] = v;
+          chosen.add(s.key);
+        }
       }
     } catch (e) {
       problems.push(`${configPath} is not valid JSON (${(e as Error).message}); fix or remove it`);
@@ -440,11 +465,17 @@ export function loadConfig({ argv = [], env = process.env, cwd = process.cwd() }
 
   for (const s of SETTINGS) {
     const v = s.env ? env[s.env] : undefined;
-    if (v !== undefined && v !== '') raw[s.key] = v;
+    if (v !== undefined && v !== '') {
+      raw[s.key] = v;
+      chosen.add(s.key);
+    }
   }
   for (const s of SETTINGS) {
     const v = flags[s.key];
-    if (v !== undefined) raw[s.key] = v;
+    if (v !== undefined) {
+      raw[s.key] = v;
+      chosen.add(s.key);
+    }
   }
   const userIdFromOs = raw.userId === undefined;
   raw.userId ??= safeUserName();
@@ -482,7 +513,10 @@ export function loadConfig({ argv = [], env = process.env, cwd = process.cwd() }
   }
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const config = parsed.data;
-  return { ...config, callbackUrl: `${config.appRedirectUri}/callback`, userIdFromOs };
+  // HTTP mode without APP_REDIRECT_URI: the public URL is this listener, on whatever --port says
+  // (the default names port 8090, which a second copy on --port 8091 would otherwise advertise).
+  if (config.transport === 'http' && !chosen.has('appRedirectUri')) config.appRedirectUri = `http://localhost:${config.port}`;
+  return { ...config, callbackUrl: `${config.appRedirectUri}/callback`, userIdFromOs, appRedirectUriChosen: chosen.has('appRedirectUri') };
 }
 
 function describeProblem(setting: Setting | undefined, message: string): string {

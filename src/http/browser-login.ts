@@ -134,6 +134,22 @@ export function createBrowserLogin(options: BrowserLoginOptions) {
   }
 
   const router = express.Router();
+  // Cookie tossing: cookies ignore ports (and, over http, any page on this host may set them), so
+  // a second cookie of one of our names means someone planted one. Which is ours cannot be told:
+  // refuse rather than read either.
+  const refuseTossedCookies = (req: Request, res: Response, next: () => void) => {
+    const twice = duplicatedCookieNames(req).filter((name) => /^(__Host-)?dtmcp_/.test(name));
+    if (twice.length === 0) return next();
+    logger.warn('security: request carries the same cookie twice (cookie tossing?); refused', { path: req.path, names: twice.join(',') });
+    sendPage(
+      res,
+      400,
+      'Conflicting cookies',
+      'Your browser sent two different sign-in cookies for this server, which can mean another site on this host tried to plant one. Nothing was changed.',
+      'Clear the cookies of this site in your browser, then open the authorization link from your assistant again.',
+    );
+  };
+  router.get(['/callback', '/login/callback'], refuseTossedCookies);
   router.get('/login/callback', async (req, res) => {
     const state = typeof req.query.state === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(req.query.state) ? req.query.state : undefined;
     const flowCookie = state ? getCookie(req, FLOW_COOKIE(state)) : undefined;
@@ -183,4 +199,18 @@ function readCookie(req: Request, name: string): string | undefined {
     if (eq > 0 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
   }
   return undefined;
+}
+
+/** Cookie names that occur more than once in the request's Cookie header. */
+function duplicatedCookieNames(req: Request): string[] {
+  const seen = new Set<string>();
+  const twice = new Set<string>();
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) continue;
+    const name = part.slice(0, eq).trim();
+    if (seen.has(name)) twice.add(name);
+    seen.add(name);
+  }
+  return [...twice];
 }

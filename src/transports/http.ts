@@ -3,12 +3,13 @@ import type { AddressInfo } from 'node:net';
 import { createHttpApp } from '../http/app.js';
 import { OidcProvider } from '../http/oidc.js';
 import type { Runtime } from '../runtime.js';
-
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+import { httpListenProblem, isLoopback } from './http-listen-checks.js';
 
 /** Streamable HTTP for many users: listen, warn loudly when unsafe, shut down gracefully. */
 export async function serveHttpTransport(runtime: Runtime): Promise<{ url: string; close(): Promise<void> }> {
   const { config, logger } = runtime;
+  const problem = httpListenProblem(config);
+  if (problem) throw new Error(problem);
   const oidc = config.oidcIssuer ? new OidcProvider(config.oidcIssuer, logger) : undefined;
   if (oidc) {
     // Not fatal: the identity provider may come up later; requests will say what is wrong.
@@ -42,9 +43,9 @@ export async function serveHttpTransport(runtime: Runtime): Promise<{ url: strin
     mcp: `${config.appRedirectUri}/mcp`,
     auth: config.trustedProxyHeader ? `trusted proxy header ${config.trustedProxyHeader}` : `bearer JWT from ${config.oidcIssuer}`,
   });
-  if (!LOOPBACK.has(config.host) && !config.appRedirectUri.startsWith('https:')) {
+  if (!isLoopback(config.host) && !config.appRedirectUri.startsWith('https:')) {
     logger.warn(
-      `!!! listening on ${config.host} without TLS: bearer tokens and authorization links would cross the network in clear text. ` +
+      `!!! listening on ${config.host} without TLS (DINGTALK_MCP_ALLOW_INSECURE_HTTP): bearer tokens and authorization links cross the network in clear text. ` +
         'Put a TLS-terminating proxy in front and set APP_REDIRECT_URI to its https:// URL.',
     );
   }

@@ -24,6 +24,8 @@ export async function startReplica(index: number, sandbox: Sandbox, publicUrl: s
       stdio: ['ignore', 'pipe', 'pipe'],
       env: sandbox.serverEnv(publicUrl, {
         DINGTALK_RETRY_BASE_DELAY_MS: '5',
+        // The load balancer on 127.0.0.1 forwards its port to this replica's.
+        DINGTALK_MCP_PUBLIC_URL_PROXIED: '1',
         DINGTALK_MCP_STATE_SECRET: STATE_SECRET,
         DINGTALK_MCP_LOG_LEVEL: 'debug',
         ...env,

@@ -1,0 +1,33 @@
+import type { Config } from '../config.js';
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+
+export const isLoopback = (host: string) => LOOPBACK.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host);
+
+/**
+ * Refusals before HTTP mode listens (issue 9): each names what is wrong and the setting that fixes it.
+ * - A non-loopback bind without TLS: cookies ignore ports, so any page on that host could plant
+ *   sign-in and binding cookies, and bearer tokens cross the network in clear text.
+ * - A loopback APP_REDIRECT_URI on another port than `--port`: this server would advertise
+ *   (protected-resource metadata, callback) whatever listens there, e.g. another local copy.
+ *   A public URL off loopback may sit behind a proxy on any port: that is legitimate.
+ */
+export function httpListenProblem(config: Config): string | undefined {
+  const publicUrl = new URL(config.appRedirectUri);
+  if (!isLoopback(config.host) && publicUrl.protocol !== 'https:' && !config.allowInsecureHttp) {
+    return (
+      `refusing to serve on ${config.host} without TLS: APP_REDIRECT_URI is ${config.appRedirectUri}, so bearer tokens and sign-in cookies would cross the network in clear text and another page on that host could plant cookies. ` +
+      'Put a TLS-terminating proxy in front and set APP_REDIRECT_URI to its https:// URL, or listen on 127.0.0.1 (--host 127.0.0.1); ' +
+      'on a trusted lab network only, set DINGTALK_MCP_ALLOW_INSECURE_HTTP=1.'
+    );
+  }
+  const publicPort = Number(publicUrl.port || (publicUrl.protocol === 'https:' ? 443 : 80));
+  if (isLoopback(publicUrl.hostname) && publicPort !== config.port && !config.publicUrlProxied) {
+    return (
+      `APP_REDIRECT_URI is ${config.appRedirectUri} (port ${publicPort}) but --port is ${config.port}: clients would be sent to whatever listens on port ${publicPort}. ` +
+      `Use --port ${publicPort}, or set APP_REDIRECT_URI=${publicUrl.protocol}//${publicUrl.hostname}:${config.port} (and register its /callback), ` +
+      `or, if a proxy on this machine forwards port ${publicPort} to ${config.port}, set DINGTALK_MCP_PUBLIC_URL_PROXIED=1.`
+    );
+  }
+  return undefined;
+}
