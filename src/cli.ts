@@ -3,7 +3,7 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { usage } from './help.js';
 import { createLogger } from './log.js';
 import { createRuntime, secretsOf, stateStoreOptions, type RuntimeOverrides } from './runtime.js';
-import type { Sandbox } from './sandbox/index.js';
+import type { SandboxEndpoints } from './sandbox/index.js';
 import { serveStdioTransport } from './transports/stdio.js';
 import { VERSION } from './version.js';
 
@@ -13,6 +13,24 @@ async function main(argv: string[]): Promise<void> {
     // Loaded only for these commands: serving MCP never pulls in the control-plane clients.
     const { runProvisioning } = await import('./provisioning/cli.js');
     process.exitCode = await runProvisioning(command, argv.slice(1));
+    return;
+  }
+  if (command === '__sandbox-services') {
+    // Hidden: the detached process that `--sandbox` copies share (docs/sandbox.md "Shared sandbox services").
+    const { runSandboxServices } = await import('./sandbox/services/host.js');
+    const level = process.env.DINGTALK_MCP_LOG_LEVEL;
+    process.exitCode = await runSandboxServices(createLogger({ level: level === 'debug' || level === 'warn' || level === 'error' ? level : 'info' }));
+    process.exit();
+  }
+  if (command === 'sandbox') {
+    if (argv[1] !== 'stop') {
+      process.stderr.write('usage: dingtalk-mcp sandbox stop   (end the shared sandbox services and forget what they hold)\n');
+      process.exitCode = 2;
+      return;
+    }
+    const { stopSandboxServices } = await import('./sandbox/services/client.js');
+    const stopped = await stopSandboxServices();
+    process.stdout.write(stopped ? 'dingtalk-mcp: the sandbox services are stopping.\n' : 'dingtalk-mcp: no sandbox services are running.\n');
     return;
   }
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -37,33 +55,44 @@ async function main(argv: string[]): Promise<void> {
 
   const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config) });
   const overrides: RuntimeOverrides = { logger };
-  let sandbox: Sandbox | undefined;
+  let sandbox: SandboxEndpoints | undefined;
   if (config.sandbox) {
     // Loaded only when needed, like the HTTP transport below: stdio cold start stays lean.
     const { SANDBOX, startSandbox } = await import('./sandbox/index.js');
     const http = config.transport === 'http';
-    sandbox = await startSandbox({
-      callbackUrl: config.callbackUrl,
-      logger,
-      oidc: http ? { loginRedirectUri: `${config.appRedirectUri}/login/callback` } : undefined,
-    });
+    // stdio: the emulators live in a shared detached process, so a consent link and what was written outlive
+    // this copy when a one-shot client ends it (docs/sandbox.md "Shared sandbox services").
+    const shared = !http && process.env.DINGTALK_MCP_SANDBOX_DETACHED !== '0';
+    const active: SandboxEndpoints = shared
+      ? await (await import('./sandbox/services/client.js')).findOrStartSandboxServices({ callbackUrl: config.callbackUrl, logger })
+      : await startSandbox({
+          callbackUrl: config.callbackUrl,
+          logger,
+          oidc: http ? { loginRedirectUri: `${config.appRedirectUri}/login/callback` } : undefined,
+        });
+    sandbox = active;
     config = {
       ...config,
-      agentIdentityEndpoint: sandbox.agentIdentityUrl,
-      dingtalkApiBase: sandbox.dingtalkUrl,
-      workloadIdentityName: sandbox.workloadIdentityName,
-      providerName: sandbox.providerName,
-      dingtalkClientId: sandbox.dingtalkClientId,
-      appSecretProvider: sandbox.appSecretProviderName,
-      ...(sandbox.oidc ? { oidcIssuer: sandbox.oidc.issuer, oidcClientId: SANDBOX.oidcClientId, oidcAudience: SANDBOX.oidcClientId } : {}),
+      agentIdentityEndpoint: active.agentIdentityUrl,
+      dingtalkApiBase: active.dingtalkUrl,
+      workloadIdentityName: active.workloadIdentityName,
+      providerName: active.providerName,
+      dingtalkClientId: active.dingtalkClientId,
+      appSecretProvider: active.appSecretProviderName,
+      ...(active.oidc ? { oidcIssuer: active.oidc.issuer, oidcClientId: SANDBOX.oidcClientId, oidcAudience: SANDBOX.oidcClientId } : {}),
     };
-    if (sandbox.oidc) {
-      logger.info('sandbox: emulated identity provider for HTTP mode', { issuer: sandbox.oidc.issuer, users: sandbox.oidc.users.map((u) => u.sub).join(',') });
+    if (active.oidc) {
+      logger.info('sandbox: emulated identity provider for HTTP mode', { issuer: active.oidc.issuer, users: active.oidc.users.map((u) => u.sub).join(',') });
     }
-    overrides.credential = sandbox.credential;
+    overrides.credential = active.credential;
     logger.info('sandbox: emulated Agent Identity and DingTalk are running; nothing leaves this machine', {
-      document: sandbox.sampleDocumentLink,
-      viewer: sandbox.documentViewerUrl(sandbox.sampleDocumentId),
+      document: active.sampleDocumentLink,
+      viewer: active.documentViewerUrl(active.sampleDocumentId),
+      ...(active.services
+        ? {
+            kept: `by the shared sandbox services (pid ${active.services.pid}) for ${active.services.idleSeconds >= 120 ? `${Math.round(active.services.idleSeconds / 60)} min` : `${active.services.idleSeconds} s`} after the last request and while a consent link is open; \`dingtalk-mcp sandbox stop\` ends them`,
+          }
+        : {}),
     });
   }
 

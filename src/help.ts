@@ -10,6 +10,7 @@ const COMMANDS: Array<[string, string]> = [
   ['dingtalk-mcp', 'serve MCP over stdio: one local user (what MCP clients start)'],
   ['dingtalk-mcp --transport http', 'serve streamable HTTP at /mcp: many users, OAuth bearer tokens'],
   ['dingtalk-mcp --sandbox', 'either mode against embedded emulators of Agent Identity and DingTalk (no cloud account)'],
+  ['dingtalk-mcp sandbox stop', 'end the shared sandbox services that stdio --sandbox copies keep running'],
   ['dingtalk-mcp setup [--http]', 'create or fix the Alibaba Cloud resources the server needs, after printing a plan'],
   ['dingtalk-mcp doctor', 'check those resources and this machine; print a fix for each problem'],
   ['dingtalk-mcp teardown', 'delete exactly what setup created, nothing else'],

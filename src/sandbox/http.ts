@@ -5,8 +5,15 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
+let lastRequestAt = Date.now();
+/** When any emulator of this process last got a request: the shared services exit after an idle grace (./services/). */
+export const lastEmulatorRequestAt = () => lastRequestAt;
+
 /** Start an emulator's server and return its base URL (`http://127.0.0.1:<port>`). */
 export async function listen(server: Server, host = '127.0.0.1', port = 0): Promise<string> {
+  server.on('request', () => {
+    lastRequestAt = Date.now();
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

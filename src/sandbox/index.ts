@@ -46,12 +46,39 @@ export interface Sandbox {
    * would be against Alibaba Cloud (endpoints, workload identity, AccessKey), plus `extra`.
    */
   serverEnv(appRedirectUri: string, extra?: Record<string, string>): Record<string, string>;
+  /** Allow one more `<APP_REDIRECT_URI>/callback` on the emulated workload identity (shared services: each copy's own). */
+  allowCallbackUrl(url: string): void;
   agentIdentity: AgentIdentityEmulator;
   dingtalk: DingTalkEmulator;
   /** HTTP mode only: the emulated OpenID Connect identity provider. */
   oidc?: OidcEmulator;
   close(): Promise<void>;
 }
+
+/**
+ * What a `--sandbox` copy needs to configure itself against a sandbox, whether it runs in this process or in the
+ * shared services process (./services/): URLs, names and the credential, no emulator handles.
+ */
+export type SandboxEndpoints = Pick<
+  Sandbox,
+  | 'agentIdentityUrl'
+  | 'dingtalkUrl'
+  | 'workloadIdentityName'
+  | 'providerName'
+  | 'appSecretProviderName'
+  | 'dingtalkClientId'
+  | 'accessKeyId'
+  | 'credential'
+  | 'sampleDocumentId'
+  | 'sampleDocumentLink'
+  | 'documentViewerUrl'
+> & {
+  oidc?: { issuer: string; users: ReadonlyArray<{ sub: string }> };
+  /** Set when the emulators run in the shared services process. */
+  services?: { pid: number; stateFile: string; idleSeconds: number };
+  /** In process: stop the emulators. Shared services: only stop keeping them alive; they exit on their own. */
+  close(): Promise<void>;
+};
 
 export interface SandboxOptions {
   /** Our `<APP_REDIRECT_URI>/callback`; the emulated workload identity allows exactly these. */
@@ -71,6 +98,8 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const agentIdentityPort = await freePort();
   const providerCallbackId = 'sandbox-dingtalk';
   const agentIdentityCallback = `http://127.0.0.1:${agentIdentityPort}/oauth2/callback/${providerCallbackId}`;
+  // The emulator keeps this very array on its workload identity, so allowCallbackUrl() below extends it.
+  const allowedReturnUrls = ([] as string[]).concat(options.callbackUrl);
 
   // Agent Identity trusts the identity provider's JWTs (GetWorkloadAccessTokenForJWT) the way the
   // real service trusts the provider registered on the workload identity: by its JWKS.
@@ -94,7 +123,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     agentIdentity = await startAgentIdentityEmulator({
       port: agentIdentityPort,
       accessKeys: [{ accessKeyId: SANDBOX.accessKeyId, accessKeySecret, allowedActions: '*' }],
-      workloadIdentities: [{ name: SANDBOX.workloadIdentityName, allowedReturnUrls: ([] as string[]).concat(options.callbackUrl) }],
+      workloadIdentities: [{ name: SANDBOX.workloadIdentityName, allowedReturnUrls }],
       trustedJwtIssuers:
         oidc && jwks
           ? {
@@ -156,6 +185,9 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       ...(oidc ? { OIDC_ISSUER: oidc.issuer, OIDC_CLIENT_ID: SANDBOX.oidcClientId } : {}),
       ...extra,
     }),
+    allowCallbackUrl(url) {
+      if (!allowedReturnUrls.includes(url)) allowedReturnUrls.push(url);
+    },
     agentIdentity,
     dingtalk,
     oidc,

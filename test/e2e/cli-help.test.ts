@@ -19,6 +19,7 @@ describe('dingtalk-mcp --help', () => {
       'dingtalk-mcp setup',
       'dingtalk-mcp doctor',
       'dingtalk-mcp teardown',
+      'dingtalk-mcp sandbox stop',
       'dingtalk-mcp --version',
       'npx -y agent-identity-dingtalk-mcp --sandbox',
     ]) {

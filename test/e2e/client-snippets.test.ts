@@ -4,13 +4,21 @@
  * snippet names — as the client would start it, plus `--sandbox` — and answers initialize and tools/list. Every URL
  * a snippet names is the `/mcp` endpoint of a server started with the snippet's own `--transport http` command.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
-import { spawn } from 'node:child_process';
-import { describe, expect, it } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/sandbox/index.js';
 import { CLI, waitFor } from '../helpers/stack.js';
+
+const sandboxStateHome = mkdtempSync(join(tmpdir(), 'snippets-sandbox-'));
+afterAll(() => {
+  spawnSync(process.execPath, [CLI, 'sandbox', 'stop'], { env: { ...process.env, XDG_STATE_HOME: sandboxStateHome } });
+  rmSync(sandboxStateHome, { recursive: true, force: true });
+});
 
 const DOC = new URL('../../docs/clients.md', import.meta.url);
 const PACKAGE = 'agent-identity-dingtalk-mcp';
@@ -162,7 +170,14 @@ describe('docs/clients.md', () => {
         command: process.execPath,
         args: [CLI, ...args],
         stderr: 'pipe',
-        env: { ...c.env, PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', APP_REDIRECT_URI: `http://127.0.0.1:${await freePort()}` },
+        env: {
+          ...c.env,
+          PATH: process.env.PATH ?? '',
+          HOME: process.env.HOME ?? '/tmp',
+          APP_REDIRECT_URI: `http://127.0.0.1:${await freePort()}`,
+          // The shared sandbox services of this file, not the user's (stopped in afterAll).
+          XDG_STATE_HOME: sandboxStateHome,
+        },
       });
       let stderr = '';
       transport.stderr?.on('data', (chunk: Buffer) => void (stderr += chunk.toString()));

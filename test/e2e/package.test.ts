@@ -149,6 +149,8 @@ describe('the installed dingtalk-mcp --sandbox', () => {
       expect(page).toContain('Installed from the tarball');
     } finally {
       await client.close().catch(() => {});
+      // The shared sandbox services outlive the copy (docs/sandbox.md): end them with the command users have.
+      spawnSync(join(prefix, 'node_modules', '.bin', 'dingtalk-mcp'), ['sandbox', 'stop'], { env: { PATH: process.env.PATH ?? '', HOME: home } });
     }
   });
 });

@@ -17,10 +17,10 @@ function modules(dir: string, prefix = ''): string[] {
 }
 
 describe('src/sandbox layout', () => {
-  it('holds one folder per emulated service and, at the top, only the shared plumbing and the sandbox assembly', () => {
+  it('holds one folder per emulated service, the shared services process that hosts them, and at the top only the shared plumbing and the sandbox assembly', () => {
     const top = readdirSync(sandbox, { withFileTypes: true });
     expect(top.filter((e) => e.isFile()).map((e) => e.name)).toEqual(SHARED);
-    expect(top.filter((e) => e.isDirectory()).map((e) => e.name)).toEqual(['agent-identity', 'control-plane', 'dingtalk', 'oidc']);
+    expect(top.filter((e) => e.isDirectory()).map((e) => e.name)).toEqual(['agent-identity', 'control-plane', 'dingtalk', 'oidc', 'services']);
   });
 
   it('splits the Agent Identity emulator by concern', () => {

@@ -1,0 +1,105 @@
+/**
+ * The per-user state file of the shared sandbox services (docs/sandbox.md "Shared sandbox services"): where a
+ * `--sandbox` copy finds the running services — pid, URLs and the sandbox's random AccessKey secret.
+ *
+ * The directory is the user's own (`$XDG_STATE_HOME` or `~/.local/state`, then
+ * `agent-identity-dingtalk-mcp/sandbox`), mode 0700. The file is mode 0600, created exclusively and never
+ * followed through a symbolic link: another local user must neither read the secret nor make us write elsewhere.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmodSync, linkSync, lstatSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+export interface ServicesState {
+  version: 1;
+  pid: number;
+  /** Random per process: a reused pid cannot pass for the services. */
+  instance: string;
+  startedAt: string;
+  /** The package version that started it: a copy of another version starts its own services. */
+  serverVersion: string;
+  /** Health, callback registration and stop (docs/sandbox.md). */
+  controlUrl: string;
+  /** Bearer for the control endpoints that change something. */
+  controlToken: string;
+  agentIdentityUrl: string;
+  dingtalkUrl: string;
+  /** Sandbox-only random secret: only these emulators accept it. */
+  accessKeySecret: string;
+  idleSeconds: number;
+}
+
+export class StateFileError extends Error {}
+
+/** `$XDG_STATE_HOME/agent-identity-dingtalk-mcp/sandbox`, or under `~/.local/state`. */
+export function servicesStateDir(env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.XDG_STATE_HOME?.startsWith('/') ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
+  return join(base, 'agent-identity-dingtalk-mcp', 'sandbox');
+}
+
+export const stateFilePath = (dir: string) => join(dir, 'services.json');
+export const logFilePath = (dir: string) => join(dir, 'services.log');
+
+/** Create the directory (0700) or check the existing one is a real directory of ours, not a link. */
+export function ensureStateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const stat = lstatSync(dir);
+  if (!stat.isDirectory()) throw new StateFileError(`${dir} is not a directory (a symbolic link?); remove it and try again.`);
+  if (typeof process.getuid === 'function' && stat.uid !== process.getuid())
+    throw new StateFileError(`${dir} belongs to another user; remove it or set XDG_STATE_HOME to a directory of yours.`);
+  if ((stat.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+}
+
+/** The state, `undefined` when there is none, `'invalid'` for a file we cannot use (stale format, torn). */
+export function readState(dir: string): ServicesState | 'invalid' | undefined {
+  const path = stateFilePath(dir);
+  let stat: ReturnType<typeof lstatSync>;
+  try {
+    stat = lstatSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  if (stat.isSymbolicLink() || !stat.isFile())
+    throw new StateFileError(`refusing the sandbox state file ${path}: it is not a regular file (a symbolic link?). Remove it and try again.`);
+  try {
+    const parsed = JSON.parse(readFileSync(path, 'utf8')) as Partial<ServicesState>;
+    if (parsed.version !== 1 || typeof parsed.pid !== 'number' || typeof parsed.instance !== 'string' || typeof parsed.controlUrl !== 'string')
+      return 'invalid';
+    return parsed as ServicesState;
+  } catch {
+    return 'invalid';
+  }
+}
+
+/**
+ * Publish `state` only if no state file exists: written to a fresh temporary file (`wx`, 0600), then hard-linked
+ * to the final name, which fails if another services process got there first (a rename would replace it).
+ */
+export function publishState(dir: string, state: ServicesState): boolean {
+  const tmp = join(dir, `.services.${randomBytes(6).toString('hex')}.tmp`);
+  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { flag: 'wx', mode: 0o600 });
+  try {
+    linkSync(tmp, stateFilePath(dir));
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  } finally {
+    unlinkSync(tmp);
+  }
+}
+
+/** Remove the state file if it still names `instance` (or, with no instance, whatever stale file is there). */
+export function removeState(dir: string, instance?: string): void {
+  try {
+    if (instance !== undefined) {
+      const current = readState(dir);
+      if (typeof current !== 'object' || current.instance !== instance) return;
+    }
+    unlinkSync(stateFilePath(dir));
+  } catch {
+    // Already gone, or not ours to remove.
+  }
+}
