@@ -35,11 +35,15 @@ export function userFromRequest(req: AuthenticatedRequest): UserIdentity | undef
  * issuer, audience and expiry verified; the user is the `sub`, and the JWT itself is the
  * artifact Agent Identity receives (GetWorkloadAccessTokenForJWT, CompleteResourceTokenAuth).
  * Failures answer 401 with `WWW-Authenticate: Bearer … resource_metadata="…"` (RFC 6750, RFC 9728),
- * built by the SDK (verifyBearerToken, bearerAuthChallengeResponse).
+ * built by the SDK (verifyBearerToken, bearerAuthChallengeResponse); with no Authorization header
+ * at all, the bare challenge (RFC 6750 §3.1). An identity provider we cannot reach (and of which we
+ * hold no usable copy) answers 503 + Retry-After: the token may well be good.
  *
  * A token that verified is remembered until it expires (at most a few minutes, see
  * VerifiedTokens), so a client's steady stream of calls pays for one signature check.
  */
+const UNAVAILABLE_RETRY_AFTER_S = 5;
+
 export function bearerAuth(oidc: OidcProvider, audience: string, resourceMetadataUrl: string, logger: Logger): Authenticate {
   const verified = new VerifiedTokens<AuthInfo>();
   const options = {
@@ -61,6 +65,8 @@ export function bearerAuth(oidc: OidcProvider, audience: string, resourceMetadat
           verified.set(token, auth, (claims.exp ?? 0) * 1000);
           return auth;
         } catch (e) {
+          // The provider being down says nothing about the token: not a 401 (clients would discard it).
+          if (e instanceof OidcError && e.reason === 'unavailable') throw e;
           const reason = e instanceof OidcError ? e.message : 'The token could not be verified.';
           logger.info('security: bearer token refused', { reason });
           throw new OAuthError(OAuthErrorCode.InvalidToken, reason);
@@ -69,9 +75,33 @@ export function bearerAuth(oidc: OidcProvider, audience: string, resourceMetadat
     },
   };
   return async (req) => {
+    // RFC 6750 §3.1: a request with no credentials at all gets the bare challenge, without an error code.
+    if (!req.headers.authorization) {
+      return {
+        ok: false,
+        status: 401,
+        headers: { 'WWW-Authenticate': `Bearer resource_metadata="${resourceMetadataUrl}"` },
+        body: {
+          error: 'unauthorized',
+          error_description: 'This endpoint needs Authorization: Bearer <token>; the resource metadata names the identity provider.',
+        },
+      };
+    }
     try {
       return { ok: true, auth: await verifyBearerToken(req.headers.authorization, options) };
     } catch (error) {
+      if (error instanceof OidcError && error.reason === 'unavailable') {
+        logger.warn('identity provider unreachable: /mcp answered 503', { error: error.message });
+        return {
+          ok: false,
+          status: 503,
+          headers: { 'Retry-After': String(UNAVAILABLE_RETRY_AFTER_S) },
+          body: {
+            error: 'temporarily_unavailable',
+            error_description: `The identity provider is unreachable, so the token cannot be checked now; it was not refused. Retry in ${UNAVAILABLE_RETRY_AFTER_S} seconds.`,
+          },
+        };
+      }
       const response = bearerAuthChallengeResponse(error, options);
       const challenge = response.headers.get('WWW-Authenticate');
       const body = error instanceof OAuthError ? error : new OAuthError(OAuthErrorCode.ServerError, 'Internal Server Error');

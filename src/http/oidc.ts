@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import type { Logger } from '../log.js';
+import { JwksCache, JwksUnavailableError } from './jwks-cache.js';
 
 /** The parts of an OpenID Provider's discovery document we use (OpenID Connect Discovery 1.0 §3). */
 export interface OidcMetadata {
@@ -23,26 +24,41 @@ export class OidcError extends Error {
 
 const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 const DISCOVERY_TTL_MS = 60 * 60_000;
+/** After a failed discovery fetch, the last good document serves this long before we try again. */
+const DISCOVERY_RETRY_MS = 5_000;
 
 /**
  * One OpenID Connect identity provider: the one whose JWTs authorize `/mcp` and which signs the
- * browser user in on `/connect`. Keys come from its JWKS, cached by `jose` and refetched when a
- * token names a key it has not seen (key rotation), with a cooldown against abuse.
+ * browser user in on `/connect`. Keys come from its JWKS (./jwks-cache.ts: refetched at once when a
+ * token names a key it has not seen, at most once a second). An outage of discovery or JWKS keeps the
+ * last good copy in use; with none, verification fails as `unavailable` (503), not as a bad token.
  */
 export class OidcProvider {
   private metadata?: { value: OidcMetadata; fetchedAt: number };
   private metadataInFlight?: Promise<OidcMetadata>;
-  private jwks?: { uri: string; set: ReturnType<typeof createRemoteJWKSet> };
+  private metadataFailedAt = Number.NEGATIVE_INFINITY;
+  private readonly jwks: JwksCache;
 
   constructor(
     readonly issuer: string,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.jwks = new JwksCache((error) => logger.warn('identity provider keys could not be refreshed; using the last good copy', { error }));
+  }
 
   async discover(): Promise<OidcMetadata> {
-    if (this.metadata && Date.now() - this.metadata.fetchedAt < DISCOVERY_TTL_MS) return this.metadata.value;
+    const known = this.metadata;
+    if (known && (Date.now() - known.fetchedAt < DISCOVERY_TTL_MS || Date.now() - this.metadataFailedAt < DISCOVERY_RETRY_MS)) return known.value;
     this.metadataInFlight ??= this.fetchMetadata().finally(() => (this.metadataInFlight = undefined));
-    return this.metadataInFlight;
+    try {
+      return await this.metadataInFlight;
+    } catch (e) {
+      this.metadataFailedAt = Date.now();
+      // An outage must not turn valid tokens away: the last good document still names the right keys.
+      if (!known) throw e;
+      this.logger.warn('identity provider discovery failed; using the last good copy', { error: (e as Error).message });
+      return known.value;
+    }
   }
 
   private async fetchMetadata(): Promise<OidcMetadata> {
@@ -73,20 +89,20 @@ export class OidcProvider {
   /** Verify signature (JWKS), issuer, audience and expiry. */
   async verify(token: string, audience: string): Promise<JWTPayload & { sub: string }> {
     const metadata = await this.discover();
-    if (!this.jwks || this.jwks.uri !== metadata.jwks_uri) {
-      this.jwks = { uri: metadata.jwks_uri, set: createRemoteJWKSet(new URL(metadata.jwks_uri), { cooldownDuration: 5_000, timeoutDuration: 10_000 }) };
-    }
     try {
-      const { payload } = await jwtVerify(token, this.jwks.set, { issuer: metadata.issuer, audience, algorithms: ALGORITHMS, clockTolerance: 30 });
+      const { payload } = await jwtVerify(token, this.jwks.resolver(metadata.jwks_uri), {
+        issuer: metadata.issuer,
+        audience,
+        algorithms: ALGORITHMS,
+        clockTolerance: 30,
+      });
       if (typeof payload.sub !== 'string' || payload.sub === '') throw new OidcError('The token has no subject (sub).', 'invalid_token');
       if (typeof payload.exp !== 'number') throw new OidcError('The token has no expiry (exp).', 'invalid_token');
       return payload as JWTPayload & { sub: string };
     } catch (e) {
       if (e instanceof OidcError) throw e;
-      throw new OidcError(
-        describeJoseError(e),
-        e instanceof joseErrors.JWKSTimeout || (e instanceof joseErrors.JOSEError && e.code === 'ERR_JWKS_INVALID') ? 'unavailable' : 'invalid_token',
-      );
+      if (e instanceof JwksUnavailableError) throw new OidcError(`The identity provider is unreachable: ${e.message}.`, 'unavailable');
+      throw new OidcError(describeJoseError(e), 'invalid_token');
     }
   }
 
@@ -161,6 +177,5 @@ function describeJoseError(e: unknown): string {
   if (e instanceof joseErrors.JWKSNoMatchingKey) return 'The token is signed with a key the identity provider does not publish.';
   if (e instanceof joseErrors.JWTInvalid || e instanceof joseErrors.JWSInvalid) return 'The token is not a well-formed JWT.';
   if (e instanceof joseErrors.JOSEAlgNotAllowed) return 'The token uses a signing algorithm this server does not accept.';
-  if (e instanceof joseErrors.JWKSTimeout) return "The identity provider's keys could not be fetched in time.";
   return 'The token could not be verified.';
 }

@@ -133,3 +133,100 @@ describe('where HTTP mode listens', () => {
     expect(config.callbackUrl).toBe(`http://localhost:${port}/callback`);
   });
 });
+
+describe('identity provider', () => {
+  const ALICE = 'alice-1001';
+  const initialize = JSON.stringify({
+    jsonrpc: '2.0',
+    id: 1,
+    method: 'initialize',
+    params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+  });
+  const post = (base: string, headers: Record<string, string> = {}) =>
+    fetch(`${base}/mcp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+      body: initialize,
+    });
+  const bearer = async () => ({ authorization: `Bearer ${await sandbox.oidc!.mintAccessToken({ sub: ALICE })}` });
+  const own = async () => {
+    const port = await freePort();
+    return serve(['--port', String(port)], { APP_REDIRECT_URI: `http://127.0.0.1:${port}` });
+  };
+
+  it('no Authorization header → 401 with the bare Bearer challenge, no error code (RFC 6750 §3.1)', async () => {
+    const res = await post(served.base);
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toBe(`Bearer resource_metadata="${served.base}/.well-known/oauth-protected-resource/mcp"`);
+  });
+
+  it('a token signed with a key published a moment ago is accepted at once, after one JWKS fetch', async () => {
+    const server = await own();
+    try {
+      expect((await post(server.base, await bearer())).status).toBe(200);
+      await sandbox.oidc!.rotateKey();
+      const before = sandbox.oidc!.hits.get('/jwks') ?? 0;
+      expect((await post(server.base, await bearer())).status).toBe(200);
+      expect(sandbox.oidc!.hits.get('/jwks')).toBe(before + 1);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('tokens naming unknown keys cannot make the server hammer the JWKS: concurrent ones share one fetch', async () => {
+    const server = await own();
+    try {
+      expect((await post(server.base, await bearer())).status).toBe(200);
+      const before = sandbox.oidc!.hits.get('/jwks') ?? 0;
+      const forged = await Promise.all(
+        Array.from(
+          { length: 20 },
+          async () => (await post(server.base, { authorization: `Bearer ${await sandbox.oidc!.mintAccessToken({ sub: ALICE, foreignKey: true })}` })).status,
+        ),
+      );
+      expect(forged.every((s) => s === 401)).toBe(true);
+      expect(sandbox.oidc!.hits.get('/jwks')).toBe(before + 1);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('an outage after start keeps the last good keys: valid tokens still pass; a key it cannot look up → 503, not 401', async () => {
+    const server = await own();
+    try {
+      expect((await post(server.base, await bearer())).status).toBe(200);
+      sandbox.oidc!.setOutage({ discovery: true, jwks: true });
+      expect((await post(server.base, await bearer())).status).toBe(200);
+      await sandbox.oidc!.rotateKey();
+      const res = await post(server.base, await bearer());
+      expect(res.status).toBe(503);
+      expect(res.headers.get('www-authenticate')).toBeNull();
+      expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect(await res.json()).toMatchObject({
+        error: 'temporarily_unavailable',
+        error_description: expect.stringContaining('identity provider is unreachable'),
+      });
+    } finally {
+      sandbox.oidc!.setOutage({});
+      await server.close();
+    }
+  });
+
+  it('with no usable copy (the provider down since start) → 503 with Retry-After; once it is back the same token passes', async () => {
+    sandbox.oidc!.setOutage({ discovery: true, jwks: true });
+    const server = await own();
+    try {
+      const auth = await bearer();
+      const res = await post(server.base, auth);
+      expect(res.status).toBe(503);
+      expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect(await res.json()).toMatchObject({ error: 'temporarily_unavailable', error_description: expect.stringContaining('it was not refused') });
+      expect(server.logs.join('\n')).toContain('identity provider unreachable');
+      sandbox.oidc!.setOutage({});
+      expect((await post(server.base, auth)).status).toBe(200);
+    } finally {
+      sandbox.oidc!.setOutage({});
+      await server.close();
+    }
+  });
+});

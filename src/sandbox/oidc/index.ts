@@ -55,6 +55,8 @@ export interface OidcEmulator {
   mintAccessToken(options: MintOptions): Promise<string>;
   /** Publish a new signing key and sign with it from now on (the old key stays published). */
   rotateKey(): Promise<void>;
+  /** Simulate an outage: while set, discovery and/or the JWKS answer 503 (as a provider behind a failing load balancer does). */
+  setOutage(outage: { discovery?: boolean; jwks?: boolean }): void;
   registerClient(client: OidcClient): void;
   /** Requests by path, for tests (e.g. how often the JWKS was fetched). */
   hits: Map<string, number>;
@@ -91,12 +93,21 @@ interface LoginRequest {
   expiresAt: number;
 }
 
+type Route = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
+
 export async function startOidcEmulator(options: OidcEmulatorOptions): Promise<OidcEmulator> {
   const keys: SigningKey[] = [await newKey()];
   const foreign = await newKey();
   const current = () => keys[keys.length - 1]!;
   const loginRequests = new Map<string, LoginRequest>();
   const hits = new Map<string, number>();
+  let outage: { discovery?: boolean; jwks?: boolean } = {};
+  const down =
+    (part: 'discovery' | 'jwks', route: Route): Route =>
+    (req, res, url) =>
+      outage[part]
+        ? json(res, 503, { error: 'temporarily_unavailable', error_description: 'the identity provider is down (sandbox outage)' })
+        : route(req, res, url);
 
   const provider: OidcProvider = {
     issuer: '',
@@ -208,11 +219,10 @@ export async function startOidcEmulator(options: OidcEmulatorOptions): Promise<O
     res.writeHead(302, { location: to.toString() }).end();
   }
 
-  type Route = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
   const routes: Record<string, Route> = {
-    'GET /.well-known/openid-configuration': discovery,
-    'GET /.well-known/oauth-authorization-server': discovery,
-    'GET /jwks': (_req, res) => json(res, 200, { keys: keys.map((k) => k.jwk) }),
+    'GET /.well-known/openid-configuration': down('discovery', discovery),
+    'GET /.well-known/oauth-authorization-server': down('discovery', discovery),
+    'GET /jwks': down('jwks', (_req, res) => json(res, 200, { keys: keys.map((k) => k.jwk) })),
     'POST /register': register,
     'GET /authorize': authorize,
     'POST /authorize/decision': decision,
@@ -242,6 +252,7 @@ export async function startOidcEmulator(options: OidcEmulatorOptions): Promise<O
     async rotateKey() {
       keys.push(await newKey());
     },
+    setOutage: (o) => void (outage = { ...o }),
     registerClient: (client) => void provider.clients.set(client.clientId, client),
     hits,
     close: () => shutdown(server),
