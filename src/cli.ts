@@ -54,6 +54,8 @@ async function main(argv: string[]): Promise<void> {
   }
 
   const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config) });
+  // Which file the settings came from, so a setting "missing" from a file that was never read is easy to spot.
+  logger.info('configuration', { configFile: config.configFileRead ?? `none (looked for ${config.configFileLookedFor})` });
   const overrides: RuntimeOverrides = { logger };
   let sandbox: SandboxEndpoints | undefined;
   if (config.sandbox) {

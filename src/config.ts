@@ -3,6 +3,7 @@ import { userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as z from 'zod/v4';
+import { regionProblem } from './regions.js';
 import { TOOLSETS, type Toolset } from './tools/toolsets.js';
 
 /**
@@ -349,7 +350,8 @@ const schema = z.object({
   host: z.string().min(1),
   port: int(1, 65_535),
   sandbox: bool,
-  regionId: z.string().regex(/^[a-z]{2}-[a-z0-9-]+$/, 'must look like cn-beijing'),
+  // Checked against the region list in loadConfig (src/regions.ts), so the message can quote the bad value.
+  regionId: z.string(),
   workloadIdentityName: z.string().min(1).optional(),
   providerName: z.string().min(1),
   scopes: z
@@ -415,6 +417,10 @@ const schema = z.object({
 
 export type Config = z.output<typeof schema> & {
   callbackUrl: string;
+  /** The config file that was read (absolute path), or undefined when none was. */
+  configFileRead: string | undefined;
+  /** Where the config file was looked for (absolute path). */
+  configFileLookedFor: string;
   /** stdio: the user id fell back to the OS user name (nobody chose it). */
   userIdFromOs: boolean;
   /** APP_REDIRECT_URI was set (file, environment or flag), not the default. */
@@ -422,8 +428,12 @@ export type Config = z.output<typeof schema> & {
 };
 
 export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  /** `note`: which config file was read, or where it was looked for; shown after the problems. */
+  constructor(
+    readonly problems: string[],
+    note?: string,
+  ) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}${note ? `\n${note}` : ''}`);
     this.name = 'ConfigError';
   }
 }
@@ -446,9 +456,11 @@ export function loadConfig({ argv = [], env = process.env, cwd = process.cwd() }
 
   const configPath = resolve(cwd, flags.configFile ?? env.DINGTALK_MCP_CONFIG ?? '.config.json');
   const explicitConfig = flags.configFile !== undefined || env.DINGTALK_MCP_CONFIG !== undefined;
+  let configFileRead: string | undefined;
   if (existsSync(configPath)) {
     try {
       const file = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+      configFileRead = configPath;
       for (const s of SETTINGS) {
         const v = s.file ? file[s.file] : undefined;
         if (typeof v === 'string' && v !== '') {
@@ -477,6 +489,24 @@ export function loadConfig({ argv = [], env = process.env, cwd = process.cwd() }
       chosen.add(s.key);
     }
   }
+  if (raw.regionId !== undefined) {
+    const problem = regionProblem(raw.regionId);
+    if (problem)
+      problems.push(
+        describeProblem(
+          SETTINGS.find((s) => s.key === 'regionId'),
+          problem,
+        ),
+      );
+  }
+  const redirectProblem = raw.appRedirectUri === undefined ? undefined : callbackSuffixProblem(raw.appRedirectUri);
+  if (redirectProblem)
+    problems.push(
+      describeProblem(
+        SETTINGS.find((s) => s.key === 'appRedirectUri'),
+        redirectProblem,
+      ),
+    );
   const userIdFromOs = raw.userId === undefined;
   raw.userId ??= safeUserName();
 
@@ -511,12 +541,37 @@ export function loadConfig({ argv = [], env = process.env, cwd = process.cwd() }
         'Give every replica the same value of at least 32 characters (e.g. `openssl rand -hex 32`), kept out of the Redis URL and of logs.',
     );
   }
-  if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
+  if (!parsed.success || problems.length > 0) {
+    const note = configFileRead
+      ? `Settings were also read from ${configFileRead}.`
+      : `No config file was read (looked for ${configPath}; --config or DINGTALK_MCP_CONFIG names another).`;
+    throw new ConfigError(problems, note);
+  }
   const config = parsed.data;
   // HTTP mode without APP_REDIRECT_URI: the public URL is this listener, on whatever --port says
   // (the default names port 8090, which a second copy on --port 8091 would otherwise advertise).
   if (config.transport === 'http' && !chosen.has('appRedirectUri')) config.appRedirectUri = `http://localhost:${config.port}`;
-  return { ...config, callbackUrl: `${config.appRedirectUri}/callback`, userIdFromOs, appRedirectUriChosen: chosen.has('appRedirectUri') };
+  return {
+    ...config,
+    callbackUrl: `${config.appRedirectUri}/callback`,
+    userIdFromOs,
+    appRedirectUriChosen: chosen.has('appRedirectUri'),
+    configFileRead,
+    configFileLookedFor: configPath,
+  };
+}
+
+/** APP_REDIRECT_URI is the base of this server's pages; the copy-pasted return URL (…/callback) would become …/callback/callback. */
+function callbackSuffixProblem(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return undefined; // the URL check names it
+  }
+  if (!/\/callback\/*$/.test(url.pathname)) return undefined;
+  const base = `${url.origin}${url.pathname.replace(/\/+$/, '').replace(/\/(login\/)?callback$/, '')}`;
+  return `"${value}" ends in /callback, but it is the base URL of this server's pages and /callback is appended to it (the return URL would be ${value.replace(/\/+$/, '')}/callback); set it to ${base}`;
 }
 
 function describeProblem(setting: Setting | undefined, message: string): string {

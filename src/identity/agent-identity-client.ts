@@ -143,11 +143,16 @@ const CREDENTIAL_HINT =
   'Check ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET, or whatever the Alibaba Cloud default credential chain resolves to (STS token, RAM role ARN, ECS RAM role, OIDC/RRSA, CLI profile).';
 
 /** What to do about a failure, by action and code. */
-export function hintFor(action: string, code: string, httpStatus?: number): string {
+/** `returnUrl`: the ResourceOAuth2ReturnURL the call sent, so the hint names the actual callback URL. */
+export function hintFor(action: string, code: string, httpStatus?: number, returnUrl?: string): string {
   if (code === 'NetworkError') {
     return 'The Agent Identity endpoint is unreachable: check AGENT_IDENTITY_ENDPOINT / AGENT_IDENTITY_REGION_ID and the network.';
   }
-  if (code === 'CredentialsUnavailable' || code === 'InvalidCredentials') {
+  if (code === 'CredentialsUnavailable') {
+    // The same advice as `dingtalk-mcp doctor` gives when the chain finds nothing.
+    return 'No Alibaba Cloud credentials were found (the default credential chain has none). Set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, or run `aliyun configure`, or use an ECS RAM role / RRSA; `dingtalk-mcp doctor` checks them.';
+  }
+  if (code === 'InvalidCredentials') {
     return `No usable Alibaba Cloud credentials. ${CREDENTIAL_HINT}`;
   }
   if (code.startsWith('InvalidAccessKeyId') || code === 'SignatureDoesNotMatch' || code.startsWith('IncompleteSignature')) {
@@ -171,7 +176,7 @@ export function hintFor(action: string, code: string, httpStatus?: number): stri
     return 'The API-key credential provider holding the DingTalk app secret does not exist: check AGENT_IDENTITY_DINGTALK_APP_SECRET_PROVIDER, or run `dingtalk-mcp setup` to create it.';
   }
   if (/ReturnURL/i.test(code)) {
-    return "The return URL is not allowed: add `<APP_REDIRECT_URI>/callback` to the workload identity's AllowedResourceOAuth2ReturnURLs.";
+    return `The return URL is not allowed: add ${returnUrl ?? 'this server\'s callback URL (APP_REDIRECT_URI + "/callback")'} to the workload identity's AllowedResourceOAuth2ReturnURLs.`;
   }
   if (code.startsWith('InvalidWorkloadAccessToken')) {
     return 'The workload access token was rejected (expired or invalid); it is minted again on the next call.';
@@ -430,7 +435,8 @@ export class AgentIdentityClient {
         ? await client.doRPCRequest(action, params.version, params.protocol, 'POST', 'Anonymous', 'json', request, runtime)
         : await client.callApi(params, request, runtime);
     } catch (err) {
-      const mapped = this.mapError(action, err, spec.sensitive);
+      const returnUrl = spec.body.ResourceOAuth2ReturnURL;
+      const mapped = this.mapError(action, err, spec.sensitive, typeof returnUrl === 'string' ? returnUrl : undefined);
       this.logger.warn('agent identity call failed', {
         action,
         signedBy,
@@ -450,7 +456,7 @@ export class AgentIdentityClient {
     return body;
   }
 
-  private mapError(action: string, err: unknown, sensitive: string[]): AgentIdentityError {
+  private mapError(action: string, err: unknown, sensitive: string[], returnUrl?: string): AgentIdentityError {
     if (err instanceof AgentIdentityError) return err;
     const e = (err ?? {}) as SdkErrorLike;
     const data = e.data && typeof e.data === 'object' ? e.data : undefined;
@@ -465,6 +471,10 @@ export class AgentIdentityClient {
       code = 'NetworkError';
     } else if (rawCode === 'InvalidCredentials') {
       code = 'InvalidCredentials';
+    } else if (isCredentialChainFailure(err)) {
+      // Before the network check: the chain's message lists every source it tried, the metadata lookup's
+      // ENOTFOUND/timeout among them, though no request to Agent Identity was ever sent.
+      code = 'CredentialsUnavailable';
     } else if (isNetworkFailure(err)) {
       code = 'NetworkError';
     } else if (isCredentialFailure(err)) {
@@ -482,7 +492,7 @@ export class AgentIdentityClient {
     parts[0] += '.';
     const serviceMessage = httpStatus !== undefined ? safeServiceMessage(data?.Message ?? data?.message, sensitive) : undefined;
     if (serviceMessage) parts.push(`Service says: ${serviceMessage}`);
-    parts.push(hintFor(action, code, httpStatus));
+    parts.push(hintFor(action, code, httpStatus, returnUrl));
     return new AgentIdentityError(parts.join(' '), code, action, requestId, httpStatus);
   }
 }
@@ -495,6 +505,12 @@ function isNetworkFailure(err: unknown): boolean {
   const name = typeof e.name === 'string' ? e.name : '';
   const message = typeof e.message === 'string' ? e.message : '';
   return /Timeout|socket hang up|ECONN|ENOTFOUND|EAI_AGAIN/i.test(`${name} ${message}`);
+}
+
+/** @alicloud/credentials' default chain: "unable to get credentials from any of the providers in the chain: …". */
+function isCredentialChainFailure(err: unknown): boolean {
+  const message = typeof (err as { message?: unknown })?.message === 'string' ? (err as { message: string }).message : '';
+  return /unable to get credentials from any of the providers in the chain/i.test(message);
 }
 
 function isCredentialFailure(err: unknown): boolean {

@@ -27,6 +27,7 @@ export function printClientConfig(ctx: Context, n: Names, extra: { http: boolean
     AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: n.workloadIdentity,
     AGENT_IDENTITY_DINGTALK_PROVIDER: n.provider,
     APP_REDIRECT_URI: n.appRedirectUri,
+    AGENT_IDENTITY_USER_ID: '<your user id, e.g. alice@example.com>',
     ALIBABA_CLOUD_ACCESS_KEY_ID: '<your AccessKey ID>',
     ALIBABA_CLOUD_ACCESS_KEY_SECRET: '<your AccessKey secret>',
   };
@@ -35,6 +36,8 @@ export function printClientConfig(ctx: Context, n: Names, extra: { http: boolean
   io.out('The server signs its own calls with the same credential chain as this command: keep the two ALIBABA_CLOUD_ACCESS_KEY_* lines');
   io.out('(with your values) if you use AccessKeys, or delete them if a profile, RAM role or STS source provides the credentials.');
   io.out('Its RAM identity needs AliyunAgentIdentityDataFullAccess (workload tokens) and AliyunAgentIdentityDataCompleteAuthAccess.');
+  io.out('AGENT_IDENTITY_USER_ID names you in Agent Identity, which keeps your DingTalk consent under it: set the same id in every');
+  io.out('client and on every machine (without it the OS user name is used, so each machine asks for consent again).');
   if (!extra.http) return;
 
   const clientId = extra.appId ?? '<inbound_app_id>';

@@ -168,6 +168,9 @@ describe('setup', () => {
     // The config to paste names the resources, never a secret.
     expect(r.stdout).toContain(`"AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME": "${wiName}"`);
     expect(r.stdout).toContain('"ALIBABA_CLOUD_ACCESS_KEY_SECRET": "<your AccessKey secret>"');
+    // It names the user, so nobody is silently their OS user name.
+    expect(r.stdout).toContain('"AGENT_IDENTITY_USER_ID": "<your user id, e.g. alice@example.com>"');
+    expect(r.stdout).toContain('AGENT_IDENTITY_USER_ID names you in Agent Identity');
 
     // A second run changes nothing.
     const before = mutating().length;

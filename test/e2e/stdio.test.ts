@@ -549,6 +549,29 @@ describe('configuration errors', () => {
   });
 });
 
+describe('where the settings came from', () => {
+  it('the start log names the config file, or where it was looked for', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { CLI } = await import('../helpers/stack.js');
+    const cwd = mkdtempSync(join(tmpdir(), 'dingtalk-mcp-start-'));
+    try {
+      const start = () =>
+        spawnSync(process.execPath, [CLI, '--sandbox'], { env: { PATH: process.env.PATH ?? '' }, encoding: 'utf8', cwd, input: '', timeout: 30_000 });
+      expect(start().stderr).toContain(`INFO configuration configFile=none (looked for ${join(cwd, '.config.json')})`);
+      writeFileSync(join(cwd, '.config.json'), JSON.stringify({ region_id: 'cn-beijng' }));
+      const typo = start();
+      expect(typo.status).toBe(2);
+      expect(typo.stderr).toContain('AGENT_IDENTITY_REGION_ID / --region: "cn-beijng" is not an Alibaba Cloud region; did you mean "cn-beijing"?');
+      expect(typo.stderr).toContain(`Settings were also read from ${join(cwd, '.config.json')}.`);
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('secrets', () => {
   it('no token, JWT or AccessKey secret appears in anything the servers wrote to stderr', () => {
     const stderr = allServerStderr.join('');

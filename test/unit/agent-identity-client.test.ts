@@ -1,4 +1,7 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import CredentialModule, { Config as CredentialConfig } from '@alicloud/credentials';
 import { AgentIdentityClient, hintFor, resolveEndpoint, type AlibabaCloudCredential } from '../../src/identity/agent-identity-client.js';
@@ -191,7 +194,7 @@ describe('errors are actionable and never leak secrets', () => {
     const base = { workloadAccessToken, providerName: PROVIDER, scopes: ['openid'], flow: 'USER_FEDERATION' as const, customState: 's' };
     const badReturn = await failure(client.getResourceOAuth2Token({ ...base, returnUrl: 'http://localhost:9999/callback' }));
     expect(badReturn.message).toContain('AllowedResourceOAuth2ReturnURLs');
-    expect(badReturn.message).toContain('<APP_REDIRECT_URI>/callback');
+    expect(badReturn.message).toContain('add http://localhost:9999/callback to the workload identity');
     expect(badReturn.message).not.toContain(workloadAccessToken);
 
     const badProvider = await failure(client.getResourceOAuth2Token({ ...base, providerName: 'nope', returnUrl: RETURN_URL }));
@@ -267,6 +270,27 @@ describe('checkCredentials', () => {
     const err = await failure(c.getWorkloadAccessTokenForUserId(WORKLOAD, 'alice'));
     expect(err.code).toBe('CredentialsUnavailable');
     expect(err.message).toContain('ALIBABA_CLOUD_ACCESS_KEY_ID');
+  });
+
+  it('with no Alibaba Cloud credentials at all (the real default chain), says none were found and how to provide them, not "unreachable"', async () => {
+    const saved = { ...process.env };
+    const home = mkdtempSync(join(tmpdir(), 'no-credentials-'));
+    for (const k of Object.keys(process.env)) if (k.startsWith('ALIBABA_CLOUD_') || k.startsWith('ALICLOUD_')) delete process.env[k];
+    process.env.HOME = home;
+    process.env.ALIBABA_CLOUD_ECS_METADATA_DISABLED = 'true';
+    try {
+      const c = new AgentIdentityClient({ endpoint: emu.url });
+      const err = await failure(c.getWorkloadAccessTokenForUserId(WORKLOAD, 'alice'));
+      expect(err.code).toBe('CredentialsUnavailable');
+      expect(err.message).toContain('No Alibaba Cloud credentials were found');
+      expect(err.message).toContain('ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET');
+      expect(err.message).toContain('aliyun configure');
+      expect(err.message).not.toMatch(/unreachable/i);
+      expect(emu.calls).toEqual([]);
+    } finally {
+      process.env = saved;
+      rmSync(home, { recursive: true, force: true });
+    }
   });
 
   it('hints by action for permission errors', () => {

@@ -123,3 +123,43 @@ describe('docs stay true', () => {
     expect(between).toBe(settingsTable());
   });
 });
+
+describe('the mistakes a new user makes are named at start', () => {
+  const problemsOf = (env: Record<string, string>, cwd = dir(), argv: string[] = []) => {
+    try {
+      loadConfig({ argv, env: { AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: 'w', ...env }, cwd });
+    } catch (e) {
+      if (e instanceof ConfigError) return e.message;
+      throw e;
+    }
+    return '';
+  };
+
+  it('APP_REDIRECT_URI copied with /callback is refused, naming the base URL to use', () => {
+    const message = problemsOf({ APP_REDIRECT_URI: 'http://localhost:8090/callback' });
+    expect(message).toContain('APP_REDIRECT_URI / --redirect-uri: "http://localhost:8090/callback" ends in /callback');
+    expect(message).toContain('the return URL would be http://localhost:8090/callback/callback');
+    expect(message).toContain('set it to http://localhost:8090');
+    expect(problemsOf({ APP_REDIRECT_URI: 'https://mcp.example.com/dingtalk/callback/' })).toContain('set it to https://mcp.example.com/dingtalk');
+    expect(problemsOf({ APP_REDIRECT_URI: 'https://mcp.example.com/dingtalk' })).toBe('');
+  });
+
+  it('a region that does not exist, or has stray spaces, is named', () => {
+    const typo = problemsOf({ AGENT_IDENTITY_REGION_ID: 'cn-beijng' });
+    expect(typo).toContain('AGENT_IDENTITY_REGION_ID / --region: "cn-beijng" is not an Alibaba Cloud region; did you mean "cn-beijing"?');
+    expect(problemsOf({ AGENT_IDENTITY_REGION_ID: ' cn-beijing ' })).toContain('" cn-beijing " has spaces around it; use "cn-beijing"');
+    expect(problemsOf({ AGENT_IDENTITY_REGION_ID: 'cn-hangzhou' })).toBe('');
+  });
+
+  it('says which config file was read, or where it was looked for', () => {
+    const cwd = dir();
+    const missing = problemsOf({ AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME: '' }, cwd);
+    expect(missing).toContain('AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME / --workload-identity: is required');
+    expect(missing).toContain(`No config file was read (looked for ${join(cwd, '.config.json')}`);
+    writeFileSync(join(cwd, '.config.json'), JSON.stringify({ region_id: 'cn-beijng' }));
+    expect(problemsOf({}, cwd)).toContain(`Settings were also read from ${join(cwd, '.config.json')}.`);
+    writeFileSync(join(cwd, '.config.json'), JSON.stringify({ workload_identity_name: 'w' }));
+    const config = loadConfig({ env: {}, cwd });
+    expect({ read: config.configFileRead, looked: config.configFileLookedFor }).toEqual({ read: join(cwd, '.config.json'), looked: join(cwd, '.config.json') });
+  });
+});
