@@ -44,12 +44,12 @@ function alive(pid: number): boolean {
   }
 }
 
-function env(home: string, redirect: string, idleSeconds: number): Record<string, string> {
+function env(home: string, redirect: string, idleSeconds: number, userId = 'alice'): Record<string, string> {
   return {
     PATH: process.env.PATH ?? '',
     HOME: process.env.HOME ?? '/tmp',
     XDG_STATE_HOME: home,
-    AGENT_IDENTITY_USER_ID: 'alice',
+    AGENT_IDENTITY_USER_ID: userId,
     APP_REDIRECT_URI: redirect,
     DINGTALK_MCP_STATE_SECRET: STATE_SECRET,
     DINGTALK_MCP_SANDBOX_IDLE_SECONDS: String(idleSeconds),
@@ -59,8 +59,13 @@ function env(home: string, redirect: string, idleSeconds: number): Record<string
 }
 
 /** One run of `dingtalk-mcp --sandbox` driven by a 2025-11-25 client that declares URL elicitation. */
-async function startRun(home: string, redirect: string, idleSeconds: number, onLink?: (url: string) => void): Promise<Run> {
-  const transport = new StdioClientTransport({ command: process.execPath, args: [CLI, '--sandbox'], stderr: 'pipe', env: env(home, redirect, idleSeconds) });
+async function startRun(home: string, redirect: string, idleSeconds: number, onLink?: (url: string) => void, userId?: string): Promise<Run> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [CLI, '--sandbox'],
+    stderr: 'pipe',
+    env: env(home, redirect, idleSeconds, userId),
+  });
   let stderr = '';
   transport.stderr?.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
@@ -169,6 +174,29 @@ describe('lifetime and the state file', () => {
     await run.close();
     await waitFor(() => !existsSync(stateFile(home)) && !alive(pid), 'the services to exit', 15_000);
     expect(readFileSync(join(stateDir(home), 'services.log'), 'utf8')).toContain('sandbox services exiting why=idle and no consent link pending');
+  });
+
+  it('two copies started at once share one services process', async () => {
+    const home = newStateHome();
+    const follow = (url: string) => void followAuthorizationLink(url);
+    const [a, b] = await Promise.all([
+      startRun(home, `http://127.0.0.1:${await freePort()}`, 60, follow, 'user-a'),
+      startRun(home, `http://127.0.0.1:${await freePort()}`, 60, follow, 'user-b'),
+    ]);
+    try {
+      const { pid } = readState(home);
+      expect(alive(pid)).toBe(true);
+      for (const run of [a, b]) expect(run.stderr()).toMatch(new RegExp(`sandbox services pid=${pid} `));
+      expect(viewer(a.stderr())).toBe(viewer(b.stderr()));
+      // Each copy's own callback URL is allowed on the shared emulated workload identity: both consents complete.
+      for (const run of [a, b]) {
+        const result = await run.client.callTool({ name: 'write_dingtalk_doc', arguments: { document: link, content: 'x' } }, { timeout: 30_000 });
+        expect(result.isError, textOf(result)).toBeFalsy();
+        expect(run.elicitations).toHaveLength(1);
+      }
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
   });
 
   it('a stale state file (dead pid, or a live pid that is not the services) is replaced', async () => {

@@ -40,10 +40,12 @@ export async function findOrStartSandboxServices(options: FindOrStartOptions): P
   const env = options.env ?? process.env;
   const dir = servicesStateDir(env);
   ensureStateDir(dir);
-  let state = await findSandboxServices(env);
+  const found = readState(dir);
+  let state = typeof found === 'object' && (await isLive(found)) ? found : undefined;
   if (!state) {
-    // A stale file (dead pid, another process on that pid, a torn write) would block the new one's claim.
-    if (readState(dir) !== undefined) removeState(dir);
+    // A stale file (dead pid, another process on that pid, another version) would block the new one's claim.
+    // Remove only the very file judged stale: another copy's new services may have published meanwhile.
+    if (found !== undefined) removeState(dir, typeof found === 'object' ? found.instance : undefined);
     state = await spawnServices(dir, env);
     options.logger?.info('sandbox: started the shared sandbox services', { pid: state.pid, stateFile: stateFilePath(dir) });
   } else options.logger?.info('sandbox: using the running shared sandbox services', { pid: state.pid, stateFile: stateFilePath(dir) });
@@ -78,7 +80,8 @@ export async function stopSandboxServices(env: NodeJS.ProcessEnv = process.env):
   const state = await findSandboxServices(env);
   if (!state) {
     const dir = servicesStateDir(env);
-    if (readState(dir) !== undefined) removeState(dir);
+    const stale = readState(dir);
+    if (stale !== undefined) removeState(dir, typeof stale === 'object' ? stale.instance : undefined);
     return false;
   }
   await control(state, '/stop', {});

@@ -91,13 +91,14 @@ export function publishState(dir: string, state: ServicesState): boolean {
   }
 }
 
-/** Remove the state file if it still names `instance` (or, with no instance, whatever stale file is there). */
+/**
+ * Remove the state file if it still names `instance`, or (no instance) if it is still unusable: a copy that judged
+ * a file stale must not remove the one another copy's new services published since.
+ */
 export function removeState(dir: string, instance?: string): void {
   try {
-    if (instance !== undefined) {
-      const current = readState(dir);
-      if (typeof current !== 'object' || current.instance !== instance) return;
-    }
+    const current = readState(dir);
+    if (instance === undefined ? current !== 'invalid' : typeof current !== 'object' || current.instance !== instance) return;
     unlinkSync(stateFilePath(dir));
   } catch {
     // Already gone, or not ours to remove.
