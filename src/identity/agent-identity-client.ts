@@ -243,6 +243,43 @@ export class AgentIdentityClient {
     this.logger = (options.logger ?? silentLogger).child({ component: 'agent-identity-client' });
   }
 
+  /**
+   * Where a consent link from GetResourceOAuth2Token may point: the Agent Identity endpoint itself
+   * (docs/reference/agent-identity.md: real links are `https://agentidentitydata.<region>.aliyuncs.com/oauth2/authorize?request_uri=…`;
+   * in the sandbox, the configured emulator URL), and for the public endpoint also the SDK example's
+   * `https://agentidentity.<region>.aliyuncs.com` family. Anything else would send the user's browser somewhere we do not know.
+   */
+  get authorizationOrigins(): string[] {
+    const origins = [new URL(this.endpointUrl).origin];
+    const region = /^agentidentitydata\.([a-z0-9-]+)\.aliyuncs\.com$/.exec(this.endpoint.host)?.[1];
+    if (this.endpoint.protocol === 'https' && region) origins.push(`https://agentidentity.${region}.aliyuncs.com`);
+    return origins;
+  }
+
+  private checkAuthorizationUrl(link: string, requestId: string | undefined): void {
+    let origin: string | undefined;
+    try {
+      const url = new URL(link);
+      if (!url.username && !url.password) origin = url.origin;
+    } catch {
+      origin = undefined;
+    }
+    if (origin && this.authorizationOrigins.includes(origin)) return;
+    // The link's query may carry a session reference: log where it pointed, never the query.
+    this.logger.warn('security: GetResourceOAuth2Token returned an authorization link outside Agent Identity; refused', {
+      linkOrigin: origin ?? 'unparseable',
+      allowed: this.authorizationOrigins.join(','),
+      requestId,
+    });
+    throw new AgentIdentityError(
+      `Agent Identity returned an unexpected authorization link (${origin ? `on ${origin}` : 'not a URL'}, not on ${this.authorizationOrigins[0]}), so it was not offered to you. ` +
+        'Check AGENT_IDENTITY_ENDPOINT / AGENT_IDENTITY_REGION_ID; if they are right, report this to the administrator.',
+      'UnexpectedAuthorizationURL',
+      'GetResourceOAuth2Token',
+      requestId,
+    );
+  }
+
   /** A readable form of the endpoint (no secrets in it). */
   get endpointUrl(): string {
     return `${this.endpoint.protocol}://${this.endpoint.host}`;
@@ -292,9 +329,11 @@ export class AgentIdentityClient {
       signing: signingCredential,
       sensitive: [request.workloadAccessToken, ...(signingCredential ? [signingCredential.accessKeySecret, signingCredential.securityToken] : [])],
     });
+    const authorizationUrl = optionalString(body, 'AuthorizationURL');
+    if (authorizationUrl !== undefined) this.checkAuthorizationUrl(authorizationUrl, requestIdOf(body));
     return {
       accessToken: optionalString(body, 'AccessToken'),
-      authorizationUrl: optionalString(body, 'AuthorizationURL'),
+      authorizationUrl,
       sessionUri: optionalString(body, 'SessionURI'),
       sessionStatus: optionalString(body, 'SessionStatus'),
       requestId: requestIdOf(body),

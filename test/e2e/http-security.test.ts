@@ -19,6 +19,8 @@ interface Served {
 
 let sandbox: Sandbox;
 let served: Served;
+/** A second port the emulated workload identity allows a callback on. */
+let secondPort: number;
 
 /** Start the HTTP transport with these flags and environment on top of the sandbox's. */
 async function serve(argv: string[], env: Record<string, string>): Promise<Served> {
@@ -48,8 +50,12 @@ async function serve(argv: string[], env: Record<string, string>): Promise<Serve
 
 beforeAll(async () => {
   const port = await freePort();
+  secondPort = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  sandbox = await startSandbox({ callbackUrl: [`${base}/callback`], oidc: { loginRedirectUri: `${base}/login/callback` } });
+  sandbox = await startSandbox({
+    callbackUrl: [`${base}/callback`, `http://127.0.0.1:${secondPort}/callback`],
+    oidc: { loginRedirectUri: `${base}/login/callback` },
+  });
   served = await serve(['--port', String(port)], { APP_REDIRECT_URI: base });
 });
 afterAll(async () => {
@@ -226,6 +232,67 @@ describe('identity provider', () => {
       expect((await post(server.base, auth)).status).toBe(200);
     } finally {
       sandbox.oidc!.setOutage({});
+      await server.close();
+    }
+  });
+});
+
+describe('redirect target', () => {
+  const write = (id: number) =>
+    JSON.stringify({
+      jsonrpc: '2.0',
+      id,
+      method: 'tools/call',
+      params: {
+        name: 'write_dingtalk_doc',
+        arguments: { document: 'RedirectDoc0001', content: 'must not be written' },
+        _meta: {
+          'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+          'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
+          'io.modelcontextprotocol/clientCapabilities': {},
+        },
+      },
+    });
+  const call = async (base: string, sub: string) => {
+    const res = await fetch(`${base}/mcp`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': '2026-07-28',
+        'mcp-method': 'tools/call',
+        'mcp-name': 'write_dingtalk_doc',
+        authorization: `Bearer ${await sandbox.oidc!.mintAccessToken({ sub })}`,
+      },
+      body: write(1),
+    });
+    return (await res.json()) as { result: { isError?: boolean; content: Array<{ text: string }>; structuredContent?: { authorizationUrl?: string } } };
+  };
+
+  it('a consent link on the configured Agent Identity endpoint is offered (the sandbox emulator, from configuration)', async () => {
+    sandbox.dingtalk.seedDocument('RedirectDoc0001', { title: 'Redirect', content: 'original' });
+    const { result } = await call(served.base, 'carol-3003');
+    expect(result.structuredContent?.authorizationUrl).toBeDefined();
+  });
+
+  it('a consent link on another origin than the configured endpoint → isError, nothing written, logged without its query', async () => {
+    sandbox.dingtalk.seedDocument('RedirectDoc0001', { title: 'Redirect', content: 'original' });
+    const port = secondPort;
+    // The same emulator under another name: its links say 127.0.0.1, which is not the configured origin.
+    const endpoint = sandbox.agentIdentity.url.replace('127.0.0.1', 'localhost');
+    const server = await serve(['--port', String(port)], { APP_REDIRECT_URI: `http://127.0.0.1:${port}`, AGENT_IDENTITY_ENDPOINT: endpoint });
+    try {
+      const { result } = await call(server.base, 'dave-4004');
+      expect(result.isError).toBe(true);
+      expect(result.content[0]!.text).toContain('Agent Identity returned an unexpected authorization link');
+      expect(result.content[0]!.text).toContain(`on ${sandbox.agentIdentity.url}, not on ${endpoint}`);
+      expect(result.content[0]!.text).toContain('Nothing was written');
+      expect(result.structuredContent?.authorizationUrl).toBeUndefined();
+      expect(sandbox.dingtalk.getDocument('RedirectDoc0001')?.content).toBe('original');
+      const logs = server.logs.join('\n');
+      expect(logs).toContain('authorization link outside Agent Identity');
+      expect(logs).not.toContain('request_uri');
+    } finally {
       await server.close();
     }
   });
