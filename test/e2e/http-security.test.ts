@@ -83,6 +83,12 @@ describe('cookie tossing', () => {
     },
   );
 
+  it('a malformed cookie value of ours is treated as absent: 400 page, not 500', async () => {
+    const res = await fetch(`${served.base}/login/callback?state=abc&code=x`, { headers: { cookie: 'dtmcp_oidc_abc=%E0%A4%A' } });
+    expect(res.status).toBe(400);
+    expect(await res.text()).toContain('does not match a sign-in started in this browser');
+  });
+
   it('a cookie of another application twice is not our concern: the callback goes on to its own checks', async () => {
     const res = await fetch(`${served.base}/callback?state=abc`, { headers: { cookie: '_ga=1; _ga=2' } });
     expect(res.status).toBe(400);
