@@ -559,7 +559,14 @@ describe('where the settings came from', () => {
     const cwd = mkdtempSync(join(tmpdir(), 'dingtalk-mcp-start-'));
     try {
       const start = () =>
-        spawnSync(process.execPath, [CLI, '--sandbox'], { env: { PATH: process.env.PATH ?? '' }, encoding: 'utf8', cwd, input: '', timeout: 30_000 });
+        spawnSync(process.execPath, [CLI, '--sandbox'], {
+          // In-process emulators: a start log is all this needs, no shared services left behind (docs/sandbox.md).
+          env: { PATH: process.env.PATH ?? '', DINGTALK_MCP_SANDBOX_DETACHED: '0' },
+          encoding: 'utf8',
+          cwd,
+          input: '',
+          timeout: 30_000,
+        });
       expect(start().stderr).toContain(`INFO configuration configFile=none (looked for ${join(cwd, '.config.json')})`);
       writeFileSync(join(cwd, '.config.json'), JSON.stringify({ region_id: 'cn-beijng' }));
       const typo = start();
