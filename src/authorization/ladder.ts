@@ -103,11 +103,15 @@ async function climbLadder(deps: LadderDeps, req: LadderRequest): Promise<Ladder
     // The link is gone (expired or this process restarted): start over with a fresh one.
   }
 
-  const pendingId = deps.pending.newId();
-  const expiresAt = Date.now() + deps.authTimeoutMs;
+  // The pending id (random bytes) and its signed state (HMAC) are made only when Agent Identity is actually asked:
+  // a steady-state call answered from the broker's token cache never reads `customState`, so it pays for neither
+  // (docs/architecture.md decision 8, caching to the physical minimum).
+  const authorization = lazyAuthorization(deps);
   const first = await deps.broker.getDingTalkToken(user, {
     returnUrl: deps.callbackUrl,
-    customState: deps.state.sign(pendingId, expiresAt),
+    get customState() {
+      return authorization().state;
+    },
     ...(req.forceAuthentication ? { forceAuthentication: true } : {}),
     signal: ctx.mcpReq.signal,
   });
@@ -116,7 +120,7 @@ async function climbLadder(deps: LadderDeps, req: LadderRequest): Promise<Ladder
     // Agent Identity still holds the token DingTalk refused: ask the user to consent again.
     outcome = await deps.broker.getDingTalkToken(user, {
       returnUrl: deps.callbackUrl,
-      customState: deps.state.sign(pendingId, expiresAt),
+      customState: authorization().state,
       forceAuthentication: true,
       signal: ctx.mcpReq.signal,
     });
@@ -132,7 +136,7 @@ async function climbLadder(deps: LadderDeps, req: LadderRequest): Promise<Ladder
     );
   }
 
-  const entry = await deps.pending.add(pendingId, user, outcome.sessionUri, outcome.authorizationUrl);
+  const entry = await deps.pending.add(authorization().pendingId, user, outcome.sessionUri, outcome.authorizationUrl);
   const url = deps.connectUrl(entry.id);
   const lifetime = formatDuration(deps.authTimeoutMs);
   const message = `Authorize ${req.purpose}: sign in to DingTalk and approve access for your account. The link works once, only for you, and expires in ${lifetime}.`;
@@ -155,6 +159,18 @@ async function climbLadder(deps: LadderDeps, req: LadderRequest): Promise<Ladder
     };
   }
   return legacyElicitation(deps, req, entry, url, message);
+}
+
+/** A pending id and the state that names it, made on first use and then the same on every use. */
+function lazyAuthorization(deps: LadderDeps): () => { pendingId: string; state: string } {
+  let made: { pendingId: string; state: string } | undefined;
+  return () => {
+    if (!made) {
+      const pendingId = deps.pending.newId();
+      made = { pendingId, state: deps.state.sign(pendingId, Date.now() + deps.authTimeoutMs) };
+    }
+    return made;
+  };
 }
 
 /** 2025-11-25: elicitation/create inside the call, then wait for our callback. */
@@ -272,10 +288,11 @@ function fail(text: string, outcome: string, _req: LadderRequest): LadderOutcome
 
 function textFallback(url: string, lifetime: string, req: LadderRequest, opened: boolean): LadderOutcome {
   const text = [
-    `Authorization needed: to ${req.purpose.replace(/^to /, '')} as you, this server needs your DingTalk consent.`,
+    `Authorization needed for ${req.purpose} as you: this server needs your DingTalk consent.`,
     `Open this link in your browser and choose Allow: ${url}`,
     `The link works once, only for you, and expires in ${lifetime}.${opened ? ' It was also opened in your browser.' : ''}`,
-    `After authorizing, call ${req.toolName ?? 'write_dingtalk_doc'} again with the same arguments.`,
+    // Not the tool's name: clients rename tools (e.g. mcp__dingtalk__write_dingtalk_doc).
+    'After authorizing, call this tool again with the same arguments.',
     '(Your MCP client did not declare support for URL elicitation, so the link is shown here instead.)',
   ].join('\n');
   return {

@@ -176,7 +176,7 @@ describe('first write, URL elicitation, the browser, the same call completes', (
         const first = await server.client.callTool({ name: 'write_dingtalk_doc', arguments: { document: doc(), content } });
         expect(first.isError).toBeFalsy();
         const text = textOf(first);
-        expect(text).toContain('call write_dingtalk_doc again');
+        expect(text).toContain('call this tool again');
         const url = /(http:\/\/127\.0\.0\.1:\d+\/connect\/[A-Za-z0-9_-]+)/.exec(text)?.[1];
         expect(url).toBeDefined();
         expect(first.structuredContent).toMatchObject({ status: 'authorization_required', authorizationUrl: url, charactersWritten: 0 });
