@@ -231,7 +231,8 @@ async function waitFor(deps: LadderDeps, req: LadderRequest, entry: PendingAutho
 
 async function finish(deps: LadderDeps, req: LadderRequest, started: PendingAuthorization, settlement: Settlement): Promise<LadderOutcome> {
   // How it ended may have been written by another replica: read the record again.
-  const entry = (await deps.pending.get(started.id)) ?? started;
+  const stored = await deps.pending.get(started.id);
+  const entry = stored ?? started;
   switch (settlement) {
     case 'denied':
       await deps.pending.delete(entry.id);
@@ -249,6 +250,14 @@ async function finish(deps: LadderDeps, req: LadderRequest, started: PendingAuth
         req,
       );
     case 'expired':
+      // Expired before its time: the store retired it because the user opened more links than it keeps (pending.ts).
+      if (stored && stored.expiresAt > Date.now() + 1000) {
+        return fail(
+          `A newer authorization for your account replaced this one (only a few links are kept open per user at a time), so ${nothing(req)}. Use the newest link you were given, or call the tool again for a new one.`,
+          'authorization_replaced',
+          req,
+        );
+      }
       return fail(
         `No authorization arrived within ${formatDuration(deps.authTimeoutMs)}, so ${nothing(req)}. Call the tool again for a new link.`,
         'authorization_timeout',

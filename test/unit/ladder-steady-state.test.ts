@@ -10,7 +10,7 @@ import { MemoryPendingRecords } from '../../src/state/memory.js';
 const USER: UserIdentity = { kind: 'userId', userId: 'steady-state-user' };
 
 /** Counts what the ladder spends before it knows whether consent is needed (issue 10 item 5). */
-function setup(answer: (options: GetDingTalkTokenOptions) => DingTalkTokenOutcome) {
+function setup(answer: (options: GetDingTalkTokenOptions) => DingTalkTokenOutcome, client: { capabilities?: Record<string, unknown> } = {}) {
   const counts = { newId: 0, sign: 0 };
   const pending = new PendingAuthorizations(new MemoryPendingRecords({ lingerMs: 60_000, maxPerUser: 5 }), { ttlMs: 600_000 });
   const newId = pending.newId.bind(pending);
@@ -30,7 +30,19 @@ function setup(answer: (options: GetDingTalkTokenOptions) => DingTalkTokenOutcom
     completeAuthorization: async () => {},
     dropDingTalkToken: () => {},
   };
-  const ctx = { mcpReq: { requestState: () => undefined, signal: new AbortController().signal, _meta: {} } } as unknown as ServerContext;
+  const ctx = {
+    mcpReq: {
+      requestState: () => undefined,
+      signal: new AbortController().signal,
+      _meta: {},
+      id: 1,
+      // The user accepts the elicitation at once; the call then waits for the browser flow.
+      elicitInput: async () => ({ action: 'accept' }),
+    },
+  } as unknown as ServerContext;
+  const server = {
+    server: { getClientCapabilities: () => client.capabilities ?? {}, createElicitationCompletionNotifier: () => async () => {} },
+  } as unknown as McpServer;
   const run = () =>
     acquireDingTalkToken(
       {
@@ -46,7 +58,7 @@ function setup(answer: (options: GetDingTalkTokenOptions) => DingTalkTokenOutcom
       },
       {
         ctx,
-        server: { server: { getClientCapabilities: () => ({}) } } as unknown as McpServer,
+        server,
         user: USER,
         structured: (x) => x,
         purpose: 'writing to DingTalk document d1',
@@ -78,5 +90,27 @@ describe('authorization ladder on a steady-state call', () => {
     expect(new SignedState('steady-state-test-secret').verify(sent[0]!)).toEqual({ ok: true, pendingId: id });
     expect((await pending.get(id!))?.sessionUri).toBe('session-1');
     expect(counts).toEqual({ newId: 1, sign: 1 });
+  });
+});
+
+describe('authorization ladder: a waiting call whose link is retired', () => {
+  it('says a newer authorization replaced it, not that no authorization arrived in time', async () => {
+    const { run, pending } = setup(
+      () => ({ status: 'authorization_required', authorizationUrl: 'https://agentidentity.example/authorize', sessionUri: 'session-1' }),
+      {
+        // A 2025-11-25 client with URL elicitation: the call waits for the callback.
+        capabilities: { elicitation: { url: {} } },
+      },
+    );
+    const call = run();
+    // The same user opens five more links elsewhere: the store keeps five per user and retires the oldest.
+    await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 5; i++) await pending.add(pending.newId(), USER, `session-other-${i}`, 'https://agentidentity.example/authorize');
+    const outcome = await call;
+    const text = outcome.kind === 'result' ? (outcome.result.content as Array<{ text: string }>)[0]!.text : '';
+    expect(outcome.kind === 'result' && outcome.result.isError).toBe(true);
+    expect(text).toContain('A newer authorization for your account replaced this one');
+    expect(text).toContain('nothing was written');
+    expect(text).not.toContain('No authorization arrived');
   });
 });
