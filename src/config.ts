@@ -47,6 +47,7 @@ type RawConfig = {
   dingtalkMaxRetries: string;
   dingtalkRetryBaseDelayMs: string;
   authTimeoutSeconds: string;
+  consentWaitSeconds: string;
   openBrowser: string;
   stateSecret: string;
   logLevel: string;
@@ -211,7 +212,14 @@ export const SETTINGS: Setting[] = [
     flag: 'auth-timeout',
     env: 'DINGTALK_MCP_AUTH_TIMEOUT_SECONDS',
     default: '600',
-    help: 'How long a tool call waits for the user to authorize in the browser; also the lifetime of an authorization link.',
+    help: 'How long an authorization link stays valid (and a consent given through it still completes).',
+  },
+  {
+    key: 'consentWaitSeconds',
+    flag: 'consent-wait',
+    env: 'DINGTALK_MCP_CONSENT_WAIT_SECONDS',
+    default: '40',
+    help: 'How long one tool call waits for the browser consent before answering that it is still pending (below the 60 s request timeout of the official MCP SDK clients).',
   },
   {
     key: 'openBrowser',
@@ -381,6 +389,7 @@ const schema = z.object({
   dingtalkMaxRetries: int(0, 10),
   dingtalkRetryBaseDelayMs: int(0, 60_000),
   authTimeoutSeconds: int(1, 86_400),
+  consentWaitSeconds: int(1, 86_400),
   openBrowser: bool,
   stateSecret: z.string().min(32).optional(),
   logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']),

@@ -99,6 +99,7 @@ export function createRuntime(config: Config, overrides: RuntimeOverrides = {}):
     callbackUrl: config.callbackUrl,
     connectUrl: (id) => `${config.appRedirectUri}/connect/${id}`,
     authTimeoutMs,
+    consentWaitMs: Math.min(config.consentWaitSeconds * 1000, authTimeoutMs),
     callbackProblem: () => runtime.callbackProblem,
     openBrowser: config.openBrowser && config.transport === 'stdio' ? (url) => openInBrowser(url, logger) : undefined,
     logger,

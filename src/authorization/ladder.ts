@@ -35,6 +35,11 @@ export interface LadderDeps {
   callbackUrl: string;
   connectUrl: (pendingId: string) => string;
   authTimeoutMs: number;
+  /**
+   * How long one tool call waits for the browser consent before answering "still pending, call again" (default 40 s):
+   * the official SDK clients give up on a request after 60 s, while the authorization itself lives authTimeoutMs.
+   */
+  consentWaitMs?: number;
   /** Undefined when the browser pages are reachable; otherwise why not (e.g. the port is taken). */
   callbackProblem: () => string | undefined;
   /** stdio rung 3 (optional): open the link in the local browser when the client can't show it. */
@@ -185,28 +190,47 @@ async function legacyElicitation(deps: LadderDeps, req: LadderRequest, entry: Pe
   const controller = new AbortController();
   const onAbort = () => controller.abort(ctx.mcpReq.signal.reason);
   ctx.mcpReq.signal.addEventListener('abort', onAbort, { once: true });
+  // This call answers by the deadline (before the client's request timeout), answered elicitation or not.
+  const deadline = deadlineFor(deps, entry);
+  let stopSettled = () => {};
+  let timer: NodeJS.Timeout | undefined;
   try {
     const answer = ctx.mcpReq
       .elicitInput({ mode: 'url', message, url, elicitationId }, { timeout: deps.authTimeoutMs, signal: controller.signal })
       .then((r) => ({ type: 'answer' as const, action: r.action }))
       .catch((e: unknown) => ({ type: 'answer' as const, action: 'cancel' as const, error: e }));
-    const settled = new Promise<{ type: 'settled' }>((resolve) => deps.pending.onSettled(entry.id, () => resolve({ type: 'settled' })));
-    const first = await Promise.race([answer, settled]);
+    const settled = new Promise<{ type: 'settled' }>((resolve) => {
+      stopSettled = deps.pending.onSettled(entry.id, () => resolve({ type: 'settled' }));
+    });
+    const outOfTime = new Promise<{ type: 'deadline' }>((resolve) => {
+      timer = setTimeout(() => resolve({ type: 'deadline' }), Math.max(0, deadline - Date.now()));
+    });
+    const first = await Promise.race([answer, settled, outOfTime]);
     if (ctx.mcpReq.signal.aborted) throw ctx.mcpReq.signal.reason ?? new Error('cancelled');
     if (first.type === 'answer' && first.action !== 'accept') {
       await deps.pending.settle(entry.id, 'failed', 'declined');
       return declined(first.action === 'decline' ? 'decline' : 'cancel', req);
     }
-    return finish(deps, req, entry, await waitFor(deps, req, entry));
+    return finish(deps, req, entry, await waitFor(deps, req, entry, deadline));
   } finally {
+    clearTimeout(timer);
+    stopSettled();
     unsubscribe();
     controller.abort();
     ctx.mcpReq.signal.removeEventListener('abort', onAbort);
   }
 }
 
-/** Wait (bounded, cancellable) for the browser flow, sending progress so patient clients keep waiting. */
-async function waitFor(deps: LadderDeps, req: LadderRequest, entry: PendingAuthorization): Promise<Settlement> {
+/**
+ * Wait (bounded, cancellable) for the browser flow, sending progress so patient clients keep waiting. 'pending' when
+ * this call's share of the wait ran out while the authorization is still open: the caller answers "call again".
+ */
+async function waitFor(
+  deps: LadderDeps,
+  req: LadderRequest,
+  entry: PendingAuthorization,
+  deadline = deadlineFor(deps, entry),
+): Promise<Settlement | 'pending'> {
   const { ctx } = req;
   const progressToken = ctx.mcpReq._meta?.progressToken;
   let ticks = 0;
@@ -223,13 +247,23 @@ async function waitFor(deps: LadderDeps, req: LadderRequest, entry: PendingAutho
         }, 15_000)
       : undefined;
   try {
-    return await deps.pending.wait(entry.id, deps.authTimeoutMs, ctx.mcpReq.signal);
+    const settlement = await deps.pending.wait(entry.id, Math.max(0, deadline - Date.now()), ctx.mcpReq.signal);
+    if (settlement !== 'expired') return settlement;
+    const now = await deps.pending.get(entry.id);
+    return now && !now.settlement ? 'pending' : settlement;
   } finally {
     if (timer) clearInterval(timer);
   }
 }
 
-async function finish(deps: LadderDeps, req: LadderRequest, started: PendingAuthorization, settlement: Settlement): Promise<LadderOutcome> {
+/** When this call stops waiting: after its bounded wait, or at the link's expiry when that comes first (or soon after). */
+function deadlineFor(deps: LadderDeps, entry: PendingAuthorization): number {
+  const bounded = Date.now() + (deps.consentWaitMs ?? 40_000);
+  return bounded >= entry.expiresAt - 1000 ? entry.expiresAt : bounded;
+}
+
+async function finish(deps: LadderDeps, req: LadderRequest, started: PendingAuthorization, settlement: Settlement | 'pending'): Promise<LadderOutcome> {
+  if (settlement === 'pending') return stillPending(deps, req, started);
   // How it ended may have been written by another replica: read the record again.
   const stored = await deps.pending.get(started.id);
   const entry = stored ?? started;
@@ -295,6 +329,27 @@ function fail(text: string, outcome: string, _req: LadderRequest): LadderOutcome
   return { kind: 'result', outcome, result: { isError: true, content: [{ type: 'text', text }] } };
 }
 
+/**
+ * The consent is still open when this call must answer (before the client's request timeout). A normal result, not
+ * isError: clients show it to the model as the tool's answer, and the model relays the link and calls again, while an
+ * error reads as a failure to give up on. The authorization stays open, so a consent given later still completes and
+ * the next call finds the token.
+ */
+function stillPending(deps: LadderDeps, req: LadderRequest, entry: PendingAuthorization): LadderOutcome {
+  const url = deps.connectUrl(entry.id);
+  const text = [
+    `Still waiting for your DingTalk approval for ${req.purpose}, so ${nothing(req)} yet.`,
+    `If you have not approved yet, open this link in your browser and choose Allow: ${url}`,
+    `The link stays valid for ${formatDuration(roundUpToMinute(Math.max(0, entry.expiresAt - Date.now())))}.`,
+    'Once you have approved in the browser, call this tool again with the same arguments.',
+  ].join('\n');
+  return {
+    kind: 'result',
+    outcome: 'authorization_pending',
+    result: { content: [{ type: 'text', text }], structuredContent: req.structured({ status: 'authorization_required', authorizationUrl: url }) },
+  };
+}
+
 function textFallback(url: string, lifetime: string, req: LadderRequest, opened: boolean): LadderOutcome {
   const text = [
     `Authorization needed for ${req.purpose} as you: this server needs your DingTalk consent.`,
@@ -320,6 +375,9 @@ function clientCapabilities(ctx: ServerContext, server: McpServer): ClientCapabi
   if (fromEnvelope) return fromEnvelope as ClientCapabilities;
   return server.server.getClientCapabilities();
 }
+
+/** "9 minutes" rather than "599 seconds" for what is left of a link's life. */
+const roundUpToMinute = (ms: number) => (ms > 60_000 ? Math.ceil(ms / 60_000) * 60_000 : ms);
 
 /** "10 minutes", "90 seconds": for messages people read. */
 export function formatDuration(ms: number): string {

@@ -10,7 +10,10 @@ import { MemoryPendingRecords } from '../../src/state/memory.js';
 const USER: UserIdentity = { kind: 'userId', userId: 'steady-state-user' };
 
 /** Counts what the ladder spends before it knows whether consent is needed (issue 10 item 5). */
-function setup(answer: (options: GetDingTalkTokenOptions) => DingTalkTokenOutcome, client: { capabilities?: Record<string, unknown> } = {}) {
+function setup(
+  answer: (options: GetDingTalkTokenOptions) => DingTalkTokenOutcome,
+  client: { capabilities?: Record<string, unknown>; consentWaitMs?: number; holdElicitation?: boolean } = {},
+) {
   const counts = { newId: 0, sign: 0 };
   const pending = new PendingAuthorizations(new MemoryPendingRecords({ lingerMs: 60_000, maxPerUser: 5 }), { ttlMs: 600_000 });
   const newId = pending.newId.bind(pending);
@@ -37,7 +40,7 @@ function setup(answer: (options: GetDingTalkTokenOptions) => DingTalkTokenOutcom
       _meta: {},
       id: 1,
       // The user accepts the elicitation at once; the call then waits for the browser flow.
-      elicitInput: async () => ({ action: 'accept' }),
+      elicitInput: () => (client.holdElicitation ? new Promise(() => {}) : Promise.resolve({ action: 'accept' })),
     },
   } as unknown as ServerContext;
   const server = {
@@ -53,6 +56,7 @@ function setup(answer: (options: GetDingTalkTokenOptions) => DingTalkTokenOutcom
         callbackUrl: 'http://127.0.0.1:8090/callback',
         connectUrl: (id) => `http://127.0.0.1:8090/connect/${id}`,
         authTimeoutMs: 600_000,
+        ...(client.consentWaitMs !== undefined ? { consentWaitMs: client.consentWaitMs } : {}),
         callbackProblem: () => undefined,
         logger: silentLogger,
       },
@@ -112,5 +116,48 @@ describe('authorization ladder: a waiting call whose link is retired', () => {
     expect(text).toContain('A newer authorization for your account replaced this one');
     expect(text).toContain('nothing was written');
     expect(text).not.toContain('No authorization arrived');
+  });
+});
+
+describe('authorization ladder: a consent slower than one call may wait', () => {
+  const needsConsent = () => ({
+    status: 'authorization_required' as const,
+    authorizationUrl: 'https://agentidentity.example/authorize',
+    sessionUri: 'session-1',
+  });
+  for (const hold of [false, true]) {
+    it(`answers "still pending, call again" by the bounded wait and keeps the authorization open${hold ? ' (client holds its elicitation answer)' : ''}`, async () => {
+      const { run, pending } = setup(needsConsent, { capabilities: { elicitation: { url: {} } }, consentWaitMs: 30, holdElicitation: hold });
+      const outcome = await run();
+      expect(outcome.kind).toBe('result');
+      if (outcome.kind !== 'result') throw new Error('expected a result');
+      const result = outcome.result;
+      const text = (result.content as Array<{ text: string }>)[0]!.text;
+      expect(result.isError).toBeFalsy();
+      expect(text).toContain('Still waiting for your DingTalk approval for writing to DingTalk document d1, so nothing was written yet.');
+      expect(text).toContain('Once you have approved in the browser, call this tool again with the same arguments.');
+      const id = /\/connect\/([A-Za-z0-9_-]+)/.exec(text)?.[1];
+      // Still open: the callback can complete it until the link's own expiry (authTimeoutMs), not the call's wait.
+      const entry = await pending.get(id!);
+      expect(entry?.settlement).toBeUndefined();
+      expect(entry!.expiresAt - Date.now()).toBeGreaterThan(500_000);
+      expect(await pending.claimCallback(id!)).toBe('claimed');
+    });
+  }
+
+  it('several bounded waits pass and the first link still completes the authorization', async () => {
+    const { run, pending } = setup(needsConsent, { capabilities: { elicitation: { url: {} } }, consentWaitMs: 20 });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const outcome = await run();
+      const text = outcome.kind === 'result' ? (outcome.result.content as Array<{ text: string }>)[0]!.text : '';
+      expect(text).toContain('Still waiting');
+      ids.push(/\/connect\/([A-Za-z0-9_-]+)/.exec(text)![1]!);
+    }
+    for (const id of ids) expect((await pending.get(id))?.settlement).toBeUndefined();
+    expect(await pending.claimCallback(ids[0]!)).toBe('claimed');
+    await pending.settle(ids[0]!, 'completed');
+    // Approving the first link completes the later ones too (one consent), so nothing is left waiting.
+    for (const id of ids) expect((await pending.get(id))?.settlement).toBe('completed');
   });
 });
