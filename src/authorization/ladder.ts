@@ -13,7 +13,7 @@ import type { IdentityBroker, UserIdentity } from '../identity/types.js';
 import { userKey } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import { StoreUnavailableError } from '../state/types.js';
-import type { PendingAuthorization, PendingAuthorizations, Settlement } from './pending.js';
+import { MAX_WAITING_PER_USER, type PendingAuthorization, type PendingAuthorizations, type Settlement } from './pending.js';
 import type { SignedState } from './signed-state.js';
 
 /** The key of our URL elicitation inside a 2026-07-28 `inputRequests` map. */
@@ -230,7 +230,7 @@ async function waitFor(
   req: LadderRequest,
   entry: PendingAuthorization,
   deadline = deadlineFor(deps, entry),
-): Promise<Settlement | 'pending'> {
+): Promise<Settlement | 'pending' | 'superseded' | 'too_many'> {
   const { ctx } = req;
   const progressToken = ctx.mcpReq._meta?.progressToken;
   let ticks = 0;
@@ -249,6 +249,7 @@ async function waitFor(
   try {
     const settlement = await deps.pending.wait(entry.id, Math.max(0, deadline - Date.now()), ctx.mcpReq.signal);
     if (settlement !== 'expired') return settlement;
+
     const now = await deps.pending.get(entry.id);
     return now && !now.settlement ? 'pending' : settlement;
   } finally {
@@ -262,8 +263,27 @@ function deadlineFor(deps: LadderDeps, entry: PendingAuthorization): number {
   return bounded >= entry.expiresAt - 1000 ? entry.expiresAt : bounded;
 }
 
-async function finish(deps: LadderDeps, req: LadderRequest, started: PendingAuthorization, settlement: Settlement | 'pending'): Promise<LadderOutcome> {
+async function finish(
+  deps: LadderDeps,
+  req: LadderRequest,
+  started: PendingAuthorization,
+  settlement: Settlement | 'pending' | 'superseded' | 'too_many',
+): Promise<LadderOutcome> {
   if (settlement === 'pending') return stillPending(deps, req, started);
+  if (settlement === 'too_many') {
+    return fail(
+      `Too many calls are in progress for you (${MAX_WAITING_PER_USER} waiting for a DingTalk approval), so ${nothing(req)}. Wait for one to finish, then call again.`,
+      'too_many_waiting_calls',
+      req,
+    );
+  }
+  if (settlement === 'superseded') {
+    return fail(
+      `A newer call for this same authorization took over the wait, so this call stops here and ${nothing(req)} by it. The newer call finishes once you approve in the browser.`,
+      'authorization_superseded',
+      req,
+    );
+  }
   // How it ended may have been written by another replica: read the record again.
   const stored = await deps.pending.get(started.id);
   const entry = stored ?? started;

@@ -1,11 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import type { UserIdentity } from '../identity/types.js';
+import { userKey, type UserIdentity } from '../identity/types.js';
 import type { PendingRecord, PendingRecords, Settlement } from '../state/types.js';
 
 export type { Settlement } from '../state/types.js';
 export type PendingAuthorization = PendingRecord;
 
 type Listener = (settlement: Settlement) => void;
+
+/** Calls one user may have waiting for a consent in this process at once; past it a call is refused ('too_many'). */
+export const MAX_WAITING_PER_USER = 8;
 
 /**
  * Authorizations waiting for the user's browser. The records live in the state store (in memory,
@@ -105,11 +108,18 @@ export class PendingAuthorizations {
   /**
    * Wait until the user finishes in the browser, the link expires, `timeoutMs` passes or `signal` aborts.
    * Resolves with the settlement, or 'expired' on timeout; rejects on abort or when the store is unreachable.
+   * One waiter per authorization in this process: a newer wait on the same id (a 2026-07-28 client retrying the same
+   * requestState) takes over, and the older resolves 'superseded', so retries cannot pile up calls; and at most
+   * MAX_WAITING_PER_USER waiting calls per user ('too_many' past it).
    */
-  async wait(id: string, timeoutMs: number, signal?: AbortSignal): Promise<Settlement> {
+  async wait(id: string, timeoutMs: number, signal?: AbortSignal): Promise<Settlement | 'superseded' | 'too_many'> {
     const entry = await this.get(id);
     if (!entry) return 'expired';
     if (entry.settlement) return entry.settlement;
+    const user = userKey(entry.user);
+    const waiting = this.waitingByUser.get(user) ?? 0;
+    if (!this.waiters.has(id) && waiting >= MAX_WAITING_PER_USER) return 'too_many';
+    this.waitingByUser.set(user, waiting + 1);
     return new Promise((resolve, reject) => {
       const remaining = Math.min(timeoutMs, entry.expiresAt - this.now());
       let unsubscribe: () => void = () => {};
@@ -121,8 +131,15 @@ export class PendingAuthorizations {
         unsubscribe();
         signal?.removeEventListener('abort', onAbort);
         this.closeWaiters.delete(onClose);
+        if (this.waiters.get(id) === onSuperseded) this.waiters.delete(id);
+        const left = (this.waitingByUser.get(user) ?? 1) - 1;
+        if (left > 0) this.waitingByUser.set(user, left);
+        else this.waitingByUser.delete(user);
         fn();
       };
+      const onSuperseded = () => finish(() => resolve('superseded'));
+      this.waiters.get(id)?.();
+      this.waiters.set(id, onSuperseded);
       const onAbort = () => finish(() => reject(signal?.reason ?? new Error('aborted')));
       const onClose = () => finish(() => resolve('failed'));
       const timer = setTimeout(
@@ -143,6 +160,10 @@ export class PendingAuthorizations {
   }
 
   private readonly closeWaiters = new Set<() => void>();
+  /** The one call waiting on each authorization here; a newer one replaces it. */
+  private readonly waiters = new Map<string, () => void>();
+  /** How many calls each user (userKey) has waiting here. */
+  private readonly waitingByUser = new Map<string, number>();
 
   /**
    * Shutdown of this replica: every call waiting here returns at once with `message`. The records
