@@ -15,8 +15,10 @@ interface StandardWithJsonSchema {
   };
 }
 
-export function withCachedJsonSchema<S extends StandardWithJsonSchema>(schema: S): S {
+export function withCachedJsonSchema<S extends StandardWithJsonSchema>(schema: S, validateWith?: StandardWithJsonSchema): S {
   const std = schema['~standard'];
+  // Validation may come from another schema (a lenient twin), while clients are still shown `schema`.
+  const validate = validateWith ? validateWith['~standard'].validate : std.validate;
   const convert = std.jsonSchema;
   if (!convert) return schema;
   const cache = new Map<string, Record<string, unknown>>();
@@ -34,7 +36,7 @@ export function withCachedJsonSchema<S extends StandardWithJsonSchema>(schema: S
     };
   // Everything else (zod's methods, `_zod`, `shape`) comes from the original through the prototype.
   const wrapper = Object.create(schema) as S;
-  Object.defineProperty(wrapper, '~standard', { value: { ...std, jsonSchema: { input: memo('input'), output: memo('output') } }, enumerable: false });
+  Object.defineProperty(wrapper, '~standard', { value: { ...std, validate, jsonSchema: { input: memo('input'), output: memo('output') } }, enumerable: false });
   return wrapper;
 }
 

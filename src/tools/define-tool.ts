@@ -108,7 +108,10 @@ function publishedShape<I extends z.ZodObject, O extends z.ZodObject>(tool: Tool
     shape = {
       title: tool.title,
       description: tool.description,
-      inputSchema: withCachedJsonSchema(tool.inputSchema),
+      // Clients see the strict schema (additionalProperties: false), but a call carrying keys it does not
+      // know (Gemini CLI adds `wait_for_previous` to every call) is accepted without them: every documented
+      // check still applies. The names of the dropped keys (never their values) are logged at debug.
+      inputSchema: withCachedJsonSchema(tool.inputSchema, ignoringUnknownKeys(tool)),
       outputSchema: withCachedJsonSchema(tool.outputSchema),
       annotations: { title: tool.title, ...tool.annotations },
     };
@@ -117,8 +120,28 @@ function publishedShape<I extends z.ZodObject, O extends z.ZodObject>(tool: Tool
   return shape;
 }
 
+/** The process logger, for the debug line about ignored argument keys (set when tools are registered). */
+let argumentLogger: Logger | undefined;
+
+/** Validates like the tool's schema, minus the refusal of keys it does not define (those are dropped). */
+function ignoringUnknownKeys(tool: ToolDefinition): { '~standard': { validate: (value: unknown) => unknown } } {
+  const lenient = tool.inputSchema.strip();
+  return {
+    '~standard': {
+      validate: (value: unknown) => {
+        if (value && typeof value === 'object' && !Array.isArray(value)) {
+          const ignored = Object.keys(value).filter((key) => !Object.hasOwn(tool.inputSchema.shape, key));
+          if (ignored.length > 0) argumentLogger?.debug('ignored arguments the tool does not define', { tool: tool.name, keys: ignored.join(',') });
+        }
+        return lenient['~standard'].validate(value);
+      },
+    },
+  };
+}
+
 /** Register one tool on a server, wrapped in the shared concerns above. */
 export function registerTool<I extends z.ZodObject, O extends z.ZodObject>(server: McpServer, tool: ToolDefinition<I, O>, deps: ToolDeps): void {
+  argumentLogger = deps.logger;
   server.registerTool(
     tool.name,
     publishedShape(tool),

@@ -22,7 +22,7 @@ export function serveStdioTransport(runtime: Runtime): { close(): Promise<void> 
   const connection = serveStdio(() => createServer(deps), {
     onerror: (error) => logger.warn('stdio transport error', { error: error.message }),
   });
-  logger.info('serving MCP over stdio', { user: config.userJwt ? 'from AGENT_IDENTITY_USER_JWT' : 'from AGENT_IDENTITY_USER_ID' });
+  logger.info('serving MCP over stdio', { user: userSource(config) });
 
   // The browser pages start right after: `initialize` need not wait for the web stack to load.
   const listening = startBrowserPages(runtime).catch((e: unknown) => {
@@ -39,6 +39,12 @@ export function serveStdioTransport(runtime: Runtime): { close(): Promise<void> 
       listener?.closeAllConnections();
     },
   };
+}
+
+/** Where the acting user came from, for the start line: the OS user name is not AGENT_IDENTITY_USER_ID. */
+export function userSource(config: Runtime['config']): string {
+  if (config.userJwt) return 'from AGENT_IDENTITY_USER_JWT';
+  return config.userIdFromOs ? 'the OS user name (AGENT_IDENTITY_USER_ID is not set)' : 'from AGENT_IDENTITY_USER_ID';
 }
 
 async function startBrowserPages(runtime: Runtime): Promise<HttpServer> {

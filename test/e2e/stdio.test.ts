@@ -412,6 +412,36 @@ describe('session binding on /callback', () => {
   });
 });
 
+describe('arguments a client adds on its own', () => {
+  it('a call carrying a key the tool does not define (Gemini CLI adds wait_for_previous) still writes, and the schema clients see stays strict', async () => {
+    const server = await connectServer(stack, { userId: 'user-extra-args', env: { DINGTALK_MCP_LOG_LEVEL: 'debug' } });
+    try {
+      server.client.setRequestHandler('elicitation/create', async (request) => {
+        await followAuthorizationLink((request.params as { url: string }).url);
+        return { action: 'accept' };
+      });
+      const listed = await server.client.listTools();
+      const write = listed.tools.find((t) => t.name === 'write_dingtalk_doc')!;
+      expect(write.inputSchema.additionalProperties).toBe(false);
+      const content = 'written despite an extra key';
+      const result = await server.client.callTool(
+        { name: 'write_dingtalk_doc', arguments: { document: doc(), content, wait_for_previous: true } },
+        { timeout: 60_000 },
+      );
+      expect(result.isError).toBeFalsy();
+      expect(stack.sandbox.dingtalk.getDocument(doc())?.content).toBe(content);
+      await waitFor(() => server.stderr().includes('wait_for_previous'), 'the debug line about ignored arguments');
+      expect(server.stderr()).toMatch(/ignored arguments the tool does not define.*wait_for_previous/);
+      // Documented checks still apply with an extra key present.
+      const empty = await server.client.callTool({ name: 'write_dingtalk_doc', arguments: { document: doc(), content: '', wait_for_previous: true } });
+      expect(empty.isError).toBe(true);
+      expect(textOf(empty)).toMatch(/content is empty/);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('bad input: a clear isError result and no upstream call', () => {
   it.each([
     ['a link to another site', { document: 'https://evil.example.com/i/nodes/abcdef123', content: 'x' }, /alidocs\.dingtalk\.com/],
@@ -419,7 +449,6 @@ describe('bad input: a clear isError result and no upstream call', () => {
     ['a share short link', { document: 'https://alidocs.dingtalk.com/i/p/Y7kmbokZp3pgGLq2', content: 'x' }, /i\/nodes/],
     ['empty content', { document: 'abcdef123456', content: '' }, /content is empty/],
     ['oversized content', { document: 'abcdef123456', content: 'x'.repeat(50_001) }, /longer than DingTalk's limit of 50000 characters/],
-    ['an unknown argument', { document: 'abcdef123456', content: 'x', title: 'nope' }, /Unrecognized key.*title/],
     ['a missing argument', { document: 'abcdef123456' }, /content/],
   ])('%s', async (_name, args, message) => {
     const server = await connectServer(stack, { userId: 'user-bad-input' });
@@ -567,7 +596,11 @@ describe('where the settings came from', () => {
           input: '',
           timeout: 30_000,
         });
-      expect(start().stderr).toContain(`INFO configuration configFile=none (looked for ${join(cwd, '.config.json')})`);
+      const first = start();
+      expect(first.stderr).toContain(`INFO configuration configFile=none (looked for ${join(cwd, '.config.json')})`);
+      // No AGENT_IDENTITY_USER_ID: the start line says the OS user name is used, not that the setting is.
+      expect(first.stderr).toMatch(/serving MCP over stdio user=.*the OS user name \(AGENT_IDENTITY_USER_ID is not set\)/);
+      expect(first.stderr).not.toContain('user=from AGENT_IDENTITY_USER_ID');
       writeFileSync(join(cwd, '.config.json'), JSON.stringify({ region_id: 'cn-beijng' }));
       const typo = start();
       expect(typo.status).toBe(2);
