@@ -355,17 +355,20 @@ function parseErrorBody(res: RawResponse): ParsedError {
     return out; // HTML or plain text (e.g. a proxy page): map by HTTP status alone.
   }
   if (!isRecord(body)) return out;
-  const code = body['code'];
+  // DingTalk answers in lower case (`code`, `requestid`, `accessdenieddetail`); the official gateway
+  // (@alicloud/gateway-dingtalk) also meets the capitalised spellings (`Code`, `Message`, `RequestId`,
+  // `AccessDeniedDetail`): read both, lower case first.
+  const field = (...names: string[]): unknown => names.map((n) => body[n]).find((v) => v !== undefined && v !== null && v !== '');
+  const code = field('code', 'Code');
   if (typeof code === 'string' && code !== '') out.code = code;
   else if (typeof code === 'number') out.code = String(code);
-  const message = body['message'];
+  const message = field('message', 'Message');
   if (typeof message === 'string') out.message = message.slice(0, 300);
-  const requestId = body['requestid'] ?? body['requestId'];
+  const requestId = field('requestid', 'requestId', 'RequestId');
   if (typeof requestId === 'string' && requestId !== '') out.requestId = requestId;
-  const detail = body['accessdenieddetail'];
-  if (isRecord(detail) && Array.isArray(detail['requiredScopes'])) {
-    out.requiredScopes = detail['requiredScopes'].filter((s): s is string => typeof s === 'string');
-  }
+  const detail = field('accessdenieddetail', 'accessDeniedDetail', 'AccessDeniedDetail');
+  const scopes = isRecord(detail) ? (detail['requiredScopes'] ?? detail['RequiredScopes']) : undefined;
+  if (Array.isArray(scopes)) out.requiredScopes = scopes.filter((s): s is string => typeof s === 'string');
   // Per-IP ban page (§5): {"status":1111,"wait":5,"source":"x5","punish":"deny",...}, no DingTalk code.
   if (out.code === undefined && (body['status'] === 1111 || body['punish'] !== undefined)) {
     const wait = body['wait'];

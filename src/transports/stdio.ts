@@ -68,7 +68,7 @@ async function startBrowserPages(runtime: Runtime): Promise<HttpServer> {
   listener.once('error', (e: NodeJS.ErrnoException) => {
     runtime.callbackProblem =
       e.code === 'EADDRINUSE'
-        ? `port ${port} on 127.0.0.1 is already in use (is another copy of this server running?). Stop it, or set APP_REDIRECT_URI to another port and allow <APP_REDIRECT_URI>/callback on the workload identity.`
+        ? `port ${port} on 127.0.0.1 is already in use (is another copy of this server running?). Stop it, or set APP_REDIRECT_URI to another port and allow that URL's /callback on the workload identity (now ${config.appRedirectUri}/callback).`
         : `the authorization pages could not listen on 127.0.0.1:${port} (${e.code ?? e.message}).`;
     logger.error('authorization pages not listening; tools will work only while Agent Identity already holds a DingTalk token', {
       reason: runtime.callbackProblem,

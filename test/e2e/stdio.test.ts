@@ -412,6 +412,29 @@ describe('session binding on /callback', () => {
   });
 });
 
+describe('the callback port is taken', () => {
+  it('a call needing consent says so with the actual callback URL, not a placeholder', async () => {
+    const { createServer: createNetServer } = await import('node:net');
+    const squatter = createNetServer();
+    const port = Number(new URL(stack.appRedirectUri).port);
+    await new Promise<void>((resolve) => squatter.listen(port, '127.0.0.1', resolve));
+    try {
+      const server = await connectServer(stack, { userId: 'user-port-taken' });
+      try {
+        const result = await server.client.callTool({ name: 'write_dingtalk_doc', arguments: { document: doc(), content: 'x' } });
+        expect(result.isError).toBe(true);
+        expect(textOf(result)).toContain(`port ${port} on 127.0.0.1 is already in use`);
+        expect(textOf(result)).toContain(`${stack.appRedirectUri}/callback`);
+        expect(textOf(result)).not.toContain('<APP_REDIRECT_URI>');
+      } finally {
+        await server.close();
+      }
+    } finally {
+      await new Promise<void>((resolve) => squatter.close(() => resolve()));
+    }
+  });
+});
+
 describe('arguments a client adds on its own', () => {
   it('a call carrying a key the tool does not define (Gemini CLI adds wait_for_previous) still writes, and the schema clients see stays strict', async () => {
     const server = await connectServer(stack, { userId: 'user-extra-args', env: { DINGTALK_MCP_LOG_LEVEL: 'debug' } });

@@ -55,6 +55,34 @@ afterEach(async () => {
   await emu.close();
 });
 
+describe('error bodies with the capitalised field names (as @alicloud/gateway-dingtalk reads them)', () => {
+  it('Code, Message, RequestId and AccessDeniedDetail map like their lower-case forms', async () => {
+    const server = createServer((_req, res) => {
+      res.writeHead(403, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          Code: 'Forbidden.AccessDenied.AccessTokenPermissionDenied',
+          Message: 'no permission',
+          RequestId: 'REQ-CAPS-7',
+          AccessDeniedDetail: { requiredScopes: ['Document.Document.Write'] },
+        }),
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const err = await failure(newClient({ baseUrl: `http://127.0.0.1:${port}` }).overwriteDocument(DOC, 'x', token));
+      expect(err.kind).toBe('permission_denied');
+      expect(err.code).toBe('Forbidden.AccessDenied.AccessTokenPermissionDenied');
+      expect(err.message).toContain('Document.Document.Write');
+      expect(err.message).toContain('REQ-CAPS-7');
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+});
+
 describe('the request on the wire (reference §3.1 (b))', () => {
   let server: Server;
   let seen: { method?: string; url?: string; headers?: IncomingHttpHeaders; body?: string } = {};
