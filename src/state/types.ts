@@ -6,7 +6,8 @@ import type { UserIdentity } from '../identity/types.js';
  * docs/deployment-replicas.md lists the Redis keys, their TTLs and sizes.
  */
 export interface StateStore {
-  readonly backend: 'memory' | 'redis';
+  /** 'file': the stdio copies' per-user local folder (src/local/file-store.ts). */
+  readonly backend: 'memory' | 'redis' | 'file';
   readonly pending: PendingRecords;
   readonly rateLimits: RateLimits;
   readonly once: OnceMarks;
@@ -16,7 +17,7 @@ export interface StateStore {
 }
 
 export type StoreHealth =
-  | { backend: 'memory'; status: 'ready' }
+  | { backend: 'memory' | 'file'; status: 'ready' }
   | { backend: 'redis'; status: 'ready' | 'connecting' | 'unavailable'; endpoint: string; tls: boolean; problem?: string };
 
 /** How an authorization ended, as far as a waiting tool call is concerned. */
