@@ -22,6 +22,12 @@ async function main(argv: string[]): Promise<void> {
     process.exitCode = await runSandboxServices(createLogger({ level: level === 'debug' || level === 'warn' || level === 'error' ? level : 'info' }));
     process.exit();
   }
+  if (command === '__local-pages') {
+    // Hidden: the detached pages host every local stdio copy of this user shares (docs/architecture.md decision 17).
+    const { runPagesHost } = await import('./local/pages-host.js');
+    process.exitCode = await runPagesHost();
+    process.exit();
+  }
   if (command === 'sandbox') {
     if (argv[1] !== 'stop') {
       process.stderr.write('usage: dingtalk-mcp sandbox stop   (end the shared sandbox services and forget what they hold)\n');
@@ -108,6 +114,13 @@ async function main(argv: string[]): Promise<void> {
       logger,
       ...stateStoreOptions(config),
     });
+  }
+  if (config.transport === 'stdio') {
+    // The per-user local state: shared pending authorizations and state secret, and the pages host all copies use.
+    const { prepareLocal } = await import('./local/index.js');
+    const local = await prepareLocal(config, { logger, credential: overrides.credential, store: overrides.store, storeOptions: stateStoreOptions(config) });
+    config = local.config;
+    Object.assign(overrides, { store: local.store, linkBase: local.linkBase, pages: local.pages });
   }
   const runtime = createRuntime(config, overrides);
   const transport = config.transport === 'http' ? await (await import('./transports/http.js')).serveHttpTransport(runtime) : serveStdioTransport(runtime);

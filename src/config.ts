@@ -1,6 +1,6 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as z from 'zod/v4';
 import { regionProblem } from './regions.js';
@@ -66,6 +66,7 @@ type RawConfig = {
   maxBody: string;
   redisUrl: string;
   redisKeyPrefix: string;
+  localStateDir: string;
 };
 
 export const SETTINGS: Setting[] = [
@@ -231,7 +232,7 @@ export const SETTINGS: Setting[] = [
   {
     key: 'stateSecret',
     env: 'DINGTALK_MCP_STATE_SECRET',
-    help: 'HMAC key (32+ chars) that signs OAuth `state` and MCP `requestState`; random per process when unset.',
+    help: 'HMAC key (32+ chars) that signs OAuth `state` and MCP `requestState`. Unset: stdio uses a random per-user secret kept in `DINGTALK_MCP_STATE_DIR` (shared by your local copies), HTTP a random one per process.',
     secret: true,
     fix: 'use at least 32 characters, e.g. `openssl rand -hex 32`',
   },
@@ -327,6 +328,12 @@ export const SETTINGS: Setting[] = [
     help: 'Prefix of every Redis key and channel this server uses (deployments sharing one Redis use different prefixes).',
   },
   {
+    key: 'localStateDir',
+    env: 'DINGTALK_MCP_STATE_DIR',
+    help: 'stdio: the per-user folder (mode 0700) where your local copies share pending authorizations, the state secret and the pages host (docs/architecture.md decision 17); default `$XDG_STATE_HOME/agent-identity-dingtalk-mcp/local`, i.e. `~/.local/state/…`.',
+    fix: 'use an absolute path to a folder of yours',
+  },
+  {
     key: 'configFile',
     flag: 'config',
     env: 'DINGTALK_MCP_CONFIG',
@@ -420,6 +427,10 @@ const schema = z.object({
         return false;
       }
     }, 'must be a redis:// or rediss:// URL with a host')
+    .optional(),
+  localStateDir: z
+    .string()
+    .refine((v) => isAbsolute(v), 'must be an absolute path')
     .optional(),
   redisKeyPrefix: z.string().regex(/^[A-Za-z0-9:_.-]{1,32}$/, 'must be 1-32 characters of letters, digits and : _ . -'),
 });

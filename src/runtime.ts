@@ -27,8 +27,19 @@ export interface RuntimeOverrides {
   credential?: ConstructorParameters<typeof AgentIdentityClient>[0]['credential'];
   broker?: IdentityBroker;
   logger?: Logger;
-  /** The shared state store (Redis); default in memory. See createStateStore. */
+  /** The shared state store (Redis, or stdio's local files); default in memory. See createStateStore. */
   store?: StateStore;
+  /** Base of the links we print, when not APP_REDIRECT_URI (stdio: the literal 127.0.0.1 for `localhost`). */
+  linkBase?: string;
+  /** stdio: the user's shared pages host (src/local/), found or started before a link is printed. */
+  pages?: BrowserPages;
+}
+
+/** Where /connect and /callback are served: `ensure()` is undefined once they are, otherwise why they cannot be. */
+export interface BrowserPages {
+  ensure(): Promise<string | undefined>;
+  /** The process serving them, once known (for the start log). */
+  readonly pid?: number;
 }
 
 export interface Runtime {
@@ -43,6 +54,8 @@ export interface Runtime {
   writes: InFlight;
   /** Why the browser pages cannot be reached, if they cannot (set by the transport). */
   callbackProblem: string | undefined;
+  /** stdio: the shared pages host, asked before every link (see RuntimeOverrides.pages). */
+  pages: BrowserPages | undefined;
   /** Load what the first call would otherwise wait for (undici); transports call it once serving. */
   warmUp(): void;
   /** The tool dependencies, given how this transport identifies the caller. */
@@ -97,10 +110,11 @@ export function createRuntime(config: Config, overrides: RuntimeOverrides = {}):
     state,
     requestStateCodec,
     callbackUrl: config.callbackUrl,
-    connectUrl: (id) => `${config.appRedirectUri}/connect/${id}`,
+    connectUrl: (id) => `${overrides.linkBase ?? config.appRedirectUri}/connect/${id}`,
     authTimeoutMs,
     consentWaitMs: Math.min(config.consentWaitSeconds * 1000, authTimeoutMs),
-    callbackProblem: () => runtime.callbackProblem,
+    // The pages are awaited before a link is printed, so a call right after start never meets them still starting.
+    callbackProblem: () => runtime.callbackProblem ?? runtime.pages?.ensure(),
     openBrowser: config.openBrowser && config.transport === 'stdio' ? (url) => openInBrowser(url, logger) : undefined,
     logger,
   };
@@ -117,6 +131,7 @@ export function createRuntime(config: Config, overrides: RuntimeOverrides = {}):
     state,
     writes,
     callbackProblem: 'the authorization pages are not listening yet',
+    pages: overrides.pages,
     warmUp: () => dingtalk.warmUp(),
     toolDeps: (resolveUser) => ({ ladder, dingtalk, resolveUser, logger, writes, operators, app, tools: selectTools(config, app !== undefined) }),
     async close() {

@@ -41,7 +41,7 @@ export interface LadderDeps {
    */
   consentWaitMs?: number;
   /** Undefined when the browser pages are reachable; otherwise why not (e.g. the port is taken). */
-  callbackProblem: () => string | undefined;
+  callbackProblem: () => string | undefined | Promise<string | undefined>;
   /** stdio rung 3 (optional): open the link in the local browser when the client can't show it. */
   openBrowser?: (url: string) => void;
   logger: Logger;
@@ -132,7 +132,7 @@ async function climbLadder(deps: LadderDeps, req: LadderRequest): Promise<Ladder
   }
   if (outcome.status === 'token') return { kind: 'token', accessToken: outcome.accessToken };
 
-  const problem = deps.callbackProblem();
+  const problem = await deps.callbackProblem();
   if (problem) {
     return fail(
       `DingTalk access must be authorized in a browser, but this server cannot receive the authorization: ${problem}`,

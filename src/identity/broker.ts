@@ -87,7 +87,9 @@ export class AgentIdentityBroker implements IdentityBroker {
     options.signal?.throwIfAborted();
     this.assertConfigured('GetResourceOAuth2Token');
     const key = userKey(user);
-    if (!options.forceAuthentication) {
+    // A fetch for a just-completed session always asks Agent Identity: the completion may have happened in another
+    // process (stdio's shared pages host, another replica), whose drop of the old token never reached this cache.
+    if (!options.forceAuthentication && !options.sessionUri) {
       const cached = this.dingTalkTokens.get(key);
       if (cached && cached.expiresAt > this.now()) return { status: 'token', accessToken: cached.value };
       if (cached) this.dingTalkTokens.delete(key);

@@ -1,11 +1,10 @@
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { serveStdio } from '@modelcontextprotocol/server/stdio';
 import { configuredUser, type Runtime } from '../runtime.js';
 import { createServer } from '../server.js';
 
 /**
- * stdio: one local user (AGENT_IDENTITY_USER_ID or AGENT_IDENTITY_USER_JWT), and a loopback-only
- * listener for the browser pages (/connect, /callback) on the port of APP_REDIRECT_URI.
+ * stdio: one local user (AGENT_IDENTITY_USER_ID or AGENT_IDENTITY_USER_JWT, else the OS user name); the browser pages
+ * (/connect, /callback) are the shared local pages host's, on loopback at APP_REDIRECT_URI's port.
  */
 export function serveStdioTransport(runtime: Runtime): { close(): Promise<void> } {
   const { config, logger } = runtime;
@@ -24,19 +23,25 @@ export function serveStdioTransport(runtime: Runtime): { close(): Promise<void> 
   });
   logger.info('serving MCP over stdio', { user: userSource(config) });
 
-  // The browser pages start right after: `initialize` need not wait for the web stack to load.
-  const listening = startBrowserPages(runtime).catch((e: unknown) => {
-    runtime.callbackProblem = `the authorization pages could not start (${(e as Error).message}).`;
-    logger.error('authorization pages not listening', { reason: runtime.callbackProblem });
-    return undefined;
+  // The browser pages are served by this user's shared local pages host (src/local/), which outlives this copy
+  // and serves every local copy's links. Looked for (or started) right after start, so `initialize` need not
+  // wait; every link waits for it (LadderDeps.callbackProblem), so a call right after start never races it.
+  const pages = runtime.pages;
+  if (!pages) throw new Error('stdio needs the local pages host (src/local/)');
+  runtime.callbackProblem = undefined;
+  warnIfNotLoopback(runtime);
+  setImmediate(() => {
+    // After initialize has been answered: the first write must not pay for loading undici.
+    runtime.warmUp();
+    void pages.ensure().then((problem) => {
+      if (problem) logger.error('authorization pages not listening; tools work only while Agent Identity already holds a DingTalk token', { reason: problem });
+      else logger.info('authorization pages listening', { callback: config.callbackUrl, host: `local pages host pid ${pages.pid ?? '?'}` });
+    });
   });
 
   return {
     async close() {
       await connection.close().catch(() => {});
-      const listener = await listening;
-      if (listener?.listening) await new Promise<void>((resolve) => listener.close(() => resolve()));
-      listener?.closeAllConnections();
     },
   };
 }
@@ -47,44 +52,12 @@ export function userSource(config: Runtime['config']): string {
   return config.userIdFromOs ? 'the OS user name (AGENT_IDENTITY_USER_ID is not set)' : 'from AGENT_IDENTITY_USER_ID';
 }
 
-async function startBrowserPages(runtime: Runtime): Promise<HttpServer> {
-  const { config, logger } = runtime;
-  const [{ default: express }, { hostHeaderValidation, originValidation }, { browserRoutes }] = await Promise.all([
-    import('express'),
-    import('@modelcontextprotocol/express'),
-    import('../http/browser-routes.js'),
-  ]);
-  const app = express();
-  app.disable('x-powered-by');
-  // DNS rebinding: a web page must not reach these loopback pages under another name.
-  const loopbackNames = ['localhost', '127.0.0.1', '[::1]'];
-  app.use(hostHeaderValidation(loopbackNames), originValidation(loopbackNames));
-  app.use(browserRoutes({ pending: runtime.pending, state: runtime.state, broker: runtime.broker, logger }));
-
-  const listener = createHttpServer(app);
-  const redirect = new URL(config.appRedirectUri);
-  const port = Number(redirect.port || (redirect.protocol === 'https:' ? 443 : 80));
-  // Loopback only (docs/architecture.md decision 5): the callback must never be reachable from the network in stdio mode.
-  listener.once('error', (e: NodeJS.ErrnoException) => {
-    runtime.callbackProblem =
-      e.code === 'EADDRINUSE'
-        ? `port ${port} on 127.0.0.1 is already in use (is another copy of this server running?). Stop it, or set APP_REDIRECT_URI to another port and allow that URL's /callback on the workload identity (now ${config.appRedirectUri}/callback).`
-        : `the authorization pages could not listen on 127.0.0.1:${port} (${e.code ?? e.message}).`;
-    logger.error('authorization pages not listening; tools will work only while Agent Identity already holds a DingTalk token', {
-      reason: runtime.callbackProblem,
-    });
-  });
-  listener.listen(port, '127.0.0.1', () => {
-    runtime.callbackProblem = undefined;
-    logger.info('authorization pages listening', { url: config.appRedirectUri, bound: `127.0.0.1:${port}` });
-  });
-  // After initialize has been answered and the pages are up: the first write must not pay for it.
-  runtime.warmUp();
+function warnIfNotLoopback(runtime: Runtime): void {
+  const redirect = new URL(runtime.config.appRedirectUri);
   if (!['localhost', '127.0.0.1', '[::1]'].includes(redirect.hostname)) {
-    logger.warn(
+    runtime.logger.warn(
       'APP_REDIRECT_URI is not a loopback address, but stdio mode listens on 127.0.0.1 only; put a tunnel or proxy in front, or use http://localhost:<port>',
-      { appRedirectUri: config.appRedirectUri },
+      { appRedirectUri: runtime.config.appRedirectUri },
     );
   }
-  return listener;
 }

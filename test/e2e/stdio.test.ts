@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignedState } from '../../src/authorization/signed-state.js';
 import { followAuthorizationLink } from '../../examples/shared/browser.js';
-import { allServerStderr, connectServer, startStack, STATE_SECRET, textOf, waitFor, type Stack } from '../helpers/stack.js';
+import { allServerStderr, connectServer, startStack, STATE_SECRET, stopPagesHosts, textOf, waitFor, type Stack } from '../helpers/stack.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -147,7 +147,12 @@ describe('first write, URL elicitation, the browser, the same call completes', (
       command: process.execPath,
       args: [CLI],
       stderr: 'pipe',
-      env: stack.sandbox.serverEnv(stack.appRedirectUri, { AGENT_IDENTITY_USER_ID: 'user-v1-sdk' }),
+      // The stack's local state (shared with its other copies, whose pages host serves this port) and secret.
+      env: stack.sandbox.serverEnv(stack.appRedirectUri, {
+        AGENT_IDENTITY_USER_ID: 'user-v1-sdk',
+        DINGTALK_MCP_STATE_DIR: stack.stateDir,
+        DINGTALK_MCP_STATE_SECRET: STATE_SECRET,
+      }),
     });
     transport.stderr?.on('data', (c: Buffer) => allServerStderr.push(c.toString()));
     const client = new Client({ name: 'v1-client', version: '1.0.0' }, { capabilities: { elicitation: { url: {} } } });
@@ -415,8 +420,11 @@ describe('session binding on /callback', () => {
 describe('the callback port is taken', () => {
   it('a call needing consent says so with the actual callback URL, not a placeholder', async () => {
     const { createServer: createNetServer } = await import('node:net');
-    const squatter = createNetServer();
+    // A program that accepts connections and never answers; it reads, so a connection the server drops ends here too.
+    const squatter = createNetServer((socket) => socket.resume());
     const port = Number(new URL(stack.appRedirectUri).port);
+    // The stack's pages host serves the port between tests: end it, so another program can take the port.
+    await stopPagesHosts(stack.stateDir);
     await new Promise<void>((resolve) => squatter.listen(port, '127.0.0.1', resolve));
     try {
       const server = await connectServer(stack, { userId: 'user-port-taken' });

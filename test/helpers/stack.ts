@@ -1,4 +1,6 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
@@ -15,6 +17,8 @@ export const STATE_SECRET = 'test-state-secret-0123456789abcdef0123456789';
 export interface Stack {
   sandbox: Sandbox;
   appRedirectUri: string;
+  /** The copies' local state folder (DINGTALK_MCP_STATE_DIR), of this stack alone. */
+  stateDir: string;
   close(): Promise<void>;
 }
 
@@ -22,7 +26,60 @@ export interface Stack {
 export async function startStack(): Promise<Stack> {
   const appRedirectUri = `http://127.0.0.1:${await freePort()}`;
   const sandbox = await startSandbox({ callbackUrl: `${appRedirectUri}/callback` });
-  return { sandbox, appRedirectUri, close: () => sandbox.close() };
+  const stateDir = mkdtempSync(join(tmpdir(), 'dtmcp-stack-state-'));
+  return {
+    sandbox,
+    appRedirectUri,
+    stateDir,
+    close: async () => {
+      await stopPagesHosts(stateDir);
+      await sandbox.close();
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The pids of the local pages hosts serving from `stateDir` (their `pages-host-<port>.json`). */
+export function pagesHostPids(stateDir: string): number[] {
+  if (!existsSync(stateDir)) return [];
+  return readdirSync(stateDir)
+    .filter((n) => /^pages-host-\d+\.json$/.test(n))
+    .flatMap((n) => {
+      try {
+        return [(JSON.parse(readFileSync(join(stateDir, n), 'utf8')) as { pid: number }).pid];
+      } catch {
+        return [];
+      }
+    });
+}
+
+/** Is `pid` a live pages host (not another process that got the pid of one that died)? */
+export const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('__local-pages');
+  } catch {
+    return process.platform !== 'linux';
+  }
+};
+
+/** End the detached pages hosts the stack's copies started (they would otherwise outlive the test for their links' lifetime). */
+export async function stopPagesHosts(stateDir: string): Promise<void> {
+  const pids = pagesHostPids(stateDir).filter(alive);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      // gone already
+    }
+  }
+  const deadline = Date.now() + 5000;
+  while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+  for (const pid of pids.filter(alive)) process.kill(pid, 'SIGKILL');
 }
 
 export interface ServerHandle {
@@ -37,6 +94,8 @@ export interface ConnectOptions {
   urlElicitation?: boolean;
   userId?: string;
   env?: Record<string, string>;
+  /** Wait for the start log to say the authorization pages are served (default true). */
+  waitForPages?: boolean;
 }
 
 /** Spawn the built server over stdio, configured against the stack, and connect a real MCP client. */
@@ -51,6 +110,7 @@ export async function connectServer(stack: Stack, options: ConnectOptions = {}):
       AGENT_IDENTITY_USER_ID: options.userId ?? 'alice',
       DINGTALK_MCP_STATE_SECRET: STATE_SECRET,
       DINGTALK_MCP_LOG_LEVEL: 'debug',
+      DINGTALK_MCP_STATE_DIR: stack.stateDir,
       ...options.env,
     }),
   });
@@ -67,7 +127,8 @@ export async function connectServer(stack: Stack, options: ConnectOptions = {}):
     },
   );
   await client.connect(transport);
-  await waitFor(() => stderr.includes('authorization pages listening') || stderr.includes('not listening'), 'the callback listener');
+  if (options.waitForPages !== false)
+    await waitFor(() => stderr.includes('authorization pages listening') || stderr.includes('not listening'), 'the callback listener');
   return {
     client,
     stderr: () => stderr,
