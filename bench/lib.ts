@@ -22,8 +22,9 @@ export interface Measured {
 
 /** Spawn `node --import probe script args` with an IPC side channel for CPU and heap readings. */
 export function spawnMeasured(name: string, script: string, args: string[], env: Record<string, string>, stdin: 'pipe' | 'ignore' = 'ignore'): Measured {
-  // BENCH_CPU_PROF=<dir>: our servers also write a CPU profile there when they exit.
-  const profile = process.env.BENCH_CPU_PROF && name !== 'baseline' ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  // BENCH_CPU_PROF=<dir>: every measured server (the baseline too, so ratios stay fair) writes a CPU
+  // profile into <dir>/<its role> when it exits.
+  const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}/${name}`] : [];
   const child = spawn(process.execPath, ['--expose-gc', ...profile, '--import', PROBE, script, ...args], { env, stdio: [stdin, 'pipe', 'pipe', 'ipc'] });
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => {

@@ -18,4 +18,11 @@ if (process.send) {
   });
   // The channel must not keep a stdio server alive after its client closes stdin.
   process.channel?.unref();
+  // The bench gone (ended or killed): a measured server must not outlive it.
+  process.on('disconnect', () => process.exit(0));
+  // A server without its own SIGTERM handler would die without writing its --cpu-prof profile: end
+  // it the same way, but through exit(), which writes it. A server's own handler is left alone.
+  process.on('SIGTERM', () => {
+    if (process.listenerCount('SIGTERM') === 1) process.exit(0);
+  });
 }

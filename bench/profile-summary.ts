@@ -1,21 +1,23 @@
 /**
  * Summarise `node --cpu-prof` profiles (e.g. of servers run by `BENCH_CPU_PROF=<dir> npm run bench`):
- * self time by function and by package, top entries first.
- * Run: node dist/bench/profile-summary.js <file.cpuprofile> [top=25]
+ * self time by function and by package, top entries first. `--skip-ms=N` leaves out the first N ms of
+ * the profile (start-up, module loading), so a steady-state run shows what each call costs.
+ * Run: node dist/bench/profile-summary.js <file.cpuprofile> [top=25] [--skip-ms=N]
  */
 import { readFileSync } from 'node:fs';
 
 interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
-  hitCount?: number;
 }
 
-const [file, topArg] = process.argv.slice(2);
-if (!file) throw new Error('usage: profile-summary <file.cpuprofile> [top]');
+const argv = process.argv.slice(2);
+const skipArg = argv.find((a) => a.startsWith('--skip-ms='));
+const [file, topArg] = argv.filter((a) => !a.startsWith('--'));
+if (!file) throw new Error('usage: profile-summary <file.cpuprofile> [top] [--skip-ms=N]');
 const top = Number(topArg ?? 25);
-const profile = JSON.parse(readFileSync(file, 'utf8')) as { nodes: ProfileNode[]; startTime: number; endTime: number; samples: number[] };
-const interval = (profile.endTime - profile.startTime) / Math.max(1, profile.samples.length); // µs per sample
+const skipUs = Number(skipArg?.slice('--skip-ms='.length) ?? 0) * 1000;
+const profile = JSON.parse(readFileSync(file, 'utf8')) as { nodes: ProfileNode[]; startTime: number; samples: number[]; timeDeltas: number[] };
 
 const where = (url: string) => {
   const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
@@ -25,15 +27,23 @@ const where = (url: string) => {
   return url || '(native/gc/idle)';
 };
 
+// Self time per node: each sample's time delta (the time until the next sample) goes to the node it hit.
+const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+const selfUs = new Map<number, number>();
+let at = 0;
+for (let i = 0; i < profile.samples.length; i++) {
+  at += profile.timeDeltas[i] ?? 0;
+  if (at < skipUs) continue;
+  const dt = profile.timeDeltas[i + 1] ?? 0;
+  selfUs.set(profile.samples[i]!, (selfUs.get(profile.samples[i]!) ?? 0) + dt);
+}
+
 const byFunction = new Map<string, number>();
 const byPackage = new Map<string, number>();
 let total = 0;
-for (const node of profile.nodes) {
-  const hits = node.hitCount ?? 0;
-  if (!hits) continue;
-  const { functionName, url, lineNumber } = node.callFrame;
+for (const [id, us] of selfUs) {
+  const { functionName, url, lineNumber } = nodes.get(id)!.callFrame;
   if (functionName === '(idle)') continue;
-  const us = hits * interval;
   total += us;
   const fn = `${functionName || '(anonymous)'} ${where(url)}:${lineNumber + 1}`;
   byFunction.set(fn, (byFunction.get(fn) ?? 0) + us);

@@ -11,6 +11,7 @@
  * dist/src/cli.js, measured as a third server in the same rounds), BENCH_OURS (our cli.js).
  */
 import { spawn } from 'node:child_process';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { followAuthorizationLink } from '../examples/shared/browser.js';
 import { freePort, SANDBOX, startSandbox, type Sandbox } from '../src/sandbox/index.js';
@@ -20,6 +21,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const STDIO_CALLS = Number(process.env.BENCH_CALLS ?? 300);
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'stdio,http,heap,consent,cold').split(','));
 const BEFORE = process.env.BENCH_BEFORE;
+// Extra settings for our servers (JSON object), e.g. to see what a setting costs: {"DINGTALK_MCP_LOG_LEVEL":"warn"}.
+const SERVER_ENV = JSON.parse(process.env.BENCH_SERVER_ENV ?? '{}') as Record<string, string>;
 const BASELINE_STDIO = fileURLToPath(new URL('./baseline/stdio.js', import.meta.url));
 const BASELINE_HTTP = fileURLToPath(new URL('./baseline/http.js', import.meta.url));
 const ERAS: Era[] = ['legacy', 'modern'];
@@ -66,6 +69,10 @@ function linkOf(result: ToolResult): string {
   return url;
 }
 
+/** Requests that reached the emulated upstreams (DingTalk and Agent Identity) so far. */
+const upstream = (sandbox: Sandbox) => sandbox.dingtalk.requests.length + sandbox.agentIdentity.calls.length;
+const UPSTREAM = 'upstream requests per call (DingTalk + Agent Identity)';
+
 // ------------------------------------------------------------------------------------------------
 
 async function benchStdio(sandbox: Sandbox, results: Results, baselineToken: string, ports: number[]): Promise<void> {
@@ -75,7 +82,13 @@ async function benchStdio(sandbox: Sandbox, results: Results, baselineToken: str
       // Each of our servers holds its own callback port.
       const appRedirectUri = `http://127.0.0.1:${ports[index]}`;
       const server = role.cli
-        ? spawnMeasured(role.name, role.cli, [], sandbox.serverEnv(appRedirectUri, { AGENT_IDENTITY_USER_ID: `stdio-${role.name}-${era}` }), 'pipe')
+        ? spawnMeasured(
+            role.name,
+            role.cli,
+            [],
+            sandbox.serverEnv(appRedirectUri, { AGENT_IDENTITY_USER_ID: `stdio-${role.name}-${era}`, ...SERVER_ENV }),
+            'pipe',
+          )
         : spawnMeasured(
             role.name,
             BASELINE_STDIO,
@@ -96,6 +109,7 @@ async function benchStdio(sandbox: Sandbox, results: Results, baselineToken: str
     for (let r = 0; r < ROUNDS; r++) {
       for (const { role, server, client } of rotated(servers, r)) {
         const latencies: number[] = [];
+        const up0 = upstream(sandbox);
         const cpu0 = await server.cpu();
         for (let i = 0; i < STDIO_CALLS; i++) {
           const t0 = performance.now();
@@ -106,6 +120,7 @@ async function benchStdio(sandbox: Sandbox, results: Results, baselineToken: str
         const cpu = (await server.cpu()) - cpu0;
         results.add(`stdio ${ERA_NAME[era]}: server CPU per call (µs)`, role.name, cpu / STDIO_CALLS);
         results.add(`stdio ${ERA_NAME[era]}: latency per call, median (ms)`, role.name, median(latencies));
+        results.add(`stdio ${ERA_NAME[era]}: ${UPSTREAM}`, role.name, (upstream(sandbox) - up0) / STDIO_CALLS);
       }
     }
     await Promise.all(servers.map((s) => s.server.stop()));
@@ -120,7 +135,12 @@ async function startHttpServers(sandbox: Sandbox, baselineToken: string, ports: 
       const port = ports[i]!;
       const base = `http://127.0.0.1:${port}`;
       const server = role.cli
-        ? spawnMeasured(role.name, role.cli, ['--transport', 'http', '--port', String(port)], sandbox.serverEnv(base, { DINGTALK_MCP_RATE_LIMIT: '100000' }))
+        ? spawnMeasured(
+            role.name,
+            role.cli,
+            ['--transport', 'http', '--port', String(port)],
+            sandbox.serverEnv(base, { DINGTALK_MCP_RATE_LIMIT: '100000', ...SERVER_ENV }),
+          )
         : spawnMeasured(role.name, BASELINE_HTTP, [], {
             PATH: process.env.PATH ?? '',
             BENCH_PORT: String(port),
@@ -175,6 +195,7 @@ async function benchHttp(
           const pool = clients.get(role.name)!.slice(0, concurrency);
           const latencies: number[] = [];
           let next = 0;
+          const up0 = upstream(sandbox);
           const cpu0 = await server.cpu();
           const t0 = performance.now();
           await Promise.all(
@@ -194,6 +215,7 @@ async function benchHttp(
           results.add(`${prefix}: server CPU per call (µs)`, role.name, cpu / total);
           results.add(`${prefix}: throughput (calls/s)`, role.name, total / wall);
           results.add(`${prefix}: latency per call, median (ms)`, role.name, median(latencies));
+          results.add(`${prefix}: ${UPSTREAM}`, role.name, (upstream(sandbox) - up0) / total);
         }
       }
     }
@@ -359,6 +381,11 @@ function report(results: Results): string {
   for (const [metric, byServer] of results.rows) {
     const base = byServer.get('baseline');
     const digits = metric.includes('µs') || metric.includes('calls/s') ? 0 : metric.includes('KiB') ? 1 : 2;
+    if (metric.includes(UPSTREAM)) {
+      // A count, not a cost: the same for every round when the server behaves, so the ratio says nothing new.
+      rows.push([metric, base ? spread(base, digits) : '—', ...others.map((o) => spread(byServer.get(o) ?? [], digits)), ...others.map(() => '')]);
+      continue;
+    }
     const ratios = others.map((o) => {
       const xs = byServer.get(o);
       if (!base || !xs) return '';
@@ -372,6 +399,8 @@ function report(results: Results): string {
 }
 
 async function main(): Promise<void> {
+  const started = performance.now();
+  const loadBefore = os.loadavg()[0]!.toFixed(2);
   const results = new Results();
   const free = () => Promise.all(ROLES.map(() => freePort()));
   const [stdioPorts, httpPorts, [consentPort]] = [await free(), await free(), [await freePort()]];
@@ -416,8 +445,12 @@ async function main(): Promise<void> {
   } finally {
     await sandbox.close();
   }
+  const cpus = os.cpus();
   process.stdout.write(
-    `Benchmarks (${ROUNDS} rounds, servers interleaved round by round; median (min–max) over rounds; ratios per round, then median (min–max)):\n\n` +
+    `Benchmarks, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC: ${cpus.length} × ${cpus[0]?.model.trim() ?? 'CPU'}, ` +
+      `Node ${process.versions.node}, load average ${loadBefore} before and ${os.loadavg()[0]!.toFixed(2)} after, ${((performance.now() - started) / 1000).toFixed(0)} s.\n` +
+      `${ROUNDS} rounds, servers interleaved round by round (rotating order); each cell: median (min–max) over rounds; ` +
+      `ratios per round (ours / baseline in the same round), then median (min–max).\n\n` +
       report(results) +
       '\n',
   );

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { usage } from './help.js';
-import { createLogger } from './log.js';
+import { createLogger, flushLogs } from './log.js';
 import { createRuntime, secretsOf, stateStoreOptions, type RuntimeOverrides } from './runtime.js';
 import type { SandboxEndpoints } from './sandbox/index.js';
 import { serveStdioTransport } from './transports/stdio.js';
@@ -145,6 +145,7 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {
+  flushLogs(); // the lines logged before the failure come first
   process.stderr.write(`dingtalk-mcp: ${e instanceof Error ? e.message : String(e)}\n`);
   process.exit(1);
 });

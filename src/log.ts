@@ -38,14 +38,67 @@ function isSecretField(key: string): boolean {
   return secret;
 }
 
+// ISO 8601 time of a line: the part up to the seconds is built once a second, not for every line.
+let secondStart = -1;
+let secondText = '';
+function timestamp(): string {
+  const now = Date.now();
+  const ms = now % 1000;
+  if (now - ms !== secondStart) {
+    secondStart = now - ms;
+    secondText = new Date(secondStart).toISOString().slice(0, 20); // "2026-07-28T09:15:02."
+  }
+  return `${secondText}${ms < 10 ? '00' : ms < 100 ? '0' : ''}${ms}Z`;
+}
+
+/** ` key=value` for the line, '' for an undefined value; secret-named fields never show their value. */
+function shown(key: string, value: unknown): string {
+  if (value === undefined) return '';
+  return ` ${key}=${isSecretField(key) ? '[redacted]' : typeof value === 'string' ? value : JSON.stringify(value)}`;
+}
+
 function hasAny(o: Record<string, unknown>): boolean {
   for (const _ in o) return true;
   return false;
 }
 
+// The default destination, stderr, is written synchronously (a pipe or a file), one system call per write.
+// Debug and info lines are gathered for up to GATHER_MS and written together, so a busy server does not
+// pay a write (and wake whoever reads its stderr) for every call's log line; a warning or an error is
+// written at once, after whatever was gathered, and so is everything left when the process exits.
+const GATHER_MS = 25;
+const GATHER_MAX_CHARS = 32 * 1024;
+let gathered = '';
+let gatherTimer: ReturnType<typeof setTimeout> | undefined;
+let flushOnExit = false;
+
+/** Write out the gathered log lines now (before writing to stderr directly, e.g. a fatal message). */
+export function flushLogs(): void {
+  if (gatherTimer) clearTimeout(gatherTimer);
+  gatherTimer = undefined;
+  if (gathered === '') return;
+  const text = gathered;
+  gathered = '';
+  process.stderr.write(text);
+}
+
+function writeStderr(line: string, urgent: boolean): void {
+  gathered += line + '\n';
+  if (urgent || gathered.length >= GATHER_MAX_CHARS) {
+    flushLogs();
+    return;
+  }
+  if (!flushOnExit) {
+    flushOnExit = true;
+    process.on('exit', flushLogs);
+  }
+  gatherTimer ??= setTimeout(flushLogs, GATHER_MS).unref();
+}
+
 export function createLogger(options: LoggerOptions = {}, base: Record<string, unknown> = {}): Logger {
   const threshold = RANK[options.level ?? 'info'];
-  const write = options.write ?? ((line: string) => process.stderr.write(line + '\n'));
+  const custom = options.write;
+  const write = custom ? (line: string) => custom(line) : (line: string, level: LogLevel) => writeStderr(line, RANK[level] >= RANK.warn);
   const secrets = (options.secrets ?? []).filter((s) => s.length >= 6);
 
   const scrub = (text: string): string => {
@@ -57,19 +110,16 @@ export function createLogger(options: LoggerOptions = {}, base: Record<string, u
 
   const emit = (level: LogLevel, message: string, fields?: Record<string, unknown>) => {
     if (RANK[level] < threshold) return;
-    let line = `${new Date().toISOString()} ${LABEL[level]} ${message}`;
-    const append = (all: Record<string, unknown>) => {
-      for (const key in all) {
-        const value = all[key];
-        if (value === undefined) continue;
-        const shown = isSecretField(key) ? '[redacted]' : typeof value === 'string' ? value : JSON.stringify(value);
-        line += ` ${key}=${shown}`;
-      }
-    };
-    // Field order as before: base fields first, a call's own fields override them.
-    if (fields === undefined) append(base);
-    else append(hasAny(base) ? { ...base, ...fields } : fields);
-    write(scrub(line));
+    let line = `${timestamp()} ${LABEL[level]} ${message}`;
+    // Base fields first (a call's own value replaces a base field's in place), then the call's own.
+    if (fields === undefined || !hasAny(base)) {
+      const all = fields ?? base;
+      for (const key in all) line += shown(key, all[key]);
+    } else {
+      for (const key in base) line += shown(key, key in fields ? fields[key] : base[key]);
+      for (const key in fields) if (!(key in base)) line += shown(key, fields[key]);
+    }
+    write(scrub(line), level);
   };
 
   return {

@@ -9,9 +9,10 @@
  *   are not idempotent (append, create) are retried only on answers that mean "not processed" (QPS limit, 429).
  * - Errors are mapped to DingTalkError (reference §4 error shape `{code, requestid, message}`).
  */
-import type { Agent, request as undiciRequest } from 'undici';
+import type { Agent } from 'undici';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
+import { AttemptTimeout, exchange } from './exchange.js';
 import { DingTalkError } from './types.js';
 import type { DingTalkErrorKind, OverwriteResult } from './types.js';
 
@@ -76,27 +77,26 @@ interface RawResponse {
   requestId?: string;
 }
 
-class AttemptTimeout extends Error {
-  constructor(readonly timeoutMs: number) {
-    super('timed out');
-  }
-}
-
 export class DingTalkClient {
-  private readonly baseUrl: string;
+  private readonly origin: string;
+  /** The base URL's path, without a trailing slash ('' for most): every operation's path follows it. */
+  private readonly pathPrefix: string;
   private readonly host: string;
   private readonly timeoutMs: number;
   private readonly maxRetries: number;
   private readonly retryBaseDelayMs: number;
   private readonly logger: Logger;
-  private undici?: Promise<{ agent: Agent; request: typeof undiciRequest }>;
+  private undici?: Promise<Agent>;
+  /** The pool once loaded: later attempts use it without awaiting the import again. */
+  private agent?: Agent;
   private closed = false;
 
   constructor(options: DingTalkClientOptions = {}) {
     const base = new URL(options.baseUrl ?? 'https://api.dingtalk.com');
     if (base.protocol !== 'https:' && base.protocol !== 'http:') throw new Error('DingTalk baseUrl must be http(s)');
     if (base.username || base.password) throw new Error('DingTalk baseUrl must not contain credentials');
-    this.baseUrl = base.origin + base.pathname.replace(/\/+$/, '');
+    this.origin = base.origin;
+    this.pathPrefix = base.pathname.replace(/\/+$/, '');
     this.host = base.host;
     this.timeoutMs = options.timeoutMs ?? 15_000;
     this.maxRetries = Math.max(0, Math.floor(options.maxRetries ?? 3));
@@ -113,11 +113,10 @@ export class DingTalkClient {
   }
 
   /** undici is loaded on the first call or warmUp(), not at start-up: the stdio server answers `initialize` sooner. */
-  private http(): Promise<{ agent: Agent; request: typeof undiciRequest }> {
-    this.undici ??= import('undici').then((m) => ({
-      agent: new m.Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 60_000, connections: 32, connect: { timeout: this.timeoutMs } }),
-      request: m.request,
-    }));
+  private http(): Promise<Agent> {
+    this.undici ??= import('undici').then(
+      (m) => (this.agent = new m.Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 60_000, connections: 32, connect: { timeout: this.timeoutMs } })),
+    );
     return this.undici;
   }
 
@@ -214,7 +213,7 @@ export class DingTalkClient {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.undici) await (await this.undici).agent.close();
+    if (this.undici) await (await this.undici).close();
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -298,35 +297,12 @@ export class DingTalkClient {
   }
 
   private async attempt(op: Operation, accessToken: string, signal?: AbortSignal): Promise<RawResponse> {
-    const controller = new AbortController();
-    // The error (and its stack) is built only if the attempt really times out.
-    let timeout: AttemptTimeout | undefined;
-    const timer = setTimeout(() => controller.abort((timeout = new AttemptTimeout(this.timeoutMs))), this.timeoutMs);
-    const onAbort = () => controller.abort(signal?.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      const headers: Record<string, string> = { accept: 'application/json' };
-      if (op.family !== 'none') headers['x-acs-dingtalk-access-token'] = accessToken;
-      if (op.body !== undefined) headers['content-type'] = 'application/json';
-      const { agent, request } = await this.http();
-      const response = await request(this.baseUrl + op.path, {
-        method: op.method,
-        headers,
-        signal: controller.signal,
-        dispatcher: agent,
-        ...(op.body !== undefined ? { body: op.body } : {}),
-      });
-      const text = await response.body.text();
-      const header = response.headers['x-acs-request-id'];
-      const requestId = typeof header === 'string' ? header : Array.isArray(header) ? header[0] : undefined;
-      return requestId ? { status: response.statusCode, text, requestId } : { status: response.statusCode, text };
-    } catch (err) {
-      if (timeout && controller.signal.reason === timeout) throw timeout;
-      throw err;
-    } finally {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-    }
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (op.family !== 'none') headers['x-acs-dingtalk-access-token'] = accessToken;
+    if (op.body !== undefined) headers['content-type'] = 'application/json';
+    const agent = this.agent ?? (await this.http());
+    const request = { origin: this.origin, path: this.pathPrefix + op.path, method: op.method, headers, ...(op.body !== undefined ? { body: op.body } : {}) };
+    return exchange(agent, request, this.timeoutMs, signal);
   }
 
   /** Exponential backoff with jitter: base·2^(n-1), scaled by a random factor in [0.5, 1). */

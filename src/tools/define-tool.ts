@@ -120,6 +120,14 @@ function publishedShape<I extends z.ZodObject, O extends z.ZodObject>(tool: Tool
   return shape;
 }
 
+// "Nothing was read." → "nothing was read", for the ladder's sentences; once per tool, not per call.
+const nothingDoneLower = new WeakMap<object, string>();
+function lowerNothingDone(tool: ToolDefinition<z.ZodObject, z.ZodObject>): string {
+  let text = nothingDoneLower.get(tool);
+  if (text === undefined) nothingDoneLower.set(tool, (text = tool.nothingDone.replace(/\.$/, '').replace(/^./, (c) => c.toLowerCase())));
+  return text;
+}
+
 /** The process logger, for the debug line about ignored argument keys (set when tools are registered). */
 let argumentLogger: Logger | undefined;
 
@@ -177,8 +185,7 @@ async function runTool<I extends z.ZodObject, O extends z.ZodObject>(
       structured: (extra: Record<string, unknown>) => ({ ...pending, ...extra }),
       purpose: tool.purpose(input),
       forceAuthentication: tool.forceConsent?.(input) ?? false,
-      // "Nothing was read." → "nothing was read", for the ladder's sentences.
-      nothingDone: tool.nothingDone.replace(/\.$/, '').replace(/^./, (c) => c.toLowerCase()),
+      nothingDone: lowerNothingDone(tool),
     };
     const who = user;
     if (ladderRequest.forceAuthentication) {

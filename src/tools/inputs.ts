@@ -45,15 +45,22 @@ export function statusOutput<S extends z.ZodRawShape>(shape: S) {
   });
 }
 
+// A call parses its document reference several times (check, purpose, pending, run): the last answer is kept.
+let lastRef: { input: string; result: ReturnType<typeof parseDocumentRef> } | undefined;
+function parsedRef(document: string): ReturnType<typeof parseDocumentRef> {
+  if (lastRef?.input !== document) lastRef = { input: document, result: parseDocumentRef(document) };
+  return lastRef.result;
+}
+
 /** The id of a reference the tool's `check` accepted (or the input itself, which `check` then refuses). */
 export function refId(document: string): string {
-  const ref = parseDocumentRef(document);
+  const ref = parsedRef(document);
   return ref.ok ? ref.documentId : document;
 }
 
 export function refCheck(document: string | undefined, what = 'document'): string | undefined {
   if (document === undefined) return undefined;
-  const ref = parseDocumentRef(document);
+  const ref = parsedRef(document);
   return ref.ok ? undefined : what === 'document' ? ref.message : ref.message.replace(/\bdocument\b/g, what);
 }
 

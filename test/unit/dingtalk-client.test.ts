@@ -127,6 +127,66 @@ describe('the request on the wire (reference §3.1 (b))', () => {
   });
 });
 
+describe('reading the answer', () => {
+  // A raw server that answers users/me as the test says, to see how the answer is read back.
+  async function answering(handler: (res: import('node:http').ServerResponse, url: string) => void): Promise<{ base: string; close: () => Promise<void> }> {
+    const server = createServer((req, res) => handler(res, req.url ?? ''));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    return {
+      base: `http://127.0.0.1:${port}`,
+      close: async () => {
+        server.closeAllConnections();
+        await new Promise<void>((r) => server.close(() => r()));
+      },
+    };
+  }
+
+  it('an answer that arrives in pieces, split inside a multi-byte character, reads whole', async () => {
+    const body = Buffer.from(JSON.stringify({ unionId: 'union-pieces', nick: '张三丰' }), 'utf8');
+    const cut = body.indexOf(Buffer.from('三', 'utf8')) + 1; // inside the 3-byte character
+    const srv = await answering((res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'x-acs-request-id': 'REQ-PIECES' });
+      res.write(body.subarray(0, cut));
+      setTimeout(() => res.end(body.subarray(cut)), 20);
+    });
+    try {
+      await expect(newClient({ baseUrl: srv.base }).getCurrentUser(token)).resolves.toEqual({ unionId: 'union-pieces', nick: '张三丰' });
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('an informational answer (103 Early Hints) before the real one is skipped', async () => {
+    const srv = await answering((res) => {
+      res.writeEarlyHints({ link: '</x>; rel=preload' });
+      res.writeHead(200, { 'content-type': 'application/json', 'x-acs-request-id': 'REQ-AFTER-103' });
+      res.end('{"data":{}}');
+    });
+    try {
+      const result = await newClient({ baseUrl: srv.base }).overwriteDocument(DOC, 'x', token);
+      expect(result.requestId).toBe('REQ-AFTER-103');
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('a base URL with a path keeps it in front of every request path', async () => {
+    let seenUrl = '';
+    const srv = await answering((res, url) => {
+      seenUrl = url;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"unionId":"union-prefixed"}');
+    });
+    try {
+      await newClient({ baseUrl: `${srv.base}/gateway/` }).getCurrentUser(token);
+      expect(seenUrl).toBe('/gateway/v1.0/contact/users/me');
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
 describe('overwriteDocument against the emulator', () => {
   it('replaces the document content as the token’s user', async () => {
     const c = newClient();

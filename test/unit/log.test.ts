@@ -1,4 +1,6 @@
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { configureUserLabels, createLogger, hashUserId } from '../../src/log.js';
@@ -42,5 +44,37 @@ describe('logger', () => {
     expect(lines[0]).toContain('[redacted-jwt]');
     expect(lines[0]).not.toContain('s3cr3t-value');
     expect(lines[0]).toContain('component=test accessToken=[redacted] user=label count=2');
+  });
+});
+
+describe('the default destination (stderr)', () => {
+  const LOG = fileURLToPath(new URL('../../dist/src/log.js', import.meta.url));
+
+  // A process of its own, so its stderr is what a user (or the MCP client's log window) sees.
+  it('keeps every line in order, writes a warning at once and the rest even when the process exits right after', () => {
+    const script = `
+      const { createLogger } = await import(${JSON.stringify(LOG)});
+      const log = createLogger({}, { component: 'test' });
+      log.info('first');
+      log.warn('second');
+      process.stderr.write('written-directly\\n');
+      log.info('third');
+      process.exit(0);`;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(child.status).toBe(0);
+    const lines = child.stderr.trim().split('\n');
+    expect(lines.map((l) => l.replace(/^\d\S+ /, ''))).toEqual([
+      'INFO first component=test',
+      'WARN second component=test',
+      'written-directly',
+      'INFO third component=test',
+    ]);
+    const before = Date.now();
+    for (const line of lines.filter((l) => l.includes('component'))) {
+      expect(line).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z /);
+      const at = Date.parse(line.slice(0, 24));
+      expect(at).toBeLessThanOrEqual(before);
+      expect(before - at).toBeLessThan(60_000);
+    }
   });
 });
