@@ -1,6 +1,6 @@
 /**
  * One HTTP request/response exchange with DingTalk over an undici pool, through its documented `dispatch`
- * handler API (undici docs/api/Dispatcher.md, `DispatchHandler`): the answer's status, body text and request id,
+ * handler API (undici's Dispatcher `DispatchHandler`): the answer's status, body text and request id,
  * or a rejection. `undici.request` does the same through an async resource, a readable stream for the body and an
  * abort listener; a DingTalk answer is small JSON read whole, so this handler collects the body and settles one
  * promise. The attempt's timeout covers connect, answer and body; `signal` aborts it at once.
