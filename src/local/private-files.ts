@@ -16,23 +16,33 @@ export const NOFOLLOW = constants.O_NOFOLLOW ?? 0;
 export function localStateDir(configured: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   if (configured) return configured;
   if (process.platform === 'win32' && env.LOCALAPPDATA) return join(env.LOCALAPPDATA, 'agent-identity-dingtalk-mcp', 'local');
-  const base = env.XDG_STATE_HOME?.startsWith('/') ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
-  return join(base, 'agent-identity-dingtalk-mcp', 'local');
+  return join(userStateHome(env), 'agent-identity-dingtalk-mcp', 'local');
+}
+
+/** `$XDG_STATE_HOME` when it is an absolute path, else `~/.local/state` (XDG Base Directory). */
+export function userStateHome(env: NodeJS.ProcessEnv = process.env): string {
+  return env.XDG_STATE_HOME?.startsWith('/') ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
 }
 
 /** A refusal a user can act on; a StoreUnavailableError so a tool call answers it as a clear isError result. */
 export class LocalStateError extends StoreUnavailableError {}
 
+/** Why a folder cannot be ours: the caller words the refusal for its own users. */
+export type PrivateDirProblem = 'not a directory' | 'owned by another user';
+
+const localDirRefusal = (dir: string, problem: PrivateDirProblem): Error =>
+  new LocalStateError(
+    problem === 'not a directory'
+      ? `The local state folder ${dir} is not a directory (a symbolic link?); remove it and call the tool again.`
+      : `The local state folder ${dir} belongs to another user; remove it or set DINGTALK_MCP_STATE_DIR to a folder of yours.`,
+  );
+
 /** Create `dir` (0700) or check that the existing one is a real directory of ours; tighten its mode if needed. */
-export function ensurePrivateDir(dir: string): void {
+export function ensurePrivateDir(dir: string, refuse: (dir: string, problem: PrivateDirProblem) => Error = localDirRefusal): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const stat = lstatSync(dir);
-  if (stat.isSymbolicLink() || !stat.isDirectory()) {
-    throw new LocalStateError(`The local state folder ${dir} is not a directory (a symbolic link?); remove it and call the tool again.`);
-  }
-  if (typeof process.getuid === 'function' && stat.uid !== process.getuid()) {
-    throw new LocalStateError(`The local state folder ${dir} belongs to another user; remove it or set DINGTALK_MCP_STATE_DIR to a folder of yours.`);
-  }
+  if (stat.isSymbolicLink() || !stat.isDirectory()) throw refuse(dir, 'not a directory');
+  if (typeof process.getuid === 'function' && stat.uid !== process.getuid()) throw refuse(dir, 'owned by another user');
   if (process.platform !== 'win32' && (stat.mode & 0o077) !== 0) chmodSync(dir, 0o700);
 }
 

@@ -6,10 +6,9 @@
  * `agent-identity-dingtalk-mcp/sandbox`), mode 0700. The file is mode 0600, created exclusively and never
  * followed through a symbolic link: another local user must neither read the secret nor make us write elsewhere.
  */
-import { randomBytes } from 'node:crypto';
-import { chmodSync, linkSync, lstatSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { createPrivateSync, ensurePrivateDir, userStateHome } from '../../local/private-files.js';
 
 export interface ServicesState {
   version: 1;
@@ -34,8 +33,7 @@ export class StateFileError extends Error {}
 
 /** `$XDG_STATE_HOME/agent-identity-dingtalk-mcp/sandbox`, or under `~/.local/state`. */
 export function servicesStateDir(env: NodeJS.ProcessEnv = process.env): string {
-  const base = env.XDG_STATE_HOME?.startsWith('/') ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
-  return join(base, 'agent-identity-dingtalk-mcp', 'sandbox');
+  return join(userStateHome(env), 'agent-identity-dingtalk-mcp', 'sandbox');
 }
 
 export const stateFilePath = (dir: string) => join(dir, 'services.json');
@@ -43,12 +41,15 @@ export const logFilePath = (dir: string) => join(dir, 'services.log');
 
 /** Create the directory (0700) or check the existing one is a real directory of ours, not a link. */
 export function ensureStateDir(dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const stat = lstatSync(dir);
-  if (!stat.isDirectory()) throw new StateFileError(`${dir} is not a directory (a symbolic link?); remove it and try again.`);
-  if (typeof process.getuid === 'function' && stat.uid !== process.getuid())
-    throw new StateFileError(`${dir} belongs to another user; remove it or set XDG_STATE_HOME to a directory of yours.`);
-  if ((stat.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+  ensurePrivateDir(
+    dir,
+    (_, problem) =>
+      new StateFileError(
+        problem === 'not a directory'
+          ? `${dir} is not a directory (a symbolic link?); remove it and try again.`
+          : `${dir} belongs to another user; remove it or set XDG_STATE_HOME to a directory of yours.`,
+      ),
+  );
 }
 
 /** The state, `undefined` when there is none, `'invalid'` for a file we cannot use (stale format, torn). */
@@ -78,17 +79,7 @@ export function readState(dir: string): ServicesState | 'invalid' | undefined {
  * to the final name, which fails if another services process got there first (a rename would replace it).
  */
 export function publishState(dir: string, state: ServicesState): boolean {
-  const tmp = join(dir, `.services.${randomBytes(6).toString('hex')}.tmp`);
-  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { flag: 'wx', mode: 0o600 });
-  try {
-    linkSync(tmp, stateFilePath(dir));
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw e;
-  } finally {
-    unlinkSync(tmp);
-  }
+  return createPrivateSync(stateFilePath(dir), dir, `${JSON.stringify(state, null, 2)}\n`);
 }
 
 /**
