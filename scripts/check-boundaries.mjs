@@ -4,7 +4,8 @@
  * type-only, re-exports and dynamic import()):
  *   1. only the CLI entry points (src/cli.ts, src/provisioning/cli.ts) load src/sandbox/;
  *   2. tools (src/tools/) never import a transport (src/transports/, src/http/);
- *   3. src/ never imports examples/, bench/ or test/.
+ *   3. src/ never imports examples/, bench/ or test/;
+ *   4. the browser pages (src/browser/) serve both transports, so they import neither (src/transports/, src/http/).
  * Usage: node scripts/check-boundaries.mjs [repository root]. Exit 1 with one line per violation.
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -30,6 +31,11 @@ const RULES = [
     applies: (file) => file.startsWith('src/'),
     forbidden: (target) => /^(examples|bench|test)(\/|$)/.test(target),
     why: 'the product (src/) never imports examples/, bench/ or test/',
+  },
+  {
+    applies: (file) => file.startsWith('src/browser/'),
+    forbidden: (target) => /^src\/(transports|http)(\/|$)/.test(target),
+    why: 'the browser pages (src/browser/) serve both transports, so they import neither (src/transports/, src/http/)',
   },
 ];
 

@@ -8,7 +8,7 @@ import { createServer } from '../server.js';
 import { VERSION } from '../version.js';
 import { createBrowserLogin } from './browser-login.js';
 import { sendLanding } from './landing.js';
-import { browserRoutes, storeUnavailablePage } from './browser-routes.js';
+import { browserRoutes, storeUnavailablePage } from '../browser/routes.js';
 import { bearerAuth, trustedProxyAuth, userFromContext } from './caller.js';
 import { createMcpEndpoint, sendJsonRpcError } from './mcp-endpoint.js';
 import type { OidcProvider } from './oidc.js';

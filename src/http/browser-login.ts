@@ -5,7 +5,7 @@ import type { Logger } from '../log.js';
 import type { OnceMarks } from '../state/types.js';
 import { gatewayUser } from './caller.js';
 import type { OidcProvider } from './oidc.js';
-import { sendPage, setPageSecurityHeaders } from './pages.js';
+import { sendPage, setPageSecurityHeaders } from '../browser/pages.js';
 
 // One cookie per sign-in in progress and per authorization, so a user with two links open in one
 // browser keeps both working.

@@ -5,7 +5,7 @@
  * any state of the server.
  */
 import type { Request, Response } from 'express';
-import { setPageSecurityHeaders } from './pages.js';
+import { setPageSecurityHeaders } from '../browser/pages.js';
 
 export interface LandingInfo {
   version: string;

@@ -107,7 +107,7 @@ export async function startPagesHost(settings: PagesHostSettings, logger: Logger
   const [{ default: express }, { hostHeaderValidation, originValidation }, { browserRoutes }] = await Promise.all([
     import('express'),
     import('@modelcontextprotocol/express'),
-    import('../http/browser-routes.js'),
+    import('../browser/routes.js'),
   ]);
   let lastRequestAt = Date.now();
   let holdUntil = Date.now() + HOLD_MS;

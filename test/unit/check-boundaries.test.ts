@@ -52,6 +52,7 @@ describe('the folder rules', () => {
         'src/runtime.ts': "import type { Sandbox } from './sandbox/index.js';\n",
         'src/tools/b.ts': "\nimport { serveHttpTransport } from '../transports/http.js';\nexport { x } from '../http/app.js';\n",
         'src/server.ts': "const m = await import('../examples/shared/browser.js');\n",
+        'src/browser/routes.ts': "import { sendPage } from './pages.js';\nimport type { App } from '../http/app.js';\n",
       }),
     );
     expect(run.status).toBe(1);
@@ -59,6 +60,7 @@ describe('the folder rules', () => {
     expect(run.stderr).toContain('src/tools/b.ts:2: imports ../transports/http.js: tools never import a transport');
     expect(run.stderr).toContain('src/tools/b.ts:3: imports ../http/app.js: tools never import a transport');
     expect(run.stderr).toContain('src/server.ts:1: imports ../examples/shared/browser.js: the product (src/) never imports examples/');
-    expect(run.stderr).toContain('4 imports break the folder rules.');
+    expect(run.stderr).toContain('src/browser/routes.ts:2: imports ../http/app.js: the browser pages (src/browser/) serve both transports');
+    expect(run.stderr).toContain('5 imports break the folder rules.');
   });
 });
