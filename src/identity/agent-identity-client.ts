@@ -17,12 +17,7 @@ import type CredentialModule from '@alicloud/credentials';
 import { AgentIdentityError } from './types.js';
 import { silentLogger, type Logger } from '../log.js';
 import { safeServiceMessage } from '../redact.js';
-
-// Both packages are CommonJS with `exports.default = Client`. Node's ESM loader hands us `module.exports`
-// (class on `.default`); bundlers/test runners with CJS interop hand us the class itself. Accept both.
-function cjsDefault<T>(mod: { default: T }): T {
-  return typeof mod === 'function' ? (mod as unknown as T) : mod.default;
-}
+import { cjsDefault, isNetworkFailure, NETWORK_CODES, rpcParams, rpcRuntime } from '../acs-rpc.js';
 
 /** The Alibaba Cloud SDK, loaded on first use: serving MCP starts without paying for it. */
 async function importSdk() {
@@ -124,20 +119,6 @@ export function resolveEndpoint(regionId: string, endpoint?: string): Endpoint {
   }
   return { protocol: 'https', host: endpoint.replace(/\/+$/, '') };
 }
-
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EPIPE',
-  'ReadTimeout',
-  'ConnectTimeout',
-  'RequestTimeout',
-]);
 
 const CREDENTIAL_HINT =
   'Check ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET, or whatever the Alibaba Cloud default credential chain resolves to (STS token, RAM role ARN, ECS RAM role, OIDC/RRSA, CLI profile).';
@@ -448,23 +429,9 @@ export class AgentIdentityClient {
     const { action } = spec;
     const client = await this.openApiClient(spec.signing);
     const { Params, OpenApiRequest } = await loadSdk();
-    const params = new Params({
-      action,
-      version: AGENT_IDENTITY_DATA_API_VERSION,
-      protocol: this.endpoint.protocol.toUpperCase(),
-      pathname: '/',
-      method: 'POST',
-      authType: spec.anonymous ? 'Anonymous' : 'AK',
-      style: 'RPC',
-      reqBodyType: 'formData',
-      bodyType: 'json',
-    });
+    const params = new Params(rpcParams(action, AGENT_IDENTITY_DATA_API_VERSION, this.endpoint.protocol, spec.anonymous ? 'Anonymous' : 'AK'));
     const request = new OpenApiRequest({ body: spec.body });
-    const runtime = {
-      autoretry: false,
-      readTimeout: this.timeoutMs,
-      connectTimeout: Math.min(this.timeoutMs, 5_000),
-    } as unknown as RuntimeOptionsArg;
+    const runtime = rpcRuntime(this.timeoutMs) as unknown as RuntimeOptionsArg;
     const signedBy = spec.anonymous ? 'anonymous' : spec.signing ? 'sts' : 'server-credential';
 
     let response: Record<string, unknown>;
@@ -534,16 +501,6 @@ export class AgentIdentityClient {
     parts.push(hintFor(action, code, httpStatus, returnUrl));
     return new AgentIdentityError(parts.join(' '), code, action, requestId, httpStatus);
   }
-}
-
-function isNetworkFailure(err: unknown): boolean {
-  const e = err as { code?: unknown; name?: unknown; message?: unknown; cause?: { code?: unknown } } | undefined;
-  if (!e) return false;
-  const codes = [e.code, e.cause?.code].filter((c): c is string => typeof c === 'string');
-  if (codes.some((c) => NETWORK_CODES.has(c))) return true;
-  const name = typeof e.name === 'string' ? e.name : '';
-  const message = typeof e.message === 'string' ? e.message : '';
-  return /Timeout|socket hang up|ECONN|ENOTFOUND|EAI_AGAIN/i.test(`${name} ${message}`);
 }
 
 /** @alicloud/credentials' default chain: "unable to get credentials from any of the providers in the chain: …". */

@@ -10,14 +10,13 @@
  * all). Other processes' settlements are seen through fs.watch, with a short poll while a settlement is awaited.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { lstat, open, readdir, rename, unlink, writeFile, link, constants as fsConstants } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { lstat, open, readdir, unlink, constants as fsConstants } from 'node:fs/promises';
 import { join } from 'node:path';
 import { userKey } from '../identity/types.js';
 import { Sealer } from '../state/sealer.js';
 import { MemoryOnceMarks, MemoryRateLimits } from '../state/memory.js';
 import type { NewPendingRecord, PendingRecord, PendingRecords, PendingRecordsOptions, Settlement, StateStore, StoreHealth } from '../state/types.js';
-import { ensurePrivateDir, NOFOLLOW, refused } from './private-files.js';
+import { createPrivate, ensurePrivateDir, NOFOLLOW, readPrivate, replacePrivate } from './private-files.js';
 
 /** Pending ids are base64url (src/authorization/pending.ts); anything else never becomes a path. */
 const ID = /^[A-Za-z0-9_-]{16,64}$/;
@@ -279,27 +278,8 @@ export class FilePendingRecords implements PendingRecords {
     }
   }
 
-  /** The file's text, never through a link; undefined when missing. */
-  private async readText(path: string): Promise<string | undefined> {
-    let handle: Awaited<ReturnType<typeof open>>;
-    try {
-      handle = await open(path, fsConstants.O_RDONLY | NOFOLLOW);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return undefined;
-      if (code === 'ELOOP' || code === 'EMLINK') throw refused(path);
-      throw e;
-    }
-    try {
-      if (!(await handle.stat()).isFile()) throw refused(path);
-      return await handle.readFile('utf8');
-    } finally {
-      await handle.close();
-    }
-  }
-
   private async readRecordFile(id: string): Promise<RecordFile | undefined> {
-    const text = await this.readText(this.path(id, 'rec'));
+    const text = await readPrivate(this.path(id, 'rec'));
     if (text === undefined) return undefined;
     try {
       const file = JSON.parse(text) as RecordFile;
@@ -320,16 +300,12 @@ export class FilePendingRecords implements PendingRecords {
   }
 
   private async readDone(id: string): Promise<DoneFile | undefined> {
-    const text = await this.readText(this.path(id, 'done'));
+    const text = await readPrivate(this.path(id, 'done'));
     const plain = text === undefined ? undefined : this.sealer.open(text, `done:${id}`);
     return plain === undefined ? undefined : (JSON.parse(plain) as DoneFile);
   }
 
-  private tmpPath(): string {
-    return join(this.dir, `.tmp-${randomBytes(9).toString('base64url')}`);
-  }
-
-  /** Write the record whole: a fresh temporary file (`wx`, 0600) renamed over the name (a rename never follows a link). */
+  /** Write the record whole (replaced, never through a link). */
   private async writeRecord(id: string, u: string, record: NewPendingRecord, t = performance.timeOrigin + performance.now()): Promise<void> {
     const { id: rid, user, sessionUri, authorizationUrl, createdAt, expiresAt } = record;
     const body: RecordFile = {
@@ -339,29 +315,12 @@ export class FilePendingRecords implements PendingRecords {
       t,
       d: this.sealer.seal(JSON.stringify({ id: rid, user, sessionUri, authorizationUrl, createdAt, expiresAt }), `rec:${id}`),
     };
-    const tmp = this.tmpPath();
-    await writeFile(tmp, JSON.stringify(body), { flag: 'wx', mode: 0o600 });
-    try {
-      await rename(tmp, this.path(id, 'rec'));
-    } catch (e) {
-      await unlink(tmp).catch(() => {});
-      throw e;
-    }
+    await replacePrivate(this.path(id, 'rec'), this.dir, JSON.stringify(body));
   }
 
-  /** The first settlement wins: written whole to a temporary file, then hard-linked to `<id>.done` (fails if it exists). */
-  private async writeDone(id: string, done: DoneFile): Promise<boolean> {
-    const tmp = this.tmpPath();
-    await writeFile(tmp, this.sealer.seal(JSON.stringify(done), `done:${id}`), { flag: 'wx', mode: 0o600 });
-    try {
-      await link(tmp, this.path(id, 'done'));
-      return true;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw e;
-    } finally {
-      await unlink(tmp).catch(() => {});
-    }
+  /** The first settlement wins: `<id>.done` is created whole, or not at all when it exists. */
+  private writeDone(id: string, done: DoneFile): Promise<boolean> {
+    return createPrivate(this.path(id, 'done'), this.dir, this.sealer.seal(JSON.stringify(done), `done:${id}`));
   }
 
   /** Forget records a lifetime past their expiry (like the other stores), and temporary files a crash left behind. */

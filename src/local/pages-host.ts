@@ -10,9 +10,8 @@
  */
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { connect } from 'node:net';
-import { randomBytes } from 'node:crypto';
 import { createHash } from 'node:crypto';
-import { rename, unlink, writeFile, readFile } from 'node:fs/promises';
+import { unlink, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import CredentialModule, { Config as CredentialConfig } from '@alicloud/credentials';
 import { PendingAuthorizations } from '../authorization/pending.js';
@@ -34,6 +33,7 @@ import {
   secretIdOf,
   type PagesHostSettings,
 } from './pages-settings.js';
+import { replacePrivate } from './private-files.js';
 
 // A CommonJS package: Node hands us `module.exports` (class on `.default`); some loaders unwrap it already.
 const Credential = ((CredentialModule as unknown as { default?: unknown }).default ?? CredentialModule) as typeof CredentialModule.default;
@@ -280,10 +280,8 @@ function reachable(target: { host: string; port: number }): Promise<boolean> {
 }
 
 /** `pages-host-<port>.json`: which process serves the port (for tools and tests that end it); 0600, never through a link. */
-async function writeMarker(path: string, dir: string): Promise<void> {
-  const tmp = join(dir, `.tmp-${randomBytes(9).toString('base64url')}`);
-  await writeFile(tmp, `${JSON.stringify({ pid: process.pid, version: VERSION, startedAt: new Date().toISOString() })}\n`, { flag: 'wx', mode: 0o600 });
-  await rename(tmp, path);
+function writeMarker(path: string, dir: string): Promise<void> {
+  return replacePrivate(path, dir, `${JSON.stringify({ pid: process.pid, version: VERSION, startedAt: new Date().toISOString() })}\n`);
 }
 
 async function removeMarker(path: string): Promise<void> {

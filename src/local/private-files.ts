@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, constants, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
+import { link, open, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StoreUnavailableError } from '../state/types.js';
 
@@ -51,16 +52,21 @@ export function refused(path: string, why = 'it is a symbolic link or not a regu
   return new LocalStateError(`Refusing the local state file ${path}: ${why}. Remove it and call the tool again.`);
 }
 
+/** What a failed no-follow open means: `undefined` for a missing file, the refusal for a link, anything else as is. */
+function missingOrRefused(path: string, e: unknown): undefined {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return undefined;
+  if (code === 'ELOOP' || code === 'EMLINK') throw refused(path);
+  throw e;
+}
+
 /** Read a file of ours without following a link; `undefined` when it does not exist. */
 export function readPrivateSync(path: string): string | undefined {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | NOFOLLOW);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return undefined;
-    if (code === 'ELOOP' || code === 'EMLINK') throw refused(path);
-    throw e;
+    return missingOrRefused(path, e);
   }
   try {
     const stat = fstatSync(fd);
@@ -73,12 +79,60 @@ export function readPrivateSync(path: string): string | undefined {
   }
 }
 
+/** The text of a regular file, never read through a link; `undefined` when it does not exist (no owner or mode check). */
+export async function readPrivate(path: string): Promise<string | undefined> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(path, constants.O_RDONLY | NOFOLLOW);
+  } catch (e) {
+    return missingOrRefused(path, e);
+  }
+  try {
+    if (!(await handle.stat()).isFile()) throw refused(path);
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A fresh temporary name in `dir` (`.tmp-…`: what a sweep of the folder recognises as left behind by a crash). */
+export function privateTempPath(dir: string): string {
+  return join(dir, `.tmp-${randomBytes(9).toString('base64url')}`);
+}
+
+/** Write `path` whole: a fresh temporary file (`wx`, 0600) renamed over the name (a rename never follows a link). */
+export async function replacePrivate(path: string, dir: string, content: string): Promise<void> {
+  const tmp = privateTempPath(dir);
+  await writeFile(tmp, content, { flag: 'wx', mode: 0o600 });
+  try {
+    await rename(tmp, path);
+  } catch (e) {
+    await unlink(tmp).catch(() => {});
+    throw e;
+  }
+}
+
 /**
  * Create `path` with `content` only if it does not exist: written to a fresh temporary file (`wx`, 0600), then
  * hard-linked to its name, which fails if the name exists in any form (a link included). False if it existed.
  */
+export async function createPrivate(path: string, dir: string, content: string): Promise<boolean> {
+  const tmp = privateTempPath(dir);
+  await writeFile(tmp, content, { flag: 'wx', mode: 0o600 });
+  try {
+    await link(tmp, path);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  } finally {
+    await unlink(tmp).catch(() => {});
+  }
+}
+
+/** createPrivate for synchronous callers. */
 export function createPrivateSync(path: string, dir: string, content: string): boolean {
-  const tmp = join(dir, `.tmp-${randomBytes(9).toString('base64url')}`);
+  const tmp = privateTempPath(dir);
   writeFileSync(tmp, content, { flag: 'wx', mode: 0o600 });
   try {
     linkSync(tmp, path);

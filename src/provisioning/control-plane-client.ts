@@ -19,10 +19,8 @@ import CredentialModule from '@alicloud/credentials';
 import type { AlibabaCloudCredential } from '../identity/agent-identity-client.js';
 import { silentLogger, type Logger } from '../log.js';
 import { safeServiceMessage } from '../redact.js';
+import { cjsDefault, isNetworkFailure, rpcParams, rpcRuntime } from '../acs-rpc.js';
 
-function cjsDefault<T>(mod: { default: T }): T {
-  return typeof mod === 'function' ? (mod as unknown as T) : mod.default;
-}
 const OpenApiClient = cjsDefault(OpenApiModule);
 const Credential = cjsDefault(CredentialModule);
 type OpenApiClientInstance = InstanceType<typeof OpenApiClient>;
@@ -131,20 +129,6 @@ export function controlPlaneHint(product: Product, action: string, code: string,
   return `See the ${PRODUCT_LABEL[product]} error code reference for ${code}.`;
 }
 
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EPIPE',
-  'ReadTimeout',
-  'ConnectTimeout',
-  'RequestTimeout',
-]);
-
 export type ParamValue = string | number | boolean | undefined;
 
 export interface ControlPlaneClientOptions {
@@ -203,18 +187,8 @@ export class ControlPlaneClient {
     const values: Record<string, string> = {};
     for (const [k, v] of Object.entries(params)) if (v !== undefined) values[k] = String(v);
     const request = new OpenApiRequest(PARAMS_IN[product] === 'body' ? { body: values } : { query: values });
-    const apiParams = new Params({
-      action,
-      version: API_VERSIONS[product],
-      protocol: endpoint.protocol.toUpperCase(),
-      pathname: '/',
-      method: 'POST',
-      authType: 'AK',
-      style: 'RPC',
-      reqBodyType: 'formData',
-      bodyType: 'json',
-    });
-    const runtime = { autoretry: false, readTimeout: this.timeoutMs, connectTimeout: Math.min(this.timeoutMs, 5_000) } as unknown as RuntimeOptionsArg;
+    const apiParams = new Params(rpcParams(action, API_VERSIONS[product], endpoint.protocol));
+    const runtime = rpcRuntime(this.timeoutMs) as unknown as RuntimeOptionsArg;
     try {
       const response = await client.callApi(apiParams, request, runtime);
       const body = (response.body ?? {}) as Record<string, unknown>;
@@ -236,12 +210,7 @@ export class ControlPlaneClient {
     const text = `${typeof e.name === 'string' ? e.name : ''} ${typeof e.message === 'string' ? e.message : ''}`;
     let code: string;
     if (httpStatus !== undefined) code = rawCode ?? `HTTP${httpStatus}`;
-    else if (
-      (rawCode && NETWORK_CODES.has(rawCode)) ||
-      (typeof e.cause?.code === 'string' && NETWORK_CODES.has(e.cause.code)) ||
-      /Timeout|socket hang up|ECONN|ENOTFOUND|EAI_AGAIN/i.test(text)
-    )
-      code = 'NetworkError';
+    else if (isNetworkFailure(err)) code = 'NetworkError';
     else if (rawCode === 'InvalidCredentials') code = 'InvalidCredentials';
     else if (/credential/i.test(text)) code = 'CredentialsUnavailable';
     else code = rawCode ?? 'UnknownError';

@@ -6,6 +6,7 @@ import CredentialModule, { Config as CredentialConfig } from '@alicloud/credenti
 import OpenApiModule, { Config as OpenApiConfig, OpenApiRequest, Params } from '@alicloud/openapi-client';
 import { AgentIdentityClient, type AlibabaCloudCredential } from '../../src/identity/agent-identity-client.js';
 import { AgentIdentityError } from '../../src/identity/types.js';
+import { rpcParams } from '../../src/acs-rpc.js';
 import { startAgentIdentityEmulator, type AgentIdentityEmulator } from '../../src/sandbox/agent-identity/index.js';
 
 // CommonJS default exports: Node gives module.exports, some loaders give the class itself.
@@ -302,6 +303,14 @@ describe('session flow (USER_FEDERATION)', () => {
   });
 });
 
+/** A GetResourceOAuth2Token call signed by the server's key, with a body the typed client would never send. */
+function rawTokenCall() {
+  const raw = new OpenApiClient(
+    new OpenApiConfig({ endpoint: new URL(emu.url).host, protocol: 'http', credential: akCredential(AK.accessKeyId, AK.accessKeySecret) }),
+  );
+  return { raw, params: new Params(rpcParams('GetResourceOAuth2Token', '2025-11-27', 'http')) };
+}
+
 describe('validation', () => {
   it('rejects bad parameters like the service would', async () => {
     const { workloadAccessToken: wat } = await client.getWorkloadAccessTokenForUserId(WORKLOAD, 'alice');
@@ -327,20 +336,7 @@ describe('validation', () => {
 
   it('rejects JSON-string params that do not parse', async () => {
     const { workloadAccessToken: wat } = await client.getWorkloadAccessTokenForUserId(WORKLOAD, 'alice');
-    const raw = new OpenApiClient(
-      new OpenApiConfig({ endpoint: new URL(emu.url).host, protocol: 'http', credential: akCredential(AK.accessKeyId, AK.accessKeySecret) }),
-    );
-    const params = new Params({
-      action: 'GetResourceOAuth2Token',
-      version: '2025-11-27',
-      protocol: 'HTTP',
-      pathname: '/',
-      method: 'POST',
-      authType: 'AK',
-      style: 'RPC',
-      reqBodyType: 'formData',
-      bodyType: 'json',
-    });
+    const { raw, params } = rawTokenCall();
     const body = { WorkloadAccessToken: wat, ResourceCredentialProviderName: PROVIDER, OAuth2Flow: 'USER_FEDERATION', ResourceOAuth2ReturnURL: RETURN_URL };
     const err = (await raw.callApi(params, new OpenApiRequest({ body: { ...body, Scopes: 'openid corpid' } }), {} as never).catch((e: unknown) => e)) as {
       code: string;
@@ -354,20 +350,7 @@ describe('validation', () => {
 
   it('refuses GetResourceOAuth2Token without Scopes, or with none in it, as the service refuses a missing parameter', async () => {
     const { workloadAccessToken: wat } = await client.getWorkloadAccessTokenForUserId(WORKLOAD, 'alice');
-    const raw = new OpenApiClient(
-      new OpenApiConfig({ endpoint: new URL(emu.url).host, protocol: 'http', credential: akCredential(AK.accessKeyId, AK.accessKeySecret) }),
-    );
-    const params = new Params({
-      action: 'GetResourceOAuth2Token',
-      version: '2025-11-27',
-      protocol: 'HTTP',
-      pathname: '/',
-      method: 'POST',
-      authType: 'AK',
-      style: 'RPC',
-      reqBodyType: 'formData',
-      bodyType: 'json',
-    });
+    const { raw, params } = rawTokenCall();
     const body = { WorkloadAccessToken: wat, ResourceCredentialProviderName: PROVIDER, OAuth2Flow: 'USER_FEDERATION', ResourceOAuth2ReturnURL: RETURN_URL };
     const missing = (await raw.callApi(params, new OpenApiRequest({ body }), {} as never).catch((e: unknown) => e)) as {
       code: string;
@@ -436,17 +419,7 @@ describe('signatures and who may call what', () => {
 
   it('verifies V2 (HMAC-SHA1) signatures too', async () => {
     const host = new URL(emu.url).host;
-    const params = new Params({
-      action: 'GetWorkloadAccessTokenForUserId',
-      version: '2025-11-27',
-      protocol: 'HTTP',
-      pathname: '/',
-      method: 'POST',
-      authType: 'AK',
-      style: 'RPC',
-      reqBodyType: 'formData',
-      bodyType: 'json',
-    });
+    const params = new Params(rpcParams('GetWorkloadAccessTokenForUserId', '2025-11-27', 'http'));
     const req = () => new OpenApiRequest({ body: { WorkloadIdentityName: WORKLOAD, UserId: 'alice' } });
     const good = new OpenApiClient(
       new OpenApiConfig({ endpoint: host, protocol: 'http', signatureAlgorithm: 'v2', credential: akCredential(AK.accessKeyId, AK.accessKeySecret) }),
@@ -464,17 +437,7 @@ describe('signatures and who may call what', () => {
   it('accepts the anonymous AssumeRoleForWorkloadIdentity both as doRPCRequest (generated SDK) and as callApi (V3, unsigned)', async () => {
     const { workloadAccessToken } = await client.getWorkloadAccessTokenForUserId(WORKLOAD, 'alice');
     const raw = new OpenApiClient(new OpenApiConfig({ endpoint: new URL(emu.url).host, protocol: 'http' }));
-    const params = new Params({
-      action: 'AssumeRoleForWorkloadIdentity',
-      version: '2025-11-27',
-      protocol: 'HTTP',
-      pathname: '/',
-      method: 'POST',
-      authType: 'Anonymous',
-      style: 'RPC',
-      reqBodyType: 'formData',
-      bodyType: 'json',
-    });
+    const params = new Params(rpcParams('AssumeRoleForWorkloadIdentity', '2025-11-27', 'http', 'Anonymous'));
     const body = { WorkloadAccessToken: workloadAccessToken, RoleSessionName: 'AgentIdentitySessionRole-v3', DurationSeconds: 900 };
     const res = await raw.callApi(params, new OpenApiRequest({ body }), {} as never);
     expect((res.body as { Credentials: { AccessKeyId: string } }).Credentials.AccessKeyId).toMatch(/^STS\./);
