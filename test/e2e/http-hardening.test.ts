@@ -6,23 +6,13 @@
 import { request as httpRequest } from 'node:http';
 import { Client as UndiciClient } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
-import { createLogger } from '../../src/log.js';
-import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { followAuthorizationLink } from '../../examples/shared/browser.js';
 import { freePort, SANDBOX, startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { serveHttpTransport } from '../../src/transports/http.js';
+import { serveInProcess, type Served } from '../helpers/in-process-http.js';
 
 const ALICE = 'alice-1001';
 const BOB = 'bob-2002';
 const DOC = 'HardeningDoc0001';
-
-interface Served {
-  base: string;
-  runtime: Runtime;
-  logs: string[];
-  close(): Promise<void>;
-}
 
 let sandbox: Sandbox;
 let served: Served;
@@ -32,24 +22,11 @@ let ports: number[] = [];
 
 async function serve(env: Record<string, string> = {}, port?: number): Promise<Served> {
   port ??= await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  const config = loadConfig({
-    argv: ['--transport', 'http', '--port', String(port)],
-    env: { ...sandbox.serverEnv(base), DINGTALK_MCP_RATE_LIMIT: '10000', DINGTALK_RETRY_BASE_DELAY_MS: '5', OIDC_AUDIENCE: SANDBOX.oidcClientId, ...env },
-    cwd: '/nonexistent',
+  return serveInProcess(sandbox, `http://127.0.0.1:${port}`, ['--port', String(port)], {
+    DINGTALK_MCP_RATE_LIMIT: '10000',
+    DINGTALK_RETRY_BASE_DELAY_MS: '5',
+    ...env,
   });
-  const logs: string[] = [];
-  const runtime = createRuntime(config, { credential: sandbox.credential, logger: createLogger({ level: 'debug', write: (l) => logs.push(l) }) });
-  const transport = await serveHttpTransport(runtime);
-  return {
-    base,
-    runtime,
-    logs,
-    close: async () => {
-      await transport.close();
-      await runtime.close();
-    },
-  };
 }
 
 beforeAll(async () => {
@@ -76,6 +53,22 @@ async function rawPost(base: string, body: string | Buffer, headers: Record<stri
   });
   const text = await res.text();
   return { status: res.status, headers: res.headers, text, json: () => JSON.parse(text) as { error?: { code: number; message: string } } };
+}
+
+/** A POST whose headers and first chunk are sent and the rest never: the answer the server gives before the body ends. */
+function postUnfinished(url: string, headers: Record<string, string>, firstChunk: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: 'POST', headers }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => {
+        resolve({ status: res.statusCode ?? 0, body });
+        req.destroy();
+      });
+    });
+    req.on('error', reject);
+    req.write(firstChunk);
+  });
 }
 
 const modernCall = (sub: string, args: Record<string, unknown>, id = 1) => ({
@@ -153,22 +146,11 @@ describe('hostile input on /mcp', () => {
     try {
       const auth = await bearer(ALICE);
       // Headers and a first chunk of a huge text/plain body; the rest is never sent.
-      const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = httpRequest(
-          `${small.base}/mcp`,
-          { method: 'POST', headers: { authorization: auth, 'content-type': 'text/plain', 'content-length': String(50 * 1024 * 1024) } },
-          (res) => {
-            let body = '';
-            res.on('data', (c: Buffer) => (body += c.toString()));
-            res.on('end', () => {
-              resolve({ status: res.statusCode ?? 0, body });
-              req.destroy();
-            });
-          },
-        );
-        req.on('error', reject);
-        req.write('x'.repeat(64 * 1024));
-      });
+      const answer = await postUnfinished(
+        `${small.base}/mcp`,
+        { authorization: auth, 'content-type': 'text/plain', 'content-length': String(50 * 1024 * 1024) },
+        'x'.repeat(64 * 1024),
+      );
       expect(answer.status).toBe(415);
       expect(answer.body).toContain('Content-Type: application/json');
     } finally {
@@ -180,22 +162,11 @@ describe('hostile input on /mcp', () => {
     const small = await serve({ DINGTALK_MCP_MAX_BODY: '1kb' });
     try {
       const auth = await bearer(ALICE);
-      const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = httpRequest(
-          `${small.base}/mcp`,
-          { method: 'POST', headers: { authorization: auth, 'content-type': 'application/json', 'transfer-encoding': 'chunked' } },
-          (res) => {
-            let body = '';
-            res.on('data', (c: Buffer) => (body += c.toString()));
-            res.on('end', () => {
-              resolve({ status: res.statusCode ?? 0, body });
-              req.destroy();
-            });
-          },
-        );
-        req.on('error', reject);
-        req.write('{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"' + 'x'.repeat(4096));
-      });
+      const answer = await postUnfinished(
+        `${small.base}/mcp`,
+        { authorization: auth, 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+        '{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"' + 'x'.repeat(4096),
+      );
       expect(answer.status).toBe(413);
       expect(JSON.parse(answer.body)).toMatchObject({ error: { message: expect.stringContaining('the limit is 1024 bytes') } });
     } finally {

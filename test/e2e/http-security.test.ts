@@ -5,17 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import { createLogger } from '../../src/log.js';
-import { createRuntime, type Runtime } from '../../src/runtime.js';
-import { freePort, SANDBOX, startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { serveHttpTransport } from '../../src/transports/http.js';
-
-interface Served {
-  base: string;
-  runtime: Runtime;
-  logs: string[];
-  close(): Promise<void>;
-}
+import { freePort, startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import { serveInProcess, type Served } from '../helpers/in-process-http.js';
 
 let sandbox: Sandbox;
 let served: Served;
@@ -23,30 +14,8 @@ let served: Served;
 let secondPort: number;
 
 /** Start the HTTP transport with these flags and environment on top of the sandbox's. */
-async function serve(argv: string[], env: Record<string, string>): Promise<Served> {
-  const config = loadConfig({
-    argv: ['--transport', 'http', ...argv],
-    env: { ...sandbox.serverEnv(env.APP_REDIRECT_URI ?? 'http://127.0.0.1:1'), OIDC_AUDIENCE: SANDBOX.oidcClientId, ...env },
-    cwd: '/nonexistent',
-  });
-  const logs: string[] = [];
-  const runtime = createRuntime(config, { credential: sandbox.credential, logger: createLogger({ level: 'debug', write: (l) => logs.push(l) }) });
-  try {
-    const transport = await serveHttpTransport(runtime);
-    return {
-      base: config.appRedirectUri,
-      runtime,
-      logs,
-      close: async () => {
-        await transport.close();
-        await runtime.close();
-      },
-    };
-  } catch (e) {
-    await runtime.close();
-    throw e;
-  }
-}
+const serve = (argv: string[], env: Record<string, string>): Promise<Served> =>
+  serveInProcess(sandbox, env.APP_REDIRECT_URI ?? 'http://127.0.0.1:1', argv, env);
 
 beforeAll(async () => {
   const port = await freePort();

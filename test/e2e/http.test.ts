@@ -3,13 +3,13 @@
  * emulated Agent Identity, DingTalk and identity provider; real MCP clients (2025-11-25 with
  * sessions, 2026-07-28 stateless, and the v1 SDK) connect with bearer JWTs; the test plays browsers.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { followAuthorizationLink } from '../../examples/shared/browser.js';
 import { freePort, startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { allServerStderr, CLI, STATE_SECRET, textOf, waitFor } from '../helpers/stack.js';
+import { startHttpServer as startHttpServerOn, type HttpServerProcess } from '../helpers/http-server.js';
+import { allServerStderr, STATE_SECRET, textOf } from '../helpers/stack.js';
 
 const ALICE = 'alice-1001';
 const BOB = 'bob-2002';
@@ -24,47 +24,8 @@ let sandbox: Sandbox;
 let base: string;
 let server: HttpServerProcess;
 
-interface HttpServerProcess {
-  child: ChildProcess;
-  stderr: () => string;
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
-}
-
-async function startHttpServer(url: string, env: Record<string, string> = {}): Promise<HttpServerProcess> {
-  const port = new URL(url).port;
-  const child = spawn(process.execPath, [CLI, '--transport', 'http', '--port', port], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: sandbox.serverEnv(url, {
-      DINGTALK_RETRY_BASE_DELAY_MS: '5',
-      DINGTALK_MCP_STATE_SECRET: STATE_SECRET,
-      DINGTALK_MCP_RATE_LIMIT: '10000',
-      DINGTALK_MCP_LOG_LEVEL: 'debug',
-      ...env,
-    }),
-  });
-  let stderr = '';
-  let stdout = '';
-  child.stderr!.on('data', (c: Buffer) => {
-    stderr += c.toString();
-    allServerStderr.push(c.toString());
-  });
-  child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
-  await waitFor(() => stderr.includes('serving MCP over streamable HTTP') || child.exitCode !== null, 'the HTTP server to listen');
-  if (child.exitCode !== null) throw new Error(`server exited: ${stderr}`);
-  return {
-    child,
-    stderr: () => stderr,
-    stop: (signal = 'SIGTERM') =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve(child.exitCode);
-        child.once('exit', (code) => {
-          expect(stdout).toBe(''); // HTTP mode never writes to stdout either
-          resolve(code);
-        });
-        child.kill(signal);
-      }),
-  };
-}
+/** The built server over HTTP against this file's sandbox (test/helpers/http-server.ts). */
+const startHttpServer = (url: string, env: Record<string, string> = {}) => startHttpServerOn(sandbox, url, env);
 
 beforeAll(async () => {
   base = `http://127.0.0.1:${await freePort()}`;

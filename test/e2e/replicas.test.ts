@@ -11,7 +11,7 @@ import { followAuthorizationLink } from '../../examples/shared/browser.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { startReplicaProxy, type ReplicaProxy } from '../helpers/replica-proxy.js';
 import { startReplica, type Replica } from '../helpers/replicas.js';
-import { redisServerAvailable, startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+import { dumpRedis, redisServerAvailable, startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 import { allServerStderr, STATE_SECRET, textOf, waitFor } from '../helpers/stack.js';
 
 if (!redisServerAvailable()) throw new Error('redis-server is not installed: `apt-get install -y redis-server` (.ci/run does it)');
@@ -453,17 +453,8 @@ describe('limits and faults', () => {
 describe('what Redis holds', () => {
   it('no token, JWT, session, user id or secret, in any key or value', async () => {
     const admin = redis.admin();
-    const keys = await admin.keys('*');
+    const { keys, text } = await dumpRedis(admin);
     expect(keys.length).toBeGreaterThan(10);
-    const dump: string[] = [];
-    for (const key of keys) {
-      dump.push(key);
-      const type = await admin.type(key);
-      if (type === 'hash') dump.push(...Object.entries(await admin.hgetall(key)).flat());
-      else if (type === 'zset') dump.push(...(await admin.zrange(key, '0', '-1')));
-      else if (type === 'string') dump.push((await admin.get(key)) ?? '');
-    }
-    const text = dump.join('\n');
     const secrets = [
       ...bearers,
       ...sandbox.agentIdentity.issuedSecrets(),

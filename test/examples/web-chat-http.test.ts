@@ -93,6 +93,29 @@ function rawGet(path: string, host: string): Promise<number> {
   });
 }
 
+/**
+ * The page's steps, by hand: a session (cookie and CSRF token), sign-in through the identity provider's form as `sub`,
+ * our callback, then the session's fresh CSRF token. `call` POSTs JSON as the page does.
+ */
+async function signIn(origin: string, sub: string) {
+  const first = await fetch(`${origin}/api/session`);
+  const cookies = new Map<string, string>();
+  const [pair] = first.headers.getSetCookie()[0]!.split(';');
+  cookies.set('qwc_session', pair!.slice(pair!.indexOf('=') + 1));
+  let csrf = ((await first.json()) as { csrf: string }).csrf;
+  const cookie = () => [...cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+  const call = (path: string, body: unknown) =>
+    fetch(`${origin}${path}`, {
+      method: 'POST',
+      headers: { origin, 'content-type': 'application/json', 'x-csrf-token': csrf, cookie: cookie() },
+      body: JSON.stringify(body),
+    });
+  const { url: loginUrl } = (await (await call('/auth/login', {})).json()) as { url: string };
+  await followAuthorizationLink(loginUrl, { oidcSub: sub, cookies });
+  csrf = ((await (await fetch(`${origin}/api/session`, { headers: { cookie: cookie() } })).json()) as { csrf: string }).csrf;
+  return { loginUrl, cookie, call };
+}
+
 describe('back-end safety', () => {
   it('answers only requests addressed to it by name (DNS rebinding)', async () => {
     expect(await rawGet('/', new URL(origin).host)).toBe(200);
@@ -367,23 +390,8 @@ describe('without --sandbox: a config file, a DashScope key and a registered cli
     try {
       await expect.poll(() => out, { timeout: 30_000 }).toContain(`Web chat: ${base}/`);
       const at = (path: string) => `${base}${path}`;
-      // The page's steps, by hand: session, sign-in, the identity provider's form, our callback.
-      const first = await fetch(at('/api/session'));
-      const cookies = new Map<string, string>();
-      const [pair] = first.headers.getSetCookie()[0]!.split(';');
-      cookies.set('qwc_session', pair!.slice(pair!.indexOf('=') + 1));
-      let csrf = ((await first.json()) as { csrf: string }).csrf;
-      const cookie = () => [...cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-      const call = (path: string, body: unknown) =>
-        fetch(at(path), {
-          method: 'POST',
-          headers: { origin: base, 'content-type': 'application/json', 'x-csrf-token': csrf, cookie: cookie() },
-          body: JSON.stringify(body),
-        });
-      const { url } = (await (await call('/auth/login', {})).json()) as { url: string };
+      const { loginUrl: url, cookie, call } = await signIn(base, 'dave-4004');
       expect(url.startsWith(`${sandbox.upstream.oidc!.issuer}/`)).toBe(true); // found through the MCP server's metadata
-      await followAuthorizationLink(url, { oidcSub: 'dave-4004', cookies });
-      csrf = ((await (await fetch(at('/api/session'), { headers: { cookie: cookie() } })).json()) as { csrf: string }).csrf;
 
       const items = new Map<string, Record<string, unknown>>();
       const deltas = new Map<string, number>();
@@ -479,21 +487,7 @@ describe('token refresh', () => {
     });
     try {
       const o = new URL(chat.url).origin;
-      const first = await fetch(`${o}/api/session`);
-      const cookies = new Map<string, string>();
-      const [pair] = first.headers.getSetCookie()[0]!.split(';');
-      cookies.set('qwc_session', pair!.slice(pair!.indexOf('=') + 1));
-      let csrf = ((await first.json()) as { csrf: string }).csrf;
-      const cookie = () => [...cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-      const call = (path: string, body: unknown) =>
-        fetch(`${o}${path}`, {
-          method: 'POST',
-          headers: { origin: o, 'content-type': 'application/json', 'x-csrf-token': csrf, cookie: cookie() },
-          body: JSON.stringify(body),
-        });
-      const { url: login } = (await (await call('/auth/login', {})).json()) as { url: string };
-      await followAuthorizationLink(login, { oidcSub: 'alice-1001', cookies });
-      csrf = ((await (await fetch(`${o}/api/session`, { headers: { cookie: cookie() } })).json()) as { csrf: string }).csrf;
+      const { call } = await signIn(o, 'alice-1001');
       const atSignIn = chat.heldSecrets()[0]!;
       expect(seen.at(-1)).toBe(`Bearer ${atSignIn}`); // connecting used the token from the sign-in
 

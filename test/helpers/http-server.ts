@@ -1,6 +1,7 @@
 /** Spawn the built server with `--transport http` against a sandbox, and connect MCP clients with bearer JWTs. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { expect } from 'vitest';
 import { followAuthorizationLink } from '../../examples/shared/browser.js';
 import type { Sandbox } from '../../src/sandbox/index.js';
 import { allServerStderr, CLI, STATE_SECRET, waitFor } from './stack.js';
@@ -8,7 +9,8 @@ import { allServerStderr, CLI, STATE_SECRET, waitFor } from './stack.js';
 export interface HttpServerProcess {
   child: ChildProcess;
   stderr: () => string;
-  stop(): Promise<void>;
+  /** Send `signal` (default SIGTERM) and wait for the exit; its code. HTTP mode never writes to stdout, checked here. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
 export async function startHttpServer(sandbox: Sandbox, url: string, env: Record<string, string> = {}): Promise<HttpServerProcess> {
@@ -23,20 +25,25 @@ export async function startHttpServer(sandbox: Sandbox, url: string, env: Record
     }),
   });
   let stderr = '';
+  let stdout = '';
   child.stderr!.on('data', (c: Buffer) => {
     stderr += c.toString();
     allServerStderr.push(c.toString());
   });
+  child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
   await waitFor(() => stderr.includes('serving MCP over streamable HTTP') || child.exitCode !== null, 'the HTTP server to listen');
   if (child.exitCode !== null) throw new Error(`server exited: ${stderr}`);
   return {
     child,
     stderr: () => stderr,
-    stop: () =>
+    stop: (signal = 'SIGTERM') =>
       new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
+        if (child.exitCode !== null) return resolve(child.exitCode);
+        child.once('exit', (code) => {
+          expect(stdout).toBe(''); // HTTP mode never writes to stdout either
+          resolve(code);
+        });
+        child.kill(signal);
       }),
   };
 }

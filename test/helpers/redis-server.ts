@@ -84,3 +84,17 @@ export async function startRedisServer(
     },
   };
 }
+
+/** Every key and every value Redis holds (hash fields, sorted-set members, strings), one a line: what a leak check reads. */
+export async function dumpRedis(admin: Redis): Promise<{ keys: string[]; text: string }> {
+  const keys = await admin.keys('*');
+  const dump: string[] = [];
+  for (const key of keys) {
+    dump.push(key);
+    const type = await admin.type(key);
+    if (type === 'hash') dump.push(...Object.entries(await admin.hgetall(key)).flat());
+    else if (type === 'zset') dump.push(...(await admin.zrange(key, '0', '-1')));
+    else if (type === 'string') dump.push((await admin.get(key)) ?? '');
+  }
+  return { keys, text: dump.join('\n') };
+}
