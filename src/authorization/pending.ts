@@ -63,6 +63,16 @@ export class PendingAuthorizations {
     return record;
   }
 
+  /** A visit of the /connect link (first or again), atomic across replicas and processes (src/state/types.ts). */
+  markLinkOpened(id: string): Promise<'first' | 'again' | 'missing'> {
+    return this.records.markLinkOpened(id);
+  }
+
+  /** Point the entry at a fresh Agent Identity session; false when it settled or expired meanwhile. */
+  replaceSession(id: string, sessionUri: string, authorizationUrl: string): Promise<boolean> {
+    return this.records.replaceSession(id, sessionUri, authorizationUrl);
+  }
+
   /** The callback's single use, atomic across replicas. */
   claimCallback(id: string): Promise<'claimed' | 'used' | 'missing'> {
     return this.records.claimCallback(id);

@@ -92,7 +92,16 @@ export function createHttpApp(runtime: Runtime, oidc?: OidcProvider): HttpApp {
         : {}),
   });
   app.use(login.router, storeUnavailablePage(logger));
-  app.use(browserRoutes({ pending: runtime.pending, state: runtime.state, broker: runtime.broker, logger, verifyBrowserUser: login.verifyBrowserUser }));
+  app.use(
+    browserRoutes({
+      pending: runtime.pending,
+      state: runtime.state,
+      broker: runtime.broker,
+      callbackUrl: config.callbackUrl,
+      logger,
+      verifyBrowserUser: login.verifyBrowserUser,
+    }),
+  );
 
   // Who is calling: a verified bearer JWT, or (opt-in) a trusted gateway's header.
   const authenticate = trustedProxy

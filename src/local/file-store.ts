@@ -6,7 +6,7 @@
  * One record per authorization, `<id>.rec`: `{u, e, d}` with `u` a keyed hash of the user, `e` the expiry and `d` the
  * record sealed (AES-256-GCM, src/state/sealer.ts) under the state secret, so the files carry neither the user's JWT
  * nor the Agent Identity session in clear. The one-shot steps are exclusive creations: `<id>.claim` (the callback's
- * single use, `wx`) and `<id>.done` (the first settlement, written then hard-linked, so it appears whole or not at
+ * single use, `wx`), `<id>.open` (the link's first visit, `wx`) and `<id>.done` (the first settlement, written then hard-linked, so it appears whole or not at
  * all). Other processes' settlements are seen through fs.watch, with a short poll while a settlement is awaited.
  */
 import { watch, type FSWatcher } from 'node:fs';
@@ -100,7 +100,7 @@ export class FilePendingRecords implements PendingRecords {
     return this.options.now?.() ?? Date.now();
   }
 
-  private path(id: string, kind: 'rec' | 'claim' | 'done'): string {
+  private path(id: string, kind: 'rec' | 'claim' | 'open' | 'done'): string {
     return join(this.dir, `${id}.${kind}`);
   }
 
@@ -153,8 +153,21 @@ export class FilePendingRecords implements PendingRecords {
     const file = await this.readRecordFile(id);
     const record = file && this.open(id, file);
     if (!file || !record || record.expiresAt <= this.now() || (await this.exists(this.path(id, 'done')))) return false;
-    await this.writeRecord(id, file.u, { ...record, sessionUri, authorizationUrl }, file.t);
+    await this.writeRecord(id, file.u, { ...record, sessionUri, authorizationUrl, reissued: true }, file.t);
     return true;
+  }
+
+  async markLinkOpened(id: string): Promise<'first' | 'again' | 'missing'> {
+    const record = await this.get(id);
+    if (!record || record.settlement) return 'missing';
+    try {
+      const handle = await open(this.path(id, 'open'), fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | NOFOLLOW, 0o600);
+      await handle.close();
+      return 'first';
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return 'again';
+      throw e;
+    }
   }
 
   async claimCallback(id: string): Promise<'claimed' | 'used' | 'missing'> {
@@ -194,7 +207,7 @@ export class FilePendingRecords implements PendingRecords {
     if (!ID.test(id)) return;
     this.interest.delete(id);
     this.announced.delete(id);
-    await Promise.all((['rec', 'claim', 'done'] as const).map((kind) => unlink(this.path(id, kind)).catch(() => {})));
+    await Promise.all((['rec', 'claim', 'open', 'done'] as const).map((kind) => unlink(this.path(id, kind)).catch(() => {})));
   }
 
   onSettled(listener: SettledListener): () => void {
@@ -306,14 +319,22 @@ export class FilePendingRecords implements PendingRecords {
   }
 
   /** Write the record whole (replaced, never through a link). */
-  private async writeRecord(id: string, u: string, record: NewPendingRecord, t = performance.timeOrigin + performance.now()): Promise<void> {
-    const { id: rid, user, sessionUri, authorizationUrl, createdAt, expiresAt } = record;
+  private async writeRecord(
+    id: string,
+    u: string,
+    record: NewPendingRecord & { reissued?: boolean },
+    t = performance.timeOrigin + performance.now(),
+  ): Promise<void> {
+    const { id: rid, user, sessionUri, authorizationUrl, createdAt, expiresAt, reissued } = record;
     const body: RecordFile = {
       v: 1,
       u,
       e: expiresAt,
       t,
-      d: this.sealer.seal(JSON.stringify({ id: rid, user, sessionUri, authorizationUrl, createdAt, expiresAt }), `rec:${id}`),
+      d: this.sealer.seal(
+        JSON.stringify({ id: rid, user, sessionUri, authorizationUrl, createdAt, expiresAt, ...(reissued ? { reissued } : {}) }),
+        `rec:${id}`,
+      ),
     };
     await replacePrivate(this.path(id, 'rec'), this.dir, JSON.stringify(body));
   }
@@ -338,7 +359,7 @@ export class FilePendingRecords implements PendingRecords {
       if (kind === 'rec') {
         const file = await this.readRecordFile(id).catch(() => undefined);
         if (!file || file.e + this.options.lingerMs <= now) await this.delete(id);
-      } else if (kind === 'claim' || kind === 'done') {
+      } else if (kind === 'claim' || kind === 'open' || kind === 'done') {
         // A marker whose record is gone (deleted by another process between our steps).
         if (!(await this.exists(this.path(id, 'rec')))) {
           const stat = await lstat(path).catch(() => undefined);

@@ -132,7 +132,7 @@ export async function startPagesHost(settings: PagesHostSettings, logger: Logger
       proof: proofOf(settings.stateSecret, nonce, fingerprint, process.pid),
     });
   });
-  app.use(browserRoutes({ pending, state, broker, logger }));
+  app.use(browserRoutes({ pending, state, broker, callbackUrl: settings.callbackUrl, logger }));
 
   const listeners = await listenLoopback(app, port, new URL(settings.appRedirectUri).hostname, logger);
   const marker = join(settings.stateDir, `pages-host-${port}.json`);

@@ -36,6 +36,8 @@ export class MemoryPendingRecords implements PendingRecords {
   /** Ids per user, oldest first. */
   private readonly byUser = new Map<string, Set<string>>();
   private readonly listeners = new Set<SettledListener>();
+  /** Ids whose /connect link was opened at least once. */
+  private readonly opened = new Set<string>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly options: PendingRecordsOptions & { now?: () => number }) {
@@ -71,7 +73,16 @@ export class MemoryPendingRecords implements PendingRecords {
     if (!record || record.settlement || record.expiresAt <= this.now()) return false;
     record.sessionUri = sessionUri;
     record.authorizationUrl = authorizationUrl;
+    record.reissued = true;
     return true;
+  }
+
+  async markLinkOpened(id: string): Promise<'first' | 'again' | 'missing'> {
+    const record = this.records.get(id);
+    if (!record || record.settlement || record.expiresAt <= this.now()) return 'missing';
+    if (this.opened.has(id)) return 'again';
+    this.opened.add(id);
+    return 'first';
   }
 
   async claimCallback(id: string): Promise<'claimed' | 'used' | 'missing'> {
@@ -116,6 +127,7 @@ export class MemoryPendingRecords implements PendingRecords {
   async delete(id: string): Promise<void> {
     const record = this.records.get(id);
     this.records.delete(id);
+    this.opened.delete(id);
     if (!record) return;
     const key = userKey(record.user);
     const ids = this.byUser.get(key);

@@ -103,8 +103,15 @@ return out
 // KEYS[1] record. ARGV: sealed data. Only while unsettled.
 const REPLACE = `
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 's') == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'd', ARGV[1])
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 'r', '1')
 return 1
+`;
+
+// KEYS[1] record. ARGV: now. 1 first visit, 0 a later one, -1 missing (unknown, settled or expired).
+const OPENED = `
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 's') == 1 then return -1 end
+if tonumber(redis.call('HGET', KEYS[1], 'e')) <= tonumber(ARGV[1]) then return -1 end
+return redis.call('HSETNX', KEYS[1], 'o', '1')
 `;
 
 // KEYS[1] bucket. ARGV: limit, windowMs, n. The server's clock, so replicas' clocks do not matter.
@@ -260,6 +267,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stat
         ...(settlement ? { settlement } : {}),
         ...(h.f ? { failureMessage: sealer.open(h.f, `${key}:f`) } : {}),
         ...(h.sib ? { completedBySibling: true } : {}),
+        ...(h.r ? { reissued: true } : {}),
       };
     },
 
@@ -272,6 +280,11 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stat
         key,
       );
       return (await run(REPLACE, [key], [sealed])) === 1;
+    },
+
+    async markLinkOpened(id: string) {
+      const r = await run(OPENED, [recordKey(id)], [Date.now()]);
+      return r === 1 ? 'first' : r === 0 ? 'again' : 'missing';
     },
 
     async claimCallback(id: string) {

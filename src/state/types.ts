@@ -37,9 +37,11 @@ export interface PendingRecord {
   failureMessage?: string;
   /** Completed because another authorization of the same user completed: its token is in the vault. */
   completedBySibling?: boolean;
+  /** The link was opened again and `sessionUri` now names a fresh session: older sessions' callbacks are superseded. */
+  reissued?: boolean;
 }
 
-export type NewPendingRecord = Omit<PendingRecord, 'callbackConsumed' | 'settlement' | 'failureMessage' | 'completedBySibling'>;
+export type NewPendingRecord = Omit<PendingRecord, 'callbackConsumed' | 'settlement' | 'failureMessage' | 'completedBySibling' | 'reissued'>;
 
 export interface PendingRecordsOptions {
   /** A settled or expired record stays readable this long after `expiresAt` (a late 2026-07-28 retry learns how it ended). */
@@ -57,8 +59,13 @@ export interface PendingRecords {
   insert(record: NewPendingRecord): Promise<string[]>;
   /** The record, if it exists (an unsettled one past `expiresAt` reads as 'expired'). */
   get(id: string): Promise<PendingRecord | undefined>;
-  /** Point an unsettled record at a fresh Agent Identity session (a link opened again). */
+  /** Point an unsettled record at a fresh Agent Identity session (a link opened again); marks it `reissued`. */
   replaceSession(id: string, sessionUri: string, authorizationUrl: string): Promise<boolean>;
+  /**
+   * A visit of the /connect link, atomic across replicas and processes: exactly one visit gets 'first' (it may use the
+   * stored upstream link, which works once); every later one 'again'; 'missing' when unknown, settled or expired.
+   */
+  markLinkOpened(id: string): Promise<'first' | 'again' | 'missing'>;
   /**
    * The callback's single use: exactly one caller, on any replica, gets 'claimed'.
    * 'used' when claimed before or already settled; 'missing' when unknown or expired.

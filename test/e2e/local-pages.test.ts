@@ -55,6 +55,40 @@ describe('a one-shot client (qwen -p, Gemini headless, inspector --cli)', () => 
   });
 });
 
+describe('a link opened twice (a refresh, a second device, the back button)', () => {
+  it('each visit reaches a working consent page; the older tab is told a newer link was opened; the waiting call writes', async () => {
+    const copy = await connectServer(stack, { userId: 'twice-user' });
+    try {
+      const callback = `${stack.appRedirectUri}/callback`;
+      const pages: Array<{ status: number; body: string }> = [];
+      copy.client.setRequestHandler('elicitation/create', async (request) => {
+        const url = (request.params as { url: string }).url;
+        // Both tabs get through DingTalk's consent page; each holds the answer Agent Identity sends back.
+        const first = await followAuthorizationLink(url, { stopAt: callback });
+        const second = await followAuthorizationLink(url, { stopAt: callback });
+        for (const tab of [first, second]) {
+          const res = await fetch(tab.finalUrl, { redirect: 'manual' });
+          pages.push({ status: res.status, body: await res.text() });
+        }
+        return { action: 'accept' };
+      });
+      const result = await copy.client.callTool(
+        { name: 'write_dingtalk_doc', arguments: { document: doc(), content: 'written after the link was opened twice' } },
+        { timeout: 60_000 },
+      );
+      expect(pages[0]?.status).toBe(409);
+      expect(pages[0]?.body).toContain('A newer link was opened');
+      expect(pages[0]?.body).toContain('Finish in the newest tab, or open the link from your assistant again.');
+      expect(pages[1]?.status).toBe(200);
+      granted(pages[1]!.body);
+      expect(result.isError).toBeFalsy();
+      expect(stack.sandbox.dingtalk.getDocument(doc())?.content).toBe('written after the link was opened twice');
+    } finally {
+      await copy.close();
+    }
+  });
+});
+
 describe('several local copies (Claude Desktop, Cursor and Claude Code at once)', () => {
   it('two copies on the same port both get working links and both write; one pages host serves both', async () => {
     const [a, b] = await Promise.all([connectServer(stack, { userId: 'twin-a' }), connectServer(stack, { userId: 'twin-b' })]);

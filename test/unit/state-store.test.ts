@@ -170,6 +170,20 @@ describe.each([
     expect(await b.pending.replaceSession(r.id, 'later', 'https://x.example.com')).toBe(false);
   });
 
+  it('a link\'s first visit is granted to one replica or process only; later visits are "again", a settled link "missing"', async () => {
+    const r = record();
+    await a.pending.insert(r);
+    const visits = await Promise.all([a.pending.markLinkOpened(r.id), b.pending.markLinkOpened(r.id), a.pending.markLinkOpened(r.id)]);
+    expect(visits.filter((v) => v === 'first')).toHaveLength(1);
+    expect(visits.filter((v) => v === 'again')).toHaveLength(2);
+    expect((await a.pending.get(r.id))?.reissued).toBeFalsy();
+    await b.pending.replaceSession(r.id, 'fresh-session', 'https://agentidentity.example.com/authorize?session=fresh');
+    expect(await a.pending.get(r.id)).toMatchObject({ sessionUri: 'fresh-session', reissued: true });
+    await a.pending.settle(r.id, 'completed');
+    expect(await b.pending.markLinkOpened(r.id)).toBe('missing');
+    expect(await a.pending.markLinkOpened(id())).toBe('missing');
+  });
+
   it('delete forgets the record everywhere', async () => {
     const r = record();
     await a.pending.insert(r);

@@ -1,0 +1,117 @@
+/**
+ * The browser routes (/connect/<id>, /callback) in process against the emulated Agent Identity, as both transports
+ * mount them (src/http/app.ts, src/local/pages-host.ts): a link opened twice leads to a working consent page each
+ * time, only the newest session completes the authorization, and the call waiting on it then completes.
+ */
+import type { Server } from 'node:http';
+import express from 'express';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { followAuthorizationLink } from '../../examples/shared/browser.js';
+import { browserRoutes } from '../../src/browser/routes.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import type { UserIdentity } from '../../src/identity/types.js';
+import { createLogger } from '../../src/log.js';
+import { createRuntime, type Runtime } from '../../src/runtime.js';
+import { freePort, startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+
+let sandbox: Sandbox;
+let config: Config;
+let runtime: Runtime;
+let server: Server;
+let base: string;
+const logs: string[] = [];
+
+beforeAll(async () => {
+  base = `http://127.0.0.1:${await freePort()}`;
+  sandbox = await startSandbox({ callbackUrl: `${base}/callback` });
+  config = loadConfig({
+    argv: [],
+    env: { ...sandbox.serverEnv(base), DINGTALK_MCP_STATE_SECRET: 'browser-routes-test-secret-0123456789abcdef' },
+    cwd: '/nonexistent',
+  });
+  const logger = createLogger({ level: 'debug', write: (l) => logs.push(l) });
+  runtime = createRuntime(config, { credential: sandbox.credential, logger });
+  const app = express();
+  app.use(browserRoutes({ pending: runtime.pending, state: runtime.state, broker: runtime.broker, callbackUrl: config.callbackUrl, logger }));
+  server = await new Promise<Server>((resolve) => {
+    const s = app.listen(Number(new URL(base).port), '127.0.0.1', () => resolve(s));
+  });
+});
+afterAll(async () => {
+  await new Promise((r) => server?.close(r));
+  await runtime?.close();
+  await sandbox?.close();
+});
+
+/** What the ladder does when consent is needed: a session from Agent Identity, a pending entry, a call waiting on it. */
+async function startAuthorization(userId: string) {
+  const user: UserIdentity = { kind: 'userId', userId };
+  const id = runtime.pending.newId();
+  const outcome = await runtime.broker.getDingTalkToken(user, {
+    returnUrl: config.callbackUrl,
+    customState: runtime.state.sign(id, Date.now() + config.authTimeoutSeconds * 1000),
+  });
+  if (outcome.status !== 'authorization_required') throw new Error('expected a consent to be needed');
+  await runtime.pending.add(id, user, outcome.sessionUri, outcome.authorizationUrl);
+  return { id, user, link: `${base}/connect/${id}`, waiting: runtime.pending.wait(id, 60_000) };
+}
+
+const stopAt = () => `${base}/callback`;
+const page = async (url: string) => {
+  const res = await fetch(url, { redirect: 'manual' });
+  return { status: res.status, body: await res.text() };
+};
+
+describe('a link opened twice', () => {
+  it('both visits reach a working DingTalk consent page; the older tab is refused clearly, the newest approval completes the waiting call', async () => {
+    const auth = await startAuthorization('twice-user');
+    // The first tab gets as far as DingTalk and the user chooses Deny there; Agent Identity sends that tab back to us…
+    const first = await followAuthorizationLink(auth.link, { decision: 'deny', stopAt: stopAt() });
+    expect(first.finalUrl.startsWith(`${base}/callback?`)).toBe(true);
+    // …but meanwhile the same link was opened again (a refresh, another device): a fresh consent, not "already been used".
+    const second = await followAuthorizationLink(auth.link, { stopAt: stopAt() });
+    expect(second.finalUrl.startsWith(`${base}/callback?`)).toBe(true);
+    const sessionOf = (u: string) => new URL(u).searchParams.get('session_uri');
+    expect(sessionOf(second.finalUrl)).not.toBe(sessionOf(first.finalUrl));
+
+    // The older tab's answer belongs to a superseded session: refused, and it does not end the authorization.
+    const stale = await page(first.finalUrl);
+    expect(stale.status).toBe(409);
+    expect(stale.body).toContain('A newer link was opened');
+    expect(stale.body).toContain('Finish in the newest tab, or open the link from your assistant again.');
+    expect((await runtime.pending.get(auth.id))?.settlement).toBeUndefined();
+
+    const newest = await page(second.finalUrl);
+    expect(newest.status).toBe(200);
+    expect(newest.body).toContain('DingTalk access granted');
+    expect(await auth.waiting).toBe('completed');
+    const entry = await runtime.pending.get(auth.id);
+    expect(entry?.sessionUri).toBe(sessionOf(second.finalUrl));
+    const token = await runtime.broker.getDingTalkToken(auth.user, { returnUrl: config.callbackUrl, customState: 'x', sessionUri: entry!.sessionUri });
+    expect(token.status).toBe('token');
+    expect(sandbox.agentIdentity.vault.get('uid:twice-user')).toBeDefined();
+  });
+
+  it('a third visit works too, and once the authorization has finished the link says so', async () => {
+    const auth = await startAuthorization('thrice-user');
+    await followAuthorizationLink(auth.link, { stopAt: stopAt() });
+    await followAuthorizationLink(auth.link, { stopAt: stopAt() });
+    const third = await followAuthorizationLink(auth.link);
+    expect(third.status).toBe(200);
+    expect(third.body).toContain('DingTalk access granted');
+    expect(await auth.waiting).toBe('completed');
+    const after = await page(auth.link);
+    expect(after.status).toBe(410);
+    expect(after.body).toContain('This authorization has already finished or expired.');
+  });
+
+  it('the fresh session is never logged with its URL or session', async () => {
+    const auth = await startAuthorization('quiet-user');
+    await followAuthorizationLink(auth.link, { stopAt: stopAt() });
+    const second = await followAuthorizationLink(auth.link, { stopAt: stopAt() });
+    const session = new URL(second.finalUrl).searchParams.get('session_uri')!;
+    expect(logs.join('\n')).toContain('authorization link opened again: fresh session');
+    expect(logs.join('\n')).not.toContain(session);
+    expect(logs.join('\n')).not.toContain(auth.id);
+  });
+});
