@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '@modelcontextprotocol/client';
 import { followAuthorizationLink } from '../../examples/shared/browser.js';
-import type { EmulatorRequestLog } from '../../src/sandbox/dingtalk/index.js';
+import { DEFAULT_PERMISSIONS, type EmulatorRequestLog } from '../../src/sandbox/dingtalk/index.js';
 import { allServerStderr, connectServer, startStack, textOf, type ServerHandle, type Stack } from '../helpers/stack.js';
 
 let stack: Stack;
@@ -441,16 +441,7 @@ describe('faults', () => {
       expect(r.text).toContain('权限管理');
       expect(r.text).not.toMatch(/authorize DingTalk again/);
     } finally {
-      dt.setAppPermissions(stack.sandbox.dingtalkClientId, [
-        'Contact.User.Read',
-        'Document.Document.Write',
-        'Storage.File.Read',
-        'Storage.File.Write',
-        'Storage.Dentry.Search',
-        'Document.WorkspaceDocument.Write',
-        'Wiki.Workspace.Read',
-        'Wiki.Node.Read',
-      ]);
+      dt.setAppPermissions(stack.sandbox.dingtalkClientId, [...DEFAULT_PERMISSIONS]);
       await alice.close();
     }
   });
