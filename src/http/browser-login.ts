@@ -4,7 +4,7 @@ import type { Signer } from '../authorization/signer.js';
 import type { Logger } from '../log.js';
 import type { OnceMarks } from '../state/types.js';
 import { gatewayUser } from './caller.js';
-import type { OidcProvider } from './oidc.js';
+import type { AuthorizationRequest, OidcProvider } from './oidc.js';
 import { sendPage, setPageSecurityHeaders } from '../browser/pages.js';
 
 // One cookie per sign-in in progress and per authorization, so a user with two links open in one
@@ -98,9 +98,9 @@ export function createBrowserLogin(options: BrowserLoginOptions) {
         sendPage(res, 401, 'Sign-in required', "Open this link through your organization's gateway so it can tell who you are.");
         return false;
       }
-      let login: Awaited<ReturnType<OidcProvider['beginLogin']>>;
+      let login: AuthorizationRequest;
       try {
-        login = await options.oidc.provider.beginLogin(options.oidc.clientId, loginRedirectUri);
+        login = await options.oidc.provider.authorizationRequest(options.oidc.clientId, loginRedirectUri);
       } catch (e) {
         logger.error('cannot start the browser sign-in', { error: (e as Error).message });
         sendPage(res, 502, 'Sign-in is unavailable', 'The identity provider cannot be reached right now. Try the link again in a minute.');
@@ -169,8 +169,10 @@ export function createBrowserLogin(options: BrowserLoginOptions) {
       return sendPage(res, 400, 'Sign-in already completed', 'This sign-in response was already used. Open the authorization link again.');
     }
     try {
-      const claims = await options.oidc.provider.finishLogin({
-        code,
+      const { claims } = await options.oidc.provider.authorizationCodeGrant({
+        // The whole callback query: oauth4webapi checks its state and, when sent, its iss (RFC 9207).
+        callback: new URL(req.originalUrl, 'http://callback.invalid').searchParams,
+        expectedState: flow.value.state,
         verifier: flow.value.verifier,
         nonce: flow.value.nonce,
         clientId: options.oidc.clientId,

@@ -1,37 +1,47 @@
-import { createHash, randomBytes } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import * as oauth from 'oauth4webapi';
 import type { Logger } from '../log.js';
 import { JwksCache, JwksUnavailableError } from './jwks-cache.js';
+import { describeOidcLibraryError, OidcError } from './oidc-errors.js';
 
-/** The parts of an OpenID Provider's discovery document we use (OpenID Connect Discovery 1.0 §3). */
-export interface OidcMetadata {
-  issuer: string;
-  authorization_endpoint: string;
-  token_endpoint: string;
-  jwks_uri: string;
-  code_challenge_methods_supported?: string[];
+export { OidcError } from './oidc-errors.js';
+
+/** The provider metadata we rely on (OpenID Connect Discovery 1.0 §3), as oauth4webapi returns it. */
+export type OidcMetadata = oauth.AuthorizationServer & { authorization_endpoint: string; token_endpoint: string; jwks_uri: string };
+
+/** What the browser is sent to, and what the client keeps until the callback. */
+export interface AuthorizationRequest {
+  url: string;
+  state: string;
+  verifier: string;
+  nonce: string;
 }
 
-export class OidcError extends Error {
-  constructor(
-    message: string,
-    readonly reason: 'invalid_token' | 'unavailable' | 'login_failed',
-  ) {
-    super(message);
-    this.name = 'OidcError';
-  }
+export interface OidcProviderOptions {
+  /** Repeat the provider's `error_description` in refusal messages (the example web app shows the code only). */
+  errorDescriptions?: boolean;
 }
 
 const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 const DISCOVERY_TTL_MS = 60 * 60_000;
 /** After a failed discovery fetch, the last good document serves this long before we try again. */
 const DISCOVERY_RETRY_MS = 5_000;
+const REQUEST_TIMEOUT_MS = 10_000;
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
+
+/** Plain http is allowed only to a loopback host (the sandbox issuer); oauth4webapi refuses it otherwise. */
+export function isLoopbackUrl(url: string | URL): boolean {
+  return LOOPBACK_HOSTS.has(new URL(url).hostname);
+}
 
 /**
  * One OpenID Connect identity provider: the one whose JWTs authorize `/mcp` and which signs the
- * browser user in on `/connect`. Keys come from its JWKS (./jwks-cache.ts: refetched at once when a
- * token names a key it has not seen, at most once a second). An outage of discovery or JWKS keeps the
- * last good copy in use; with none, verification fails as `unavailable` (503), not as a bad token.
+ * browser user in on `/connect`. The protocol steps (discovery, the authorization request with PKCE
+ * S256, the authorization-code and refresh grants, ID-token claim checks) are oauth4webapi's.
+ * Signatures are ours: oauth4webapi does not verify an ID token's signature in the code flow over
+ * TLS, and bearer tokens need our JWKS cache anyway (./jwks-cache.ts: refetched at once when a token
+ * names a key it has not seen, at most once a second). An outage of discovery or JWKS keeps the last
+ * good copy in use; with none, verification fails as `unavailable` (503), not as a bad token.
  */
 export class OidcProvider {
   private metadata?: { value: OidcMetadata; fetchedAt: number };
@@ -42,14 +52,16 @@ export class OidcProvider {
   constructor(
     readonly issuer: string,
     private readonly logger: Logger,
+    private readonly options: OidcProviderOptions = {},
   ) {
     this.jwks = new JwksCache((error) => logger.warn('identity provider keys could not be refreshed; using the last good copy', { error }));
   }
 
+  /** OpenID Connect Discovery, cached for an hour; an outage serves the last good document. */
   async discover(): Promise<OidcMetadata> {
     const known = this.metadata;
     if (known && (Date.now() - known.fetchedAt < DISCOVERY_TTL_MS || Date.now() - this.metadataFailedAt < DISCOVERY_RETRY_MS)) return known.value;
-    this.metadataInFlight ??= this.fetchMetadata().finally(() => (this.metadataInFlight = undefined));
+    this.metadataInFlight ??= this.discoveryRequest().finally(() => (this.metadataInFlight = undefined));
     try {
       return await this.metadataInFlight;
     } catch (e) {
@@ -61,22 +73,15 @@ export class OidcProvider {
     }
   }
 
-  private async fetchMetadata(): Promise<OidcMetadata> {
+  private async discoveryRequest(): Promise<OidcMetadata> {
     const url = `${this.issuer}/.well-known/openid-configuration`;
-    let body: Partial<OidcMetadata>;
+    let body: oauth.AuthorizationServer;
     try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(10_000), headers: { accept: 'application/json' } });
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      body = (await res.json()) as Partial<OidcMetadata>;
+      // Discovery §4.3: processDiscoveryResponse refuses a document naming another issuer.
+      const issuer = new URL(this.issuer);
+      body = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, this.requestOptions(issuer)));
     } catch (e) {
-      throw new OidcError(
-        `The identity provider's discovery document ${url} could not be read (${(e as Error).message}). Check OIDC_ISSUER and the network.`,
-        'unavailable',
-      );
-    }
-    // OpenID Connect Discovery §4.3: the issuer in the document must equal the configured one.
-    if (body.issuer?.replace(/\/+$/, '') !== this.issuer) {
-      throw new OidcError(`The discovery document at ${url} names issuer "${body.issuer}", not "${this.issuer}". Fix OIDC_ISSUER.`, 'unavailable');
+      throw describeOidcLibraryError(e, { step: 'discovery', url, issuer: this.issuer });
     }
     if (!body.jwks_uri || !body.authorization_endpoint || !body.token_endpoint) {
       throw new OidcError(`The discovery document at ${url} lacks jwks_uri, authorization_endpoint or token_endpoint.`, 'unavailable');
@@ -86,7 +91,7 @@ export class OidcProvider {
     return value;
   }
 
-  /** Verify signature (JWKS), issuer, audience and expiry. */
+  /** Verify a JWT (bearer or ID token): signature by our JWKS cache with jose, issuer, audience and expiry. */
   async verify(token: string, audience: string): Promise<JWTPayload & { sub: string }> {
     const metadata = await this.discover();
     try {
@@ -106,12 +111,12 @@ export class OidcProvider {
     }
   }
 
-  /** Start an authorization-code + PKCE login (RFC 7636): the URL to send the browser to, and what to keep. */
-  async beginLogin(clientId: string, redirectUri: string): Promise<{ url: string; state: string; verifier: string; nonce: string }> {
+  /** The authorization request (OpenID Connect Core §3.1.2.1) with PKCE S256 (RFC 7636), `state` and `nonce`. */
+  async authorizationRequest(clientId: string, redirectUri: string): Promise<AuthorizationRequest> {
     const metadata = await this.discover();
-    const state = randomBytes(16).toString('base64url');
-    const verifier = randomBytes(32).toString('base64url');
-    const nonce = randomBytes(16).toString('base64url');
+    const state = oauth.generateRandomState();
+    const verifier = oauth.generateRandomCodeVerifier();
+    const nonce = oauth.generateRandomNonce();
     const url = new URL(metadata.authorization_endpoint);
     url.searchParams.set('response_type', 'code');
     url.searchParams.set('client_id', clientId);
@@ -119,51 +124,78 @@ export class OidcProvider {
     url.searchParams.set('scope', 'openid');
     url.searchParams.set('state', state);
     url.searchParams.set('nonce', nonce);
-    url.searchParams.set('code_challenge', createHash('sha256').update(verifier).digest('base64url'));
+    url.searchParams.set('code_challenge', await oauth.calculatePKCECodeChallenge(verifier));
     url.searchParams.set('code_challenge_method', 'S256');
     return { url: url.toString(), state, verifier, nonce };
   }
 
-  /** Redeem the code for an ID token and verify it (audience = our client id, the nonce we sent). */
-  async finishLogin(args: {
-    code: string;
+  /**
+   * The authorization-code grant (RFC 6749 §4.1.3, with the PKCE verifier): checks the callback's
+   * `state` (and `iss`, RFC 9207), redeems the code, and checks the ID token — claims (issuer,
+   * audience = our client id, expiry, nonce) by oauth4webapi, signature by `verify` (our JWKS).
+   */
+  async authorizationCodeGrant(args: {
+    /** The callback's query: `code`, `state`, perhaps `iss`. */
+    callback: URLSearchParams;
+    expectedState: string;
     verifier: string;
     nonce: string;
     clientId: string;
     clientSecret?: string;
     redirectUri: string;
-  }): Promise<JWTPayload & { sub: string }> {
+  }): Promise<{ claims: JWTPayload & { sub: string }; tokens: oauth.TokenEndpointResponse }> {
     const metadata = await this.discover();
-    const form = new URLSearchParams({
-      grant_type: 'authorization_code',
-      code: args.code,
-      redirect_uri: args.redirectUri,
-      client_id: args.clientId,
-      code_verifier: args.verifier,
-    });
-    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
-    if (args.clientSecret) {
-      // client_secret_basic (RFC 6749 §2.3.1): the form-encoded id and secret, base64'd.
-      headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(args.clientId)}:${encodeURIComponent(args.clientSecret)}`).toString('base64')}`;
-    }
-    let body: { id_token?: string; error?: string; error_description?: string };
+    const client: oauth.Client = { client_id: args.clientId };
+    let tokens: oauth.TokenEndpointResponse;
     try {
-      const res = await fetch(metadata.token_endpoint, { method: 'POST', headers, body: form.toString(), signal: AbortSignal.timeout(10_000) });
-      body = (await res.json()) as typeof body;
-      if (!res.ok)
-        throw new OidcError(
-          `The identity provider refused the sign-in (${body.error ?? res.status}${body.error_description ? `: ${body.error_description}` : ''}).`,
-          'login_failed',
-        );
+      const callback = oauth.validateAuthResponse(metadata, client, args.callback, args.expectedState);
+      const response = await oauth.authorizationCodeGrantRequest(
+        metadata,
+        client,
+        clientAuthentication(args.clientSecret),
+        callback,
+        args.redirectUri,
+        args.verifier,
+        this.requestOptions(metadata.token_endpoint),
+      );
+      tokens = await oauth.processAuthorizationCodeResponse(metadata, client, response, { expectedNonce: args.nonce });
     } catch (e) {
-      if (e instanceof OidcError) throw e;
-      throw new OidcError(`The identity provider's token endpoint could not be reached (${(e as Error).message}).`, 'unavailable');
+      throw describeOidcLibraryError(e, { step: 'token', url: metadata.token_endpoint, errorDescriptions: this.options.errorDescriptions ?? true });
     }
-    if (!body.id_token) throw new OidcError('The identity provider returned no ID token; is the `openid` scope allowed for this client?', 'login_failed');
-    const claims = await this.verify(body.id_token, args.clientId);
-    if (claims.nonce !== args.nonce) throw new OidcError('The ID token does not carry the nonce of this sign-in.', 'login_failed');
-    return claims;
+    if (!tokens.id_token) throw new OidcError('The identity provider returned no ID token; is the `openid` scope allowed for this client?', 'login_failed');
+    return { claims: await this.verify(tokens.id_token, args.clientId), tokens };
   }
+
+  /** The refresh-token grant (RFC 6749 §6): a fresh access token. */
+  async refreshTokenGrant(args: { refreshToken: string; clientId: string; clientSecret?: string }): Promise<oauth.TokenEndpointResponse> {
+    const metadata = await this.discover();
+    const client: oauth.Client = { client_id: args.clientId };
+    try {
+      const response = await oauth.refreshTokenGrantRequest(
+        metadata,
+        client,
+        clientAuthentication(args.clientSecret),
+        args.refreshToken,
+        this.requestOptions(metadata.token_endpoint),
+      );
+      return await oauth.processRefreshTokenResponse(metadata, client, response);
+    } catch (e) {
+      throw describeOidcLibraryError(e, { step: 'token', url: metadata.token_endpoint, errorDescriptions: this.options.errorDescriptions ?? true });
+    }
+  }
+
+  private requestOptions(target: string | URL): { signal: () => AbortSignal; [oauth.allowInsecureRequests]?: boolean } {
+    return {
+      signal: () => AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      // Only the sandbox issuer on 127.0.0.1 is plain http; anywhere else oauth4webapi's https-only rule stands.
+      ...(isLoopbackUrl(target) ? { [oauth.allowInsecureRequests]: true } : {}),
+    };
+  }
+}
+
+/** client_secret_basic (RFC 6749 §2.3.1) for a confidential client; `none` (client_id in the form) for a public one. */
+function clientAuthentication(clientSecret: string | undefined): oauth.ClientAuth {
+  return clientSecret ? oauth.ClientSecretBasic(clientSecret) : oauth.None();
 }
 
 function describeJoseError(e: unknown): string {

@@ -5,9 +5,11 @@
  * server to call `/mcp` as that user. The provider is found where an MCP client finds it: the server's
  * protected-resource metadata (RFC 9728), unless configured.
  *
- * Discovery, PKCE parameters and JWT verification reuse src/http/oidc.ts (the MCP server's own OIDC code); this
- * module adds what a client needs on top: the token response's access and refresh tokens, and refreshing them.
+ * Discovery, the authorization request (PKCE), the code and refresh grants and ID-token checks reuse src/http/oidc.ts
+ * (the MCP server's own OIDC steps, on oauth4webapi); this module keeps what a client needs on top: the access and
+ * refresh tokens, and when they expire.
  */
+import type { TokenEndpointResponse } from 'oauth4webapi';
 import { OidcError, OidcProvider } from '../../../src/http/oidc.js';
 import { createLogger } from '../../../src/log.js';
 
@@ -39,72 +41,49 @@ export interface UserTokens {
   expiresAt: number;
 }
 
-interface TokenResponse {
-  access_token?: string;
-  id_token?: string;
-  refresh_token?: string;
-  expires_in?: number;
-  error?: string;
-  error_description?: string;
-}
-
 export class SignIn {
   readonly provider: OidcProvider;
 
   constructor(readonly settings: SignInSettings) {
-    this.provider = new OidcProvider(settings.issuer.replace(/\/+$/, ''), createLogger({ level: 'warn' }));
+    // error_description comes from elsewhere: refusals repeat only the registered error code.
+    this.provider = new OidcProvider(settings.issuer.replace(/\/+$/, ''), createLogger({ level: 'warn' }), { errorDescriptions: false });
   }
 
   begin(): Promise<PendingSignIn> {
-    return this.provider.beginLogin(this.settings.clientId, this.settings.redirectUri);
+    return this.provider.authorizationRequest(this.settings.clientId, this.settings.redirectUri);
   }
 
   /** Redeem the code (with the PKCE verifier) and verify the ID token. */
   async finish(code: string, pending: PendingSignIn): Promise<{ user: SignedInUser; tokens: UserTokens }> {
-    const body = await this.token({ grant_type: 'authorization_code', code, redirect_uri: this.settings.redirectUri, code_verifier: pending.verifier });
-    if (!body.id_token) throw new OidcError('The identity provider returned no ID token; is the `openid` scope allowed for this client?', 'login_failed');
-    if (!body.access_token) throw new OidcError('The identity provider returned no access token.', 'login_failed');
-    const claims = await this.provider.verify(body.id_token, this.settings.clientId);
-    if (claims.nonce !== pending.nonce) throw new OidcError('The ID token does not carry the nonce of this sign-in.', 'login_failed');
+    const { claims, tokens } = await this.provider.authorizationCodeGrant({
+      callback: new URLSearchParams({ code, state: pending.state }),
+      expectedState: pending.state,
+      verifier: pending.verifier,
+      nonce: pending.nonce,
+      clientId: this.settings.clientId,
+      clientSecret: this.settings.clientSecret,
+      redirectUri: this.settings.redirectUri,
+    });
     const name = typeof claims.name === 'string' && claims.name ? claims.name : claims.sub;
-    return { user: { sub: claims.sub, iss: String(claims.iss), name: name.slice(0, 200) }, tokens: tokensOf(body) };
+    return { user: { sub: claims.sub, iss: String(claims.iss), name: name.slice(0, 200) }, tokens: tokensOf(tokens) };
   }
 
   /** A fresh access token from the refresh token (RFC 6749 §6). */
   async refresh(tokens: UserTokens): Promise<UserTokens> {
     if (!tokens.refreshToken) throw new OidcError('Your sign-in has expired. Sign in again.', 'login_failed');
-    const body = await this.token({ grant_type: 'refresh_token', refresh_token: tokens.refreshToken });
-    if (!body.access_token) throw new OidcError('The identity provider returned no access token.', 'login_failed');
+    const body = await this.provider.refreshTokenGrant({
+      refreshToken: tokens.refreshToken,
+      clientId: this.settings.clientId,
+      clientSecret: this.settings.clientSecret,
+    });
     return { ...tokensOf(body), refreshToken: body.refresh_token ?? tokens.refreshToken };
-  }
-
-  private async token(fields: Record<string, string>): Promise<TokenResponse> {
-    const metadata = await this.provider.discover();
-    const form = new URLSearchParams({ ...fields, client_id: this.settings.clientId });
-    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
-    if (this.settings.clientSecret) {
-      // client_secret_basic (RFC 6749 §2.3.1).
-      headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(this.settings.clientId)}:${encodeURIComponent(this.settings.clientSecret)}`).toString('base64')}`;
-    }
-    let res: Response;
-    try {
-      res = await fetch(metadata.token_endpoint, { method: 'POST', headers, body: form.toString(), signal: AbortSignal.timeout(10_000) });
-    } catch (e) {
-      throw new OidcError(`The identity provider's token endpoint could not be reached (${(e as Error).message}).`, 'unavailable');
-    }
-    const body = (await res.json().catch(() => ({}))) as TokenResponse;
-    if (!res.ok) {
-      // error_description comes from elsewhere: only the registered error code is repeated.
-      const code = (body.error ?? `HTTP ${res.status}`).replace(/[^\w .-]/g, '').slice(0, 60);
-      throw new OidcError(`The identity provider refused the sign-in (${code}).`, 'login_failed');
-    }
-    return body;
   }
 }
 
-function tokensOf(body: TokenResponse): UserTokens {
+/** oauth4webapi has checked that access_token is a non-empty string. */
+function tokensOf(body: TokenEndpointResponse): UserTokens {
   const ttl = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 300;
-  return { accessToken: body.access_token!, refreshToken: body.refresh_token, expiresAt: Date.now() + ttl * 1000 };
+  return { accessToken: body.access_token, refreshToken: body.refresh_token, expiresAt: Date.now() + ttl * 1000 };
 }
 
 /**
