@@ -1,9 +1,9 @@
 import { McpServer } from '@modelcontextprotocol/server';
 import type { ToolDeps } from './tools/define-tool.js';
 import { registerTools } from './tools/index.js';
-import { VERSION } from './version.js';
+import { SERVER_NAME, VERSION } from './version.js';
 
-export const SERVER_NAME = 'agent-identity-dingtalk-mcp';
+export { SERVER_NAME };
 
 const INSTRUCTIONS =
   'Writes DingTalk documents as the signed-in user, with their own DingTalk permissions. ' +

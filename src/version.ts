@@ -14,3 +14,6 @@ function readVersion(): string {
 }
 
 export const VERSION = readVersion();
+
+/** The server's name (MCP serverInfo.name, and named on the consent pages). */
+export const SERVER_NAME = 'agent-identity-dingtalk-mcp';

@@ -21,6 +21,8 @@ export interface FollowOptions {
   oidcSub?: string;
   /** Cookies to send (issue 3's same-user check uses a cookie); filled in as the browser goes. */
   cookies?: Map<string, string>;
+  /** On our page before DingTalk: 'continue' (default) or 'cancel' ("This was not me / Cancel"). */
+  interstitial?: 'continue' | 'cancel';
   /** Stop before visiting a URL that starts with this (tests: hold a callback in hand). */
   stopAt?: string;
   maxHops?: number;
@@ -52,6 +54,13 @@ export async function followAuthorizationLink(link: string, options: FollowOptio
       init = { method: 'POST', body: fields.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } };
       continue;
     }
+    // Our page before DingTalk: click "Continue to DingTalk" (or Cancel), as a person would.
+    const step = interstitialLink(body, url, options.interstitial ?? 'continue');
+    if (step && res.status === 200) {
+      url = step;
+      init = { method: 'GET' };
+      continue;
+    }
     const form = consentForm(body, url);
     if (form && res.status === 200) {
       const fields = new URLSearchParams({ consent_request: form.consentRequest, decision: options.decision ?? 'allow' });
@@ -63,6 +72,13 @@ export async function followAuthorizationLink(link: string, options: FollowOptio
     return { trail, status: res.status, body, finalUrl: url };
   }
   throw new Error(`more than ${options.maxHops ?? 20} hops following ${link}`);
+}
+
+/** The link to follow on our interstitial page (/connect/<id>), if this page is one. */
+function interstitialLink(html: string, pageUrl: string, choice: 'continue' | 'cancel'): string | undefined {
+  const text = choice === 'continue' ? 'Continue to DingTalk' : 'This was not me / Cancel';
+  const href = new RegExp(`<a href="([^"]+)"[^>]*>${text}</a>`).exec(html)?.[1];
+  return href ? new URL(decodeEntities(href), pageUrl).toString() : undefined;
 }
 
 /** The emulated DingTalk consent form, if this page is one. */

@@ -15,6 +15,7 @@ import type { Logger } from '../log.js';
 import { StoreUnavailableError } from '../state/types.js';
 import { MAX_WAITING_PER_USER, type PendingAuthorization, type PendingAuthorizations, type Settlement } from './pending.js';
 import type { SignedState } from './signed-state.js';
+import { CANCELLED_ON_PAGE } from './pending.js';
 
 /** The key of our URL elicitation inside a 2026-07-28 `inputRequests` map. */
 export const AUTH_INPUT_KEY = 'dingtalk_authorization';
@@ -141,13 +142,20 @@ async function climbLadder(deps: LadderDeps, req: LadderRequest): Promise<Ladder
     );
   }
 
-  const entry = await deps.pending.add(authorization().pendingId, user, outcome.sessionUri, outcome.authorizationUrl);
-  const url = deps.connectUrl(entry.id);
-  const lifetime = formatDuration(deps.authTimeoutMs);
-  const message = `Authorize ${req.purpose}: sign in to DingTalk and approve access for your account. The link works once, only for you, and expires in ${lifetime}.`;
-
   const caps = clientCapabilities(ctx, req.server);
   const modern = ctx.mcpReq.envelope !== undefined;
+  // What the interstitial page and the success page tell the user (src/browser/routes.ts): no secrets.
+  const client = req.server.server.getClientVersion?.()?.name;
+  const entry = await deps.pending.add(authorization().pendingId, user, outcome.sessionUri, outcome.authorizationUrl, {
+    purpose: req.purpose,
+    rung: caps?.elicitation?.url ? 'elicitation' : 'link',
+    ...(client ? { client: client.slice(0, 100) } : {}),
+  });
+  const url = deps.connectUrl(entry.id);
+  const lifetime = formatDuration(deps.authTimeoutMs);
+  // Every visit while pending leads to a working consent (a fresh Agent Identity session if needed), so no "works once".
+  const message = `Authorize ${req.purpose}: sign in to DingTalk and approve access for your account. The link is only for you and expires in ${lifetime}.`;
+
   if (!caps?.elicitation?.url) {
     deps.openBrowser?.(url);
     return textFallback(url, lifetime, req, deps.openBrowser !== undefined);
@@ -290,6 +298,8 @@ async function finish(
   switch (settlement) {
     case 'denied':
       await deps.pending.delete(entry.id);
+      // "This was not me / Cancel" on our page before DingTalk (src/browser/routes.ts).
+      if (entry.failureMessage === CANCELLED_ON_PAGE) return declined('decline', req);
       return fail(
         `Access was denied on the DingTalk consent page, so ${nothing(req)}. If that was a mistake, call the tool again and choose Allow.`,
         'authorization_denied',
@@ -374,7 +384,7 @@ function textFallback(url: string, lifetime: string, req: LadderRequest, opened:
   const text = [
     `Authorization needed for ${req.purpose} as you: this server needs your DingTalk consent.`,
     `Open this link in your browser and choose Allow: ${url}`,
-    `The link works once, only for you, and expires in ${lifetime}.${opened ? ' It was also opened in your browser.' : ''}`,
+    `The link is only for you and expires in ${lifetime}.${opened ? ' It was also opened in your browser.' : ''}`,
     // Not the tool's name: clients rename tools (e.g. mcp__dingtalk__write_dingtalk_doc).
     'After authorizing, call this tool again with the same arguments.',
     '(Your MCP client did not declare support for URL elicitation, so the link is shown here instead.)',

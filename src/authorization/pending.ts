@@ -7,6 +7,9 @@ export type PendingAuthorization = PendingRecord;
 
 type Listener = (settlement: Settlement) => void;
 
+/** The failure message of an authorization the user cancelled on our page before DingTalk ("This was not me / Cancel"). */
+export const CANCELLED_ON_PAGE = 'cancelled on the confirmation page';
+
 /** Calls one user may have waiting for a consent in this process at once; past it a call is refused ('too_many'). */
 export const MAX_WAITING_PER_USER = 8;
 
@@ -48,9 +51,15 @@ export class PendingAuthorizations {
     return randomBytes(18).toString('base64url');
   }
 
-  async add(id: string, user: UserIdentity, sessionUri: string, authorizationUrl: string): Promise<PendingAuthorization> {
+  async add(
+    id: string,
+    user: UserIdentity,
+    sessionUri: string,
+    authorizationUrl: string,
+    about: Pick<PendingAuthorization, 'purpose' | 'rung' | 'client'> = {},
+  ): Promise<PendingAuthorization> {
     const now = this.now();
-    const record = { id, user, sessionUri, authorizationUrl, createdAt: now, expiresAt: now + this.options.ttlMs };
+    const record = { id, user, sessionUri, authorizationUrl, createdAt: now, expiresAt: now + this.options.ttlMs, ...about };
     // Bounded per user: past the limit the store retires the user's oldest links (announced as 'expired').
     await this.records.insert(record);
     return { ...record, callbackConsumed: false };

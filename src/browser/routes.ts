@@ -1,10 +1,10 @@
 import express, { type Request, type Response } from 'express';
-import type { PendingAuthorization, PendingAuthorizations } from '../authorization/pending.js';
+import { CANCELLED_ON_PAGE, type PendingAuthorization, type PendingAuthorizations } from '../authorization/pending.js';
 import type { SignedState } from '../authorization/signed-state.js';
 import { AgentIdentityError, type DingTalkTokenOutcome, type IdentityBroker } from '../identity/types.js';
 import { StoreUnavailableError } from '../state/types.js';
 import type { Logger } from '../log.js';
-import { sendPage, setPageSecurityHeaders } from './pages.js';
+import { sendPage, sendPageWithLinks, setPageSecurityHeaders } from './pages.js';
 
 export interface BrowserRoutesDeps {
   pending: PendingAuthorizations;
@@ -12,6 +12,8 @@ export interface BrowserRoutesDeps {
   broker: IdentityBroker;
   /** Our `<APP_REDIRECT_URI>/callback`: the return URL of a fresh session for a link opened again. */
   callbackUrl: string;
+  /** Named on the page before consent: which server the user connects DingTalk to. */
+  serverName: string;
   logger: Logger;
   /**
    * Same-user check for multi-user deployments (docs/architecture.md decision 5): may answer the request itself
@@ -54,16 +56,67 @@ async function freshSession(deps: BrowserRoutesDeps, entry: PendingAuthorization
   return { ok: true, authorizationUrl: outcome.authorizationUrl };
 }
 
-/** `/connect/:id` (our link, which redirects to Agent Identity) and `/callback` (where Agent Identity sends the browser back). */
+/**
+ * The browser side of an authorization (docs/architecture.md decision 4): `/connect/:id` (our link: a page naming who
+ * connects, what for and to which server), `/connect/:id/continue` (to Agent Identity's consent, a fresh session
+ * when opened again), `/connect/:id/cancel` (settles it denied) and `/callback` (where Agent Identity sends the browser back).
+ */
 export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
   const router = express.Router();
   const { pending, logger } = deps;
 
-  router.get('/connect/:id', async (req, res) => {
+  /** The entry when it can still be approved; otherwise the page that says why not (and undefined). */
+  const open = async (req: Request, res: Response): Promise<PendingAuthorization | undefined> => {
     const entry = await pending.get(String(req.params.id));
-    if (!entry) return sendPage(res, 404, 'Link not found', 'This authorization link is unknown or has expired.', GONE);
-    if (entry.settlement) return sendPage(res, 410, 'Link already used', 'This authorization has already finished or expired.', GONE);
-    if (deps.verifyBrowserUser && !(await deps.verifyBrowserUser(req, res, entry, 'connect'))) return;
+    if (!entry) return void sendPage(res, 404, 'Link not found', 'This authorization link is unknown or has expired.', GONE);
+    if (entry.settlement) return void sendPage(res, 410, 'Link already used', 'This authorization has already finished or expired.', GONE);
+    if (entry.callbackConsumed) {
+      return void sendPage(res, 409, 'Approval in progress', 'DingTalk access for this link is being completed right now.', nextStep(entry));
+    }
+    if (deps.verifyBrowserUser && !(await deps.verifyBrowserUser(req, res, entry, 'connect'))) return undefined;
+    return entry;
+  };
+
+  /**
+   * Continue and Cancel are reached only from our own page. A browser says where a navigation came from
+   * (Sec-Fetch-Site); one started by another site, or by another port of this host (cookie tossing), is sent to the
+   * page first instead, so nobody can skip it or cancel a user's authorization from elsewhere.
+   */
+  const fromElsewhere = (req: Request, res: Response): boolean => {
+    const site = req.get('sec-fetch-site');
+    if (site !== 'cross-site' && site !== 'same-site') return false;
+    logger.warn('security: consent step requested from another site; showing the confirmation page', { site, step: req.path.split('/').pop() });
+    setPageSecurityHeaders(res);
+    res.redirect(303, `../${encodeURIComponent(String(req.params.id))}`);
+    return true;
+  };
+
+  // The page before DingTalk (docs/security.md: it defends against cookie tossing): who, what for, which server.
+  router.get('/connect/:id', async (req, res) => {
+    const entry = await open(req, res);
+    if (!entry) return;
+    const id = encodeURIComponent(entry.id);
+    sendPageWithLinks(
+      res,
+      200,
+      'Connect DingTalk to your assistant',
+      [
+        `${whoIs(entry)} is connecting a DingTalk account to ${deps.serverName}${entry.client ? ` for the MCP client that calls itself "${entry.client}"` : ''}.`,
+        `What for: ${entry.purpose ?? 'access to your DingTalk documents'}, acting as you with your own DingTalk permissions.`,
+        'Continue only if you just asked your assistant for this. DingTalk will then ask you to sign in and approve access.',
+        `The link is only for you and expires in ${remaining(entry)}.`,
+      ],
+      [
+        { href: `${id}/continue`, text: 'Continue to DingTalk', primary: true },
+        { href: `${id}/cancel`, text: 'This was not me / Cancel' },
+      ],
+    );
+  });
+
+  router.get('/connect/:id/continue', async (req, res) => {
+    if (fromElsewhere(req, res)) return;
+    const entry = await open(req, res);
+    if (!entry) return;
     // Agent Identity's AuthorizationURL works once: the first visit (on any replica or process) uses the stored one,
     // every later visit (a refresh, another device, the back button) gets a fresh session for the same authorization.
     const visit = await pending.markLinkOpened(entry.id);
@@ -76,6 +129,15 @@ export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
     }
     setPageSecurityHeaders(res);
     res.redirect(302, target);
+  });
+
+  router.get('/connect/:id/cancel', async (req, res) => {
+    if (fromElsewhere(req, res)) return;
+    const entry = await open(req, res);
+    if (!entry) return;
+    await pending.settle(entry.id, 'denied', CANCELLED_ON_PAGE);
+    logger.info('authorization cancelled on the confirmation page', { pending: entry.id.slice(0, 6) });
+    sendPage(res, 200, 'Cancelled', 'Nothing was connected and nothing was done with your DingTalk documents.', afterDenial(entry));
   });
 
   router.get('/callback', async (req, res) => {
@@ -93,15 +155,19 @@ export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
     if (!entry || entry.settlement === 'expired') {
       return sendPage(res, 410, 'Authorization expired', 'This authorization is unknown or has expired. Nothing was changed.', GONE);
     }
+    const error = q('error');
+    const sessionUri = q('session_uri');
+    // A refresh of the success page: the very callback that completed it (same state, the session it completed).
+    if (entry.settlement === 'completed' && entry.callbackConsumed && !entry.completedBySibling && !error && sessionUri === entry.sessionUri) {
+      return sendPage(res, 200, 'DingTalk access already granted', 'You approved DingTalk access already; nothing more is needed here.', nextStep(entry));
+    }
     const replayed = () => {
       logger.warn('security: callback refused', { reason: 'state replayed', pending: entry.id.slice(0, 6) });
       return sendPage(res, 409, 'Authorization already used', 'This authorization response was already used. Nothing was changed.');
     };
     if (entry.callbackConsumed || entry.settlement) return replayed();
-    if (deps.verifyBrowserUser && !(await deps.verifyBrowserUser(req, res, entry, 'callback'))) return;
-
-    const sessionUri = q('session_uri');
     // Only the newest session of a link opened several times completes it (its answer, Allow or Deny, included).
+    // Checked before the same-user check, which spends the browser's binding cookie the newest tab still needs.
     if (sessionUri !== undefined && sessionUri !== entry.sessionUri && entry.reissued) {
       logger.warn('callback refused', { reason: 'superseded session', pending: entry.id.slice(0, 6) });
       return sendPage(
@@ -112,11 +178,12 @@ export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
         SUPERSEDED,
       );
     }
-    const error = q('error');
+    if (deps.verifyBrowserUser && !(await deps.verifyBrowserUser(req, res, entry, 'callback'))) return;
+
     if (error) {
       if ((await pending.claimCallback(entry.id)) !== 'claimed') return replayed();
       await pending.settle(entry.id, error === 'access_denied' ? 'denied' : 'failed', `DingTalk answered "${error.slice(0, 64)}"`);
-      return sendPage(res, 200, 'Access not granted', 'You did not grant access to DingTalk, so nothing will be written. You can close this tab.');
+      return sendPage(res, 200, 'Access not granted', 'You did not grant access to DingTalk, so nothing will be written.', afterDenial(entry));
     }
     if (!sessionUri || sessionUri !== entry.sessionUri) {
       logger.warn('security: callback refused', { reason: 'session_uri does not match the pending authorization' });
@@ -135,11 +202,51 @@ export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
     }
     await pending.settle(entry.id, 'completed');
     logger.info('authorization completed', { pending: entry.id.slice(0, 6) });
-    sendPage(res, 200, 'DingTalk access granted', 'You can close this tab and return to your assistant: it will finish what it was doing.');
+    sendPage(res, 200, 'DingTalk access granted', 'You can close this tab.', nextStep(entry));
   });
 
   router.use(storeUnavailablePage(logger));
   return router;
+}
+
+/** Who the pending authorization is for, as the page names them (escaped by the page). */
+function whoIs(entry: PendingAuthorization): string {
+  if (entry.user.kind === 'userId') return `User ${entry.user.userId}`;
+  let issuer = '';
+  try {
+    issuer = entry.user.issuer ? ` (signed in at ${new URL(entry.user.issuer).host})` : '';
+  } catch {
+    issuer = ` (signed in at ${entry.user.issuer})`;
+  }
+  return `User ${entry.user.subject}${issuer}`;
+}
+
+/**
+ * The true next step after an approval. On the elicitation rung a tool call waits for this authorization and
+ * carries on by itself (unless it already answered "still pending", past the client's patience); on the text-link
+ * rung the call has ended and the user must ask for the tool again.
+ */
+function nextStep(entry: PendingAuthorization): string {
+  const what = entry.purpose ?? 'what you asked for';
+  if (entry.rung === 'link') return `Return to your assistant and ask it to call the tool again: it will then finish ${what}.`;
+  return `Return to your assistant: it will finish ${what}. If it already told you the approval is still pending, ask it to call the tool again.`;
+}
+
+function afterDenial(entry: PendingAuthorization): string {
+  return entry.rung === 'link'
+    ? 'If that was a mistake, ask your assistant to call the tool again for a new link. You can close this tab.'
+    : 'Your assistant will be told that access was not granted. You can close this tab.';
+}
+
+/** "9 minutes" (rounded up) of what is left of a link's life. */
+function remaining(entry: PendingAuthorization): string {
+  const ms = Math.max(0, entry.expiresAt - Date.now());
+  if (ms > 60_000) {
+    const minutes = Math.ceil(ms / 60_000);
+    return `${minutes} minute${minutes === 1 ? '' : 's'}`;
+  }
+  const seconds = Math.max(1, Math.round(ms / 1000));
+  return `${seconds} second${seconds === 1 ? '' : 's'}`;
 }
 
 /** Error handler for browser pages: the shared store is down or restarting, so say so and let the browser retry (the callback's state stays valid). */

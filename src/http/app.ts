@@ -5,7 +5,7 @@ import { createMcpHandler } from '@modelcontextprotocol/server';
 import { InFlight } from '../in-flight.js';
 import type { Runtime } from '../runtime.js';
 import { createServer } from '../server.js';
-import { VERSION } from '../version.js';
+import { SERVER_NAME, VERSION } from '../version.js';
 import { createBrowserLogin } from './browser-login.js';
 import { sendLanding } from './landing.js';
 import { browserRoutes, storeUnavailablePage } from '../browser/routes.js';
@@ -98,6 +98,7 @@ export function createHttpApp(runtime: Runtime, oidc?: OidcProvider): HttpApp {
       state: runtime.state,
       broker: runtime.broker,
       callbackUrl: config.callbackUrl,
+      serverName: SERVER_NAME,
       logger,
       verifyBrowserUser: login.verifyBrowserUser,
     }),

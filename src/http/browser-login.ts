@@ -149,7 +149,8 @@ export function createBrowserLogin(options: BrowserLoginOptions) {
       'Clear the cookies of this site in your browser, then open the authorization link from your assistant again.',
     );
   };
-  router.get(['/callback', '/login/callback'], refuseTossedCookies);
+  // The interstitial's Continue and Cancel too: the page must be the one this browser's own cookies saw.
+  router.get(['/callback', '/login/callback', '/connect/:id/continue', '/connect/:id/cancel'], refuseTossedCookies);
   router.get('/login/callback', async (req, res) => {
     const state = typeof req.query.state === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(req.query.state) ? req.query.state : undefined;
     const flowCookie = state ? getCookie(req, FLOW_COOKIE(state)) : undefined;

@@ -325,14 +325,14 @@ export class FilePendingRecords implements PendingRecords {
     record: NewPendingRecord & { reissued?: boolean },
     t = performance.timeOrigin + performance.now(),
   ): Promise<void> {
-    const { id: rid, user, sessionUri, authorizationUrl, createdAt, expiresAt, reissued } = record;
+    const { id: rid, user, sessionUri, authorizationUrl, createdAt, expiresAt, reissued, purpose, rung, client } = record;
     const body: RecordFile = {
       v: 1,
       u,
       e: expiresAt,
       t,
       d: this.sealer.seal(
-        JSON.stringify({ id: rid, user, sessionUri, authorizationUrl, createdAt, expiresAt, ...(reissued ? { reissued } : {}) }),
+        JSON.stringify({ id: rid, user, sessionUri, authorizationUrl, createdAt, expiresAt, purpose, rung, client, ...(reissued ? { reissued } : {}) }),
         `rec:${id}`,
       ),
     };

@@ -20,7 +20,7 @@ import { AgentIdentityClient } from '../identity/agent-identity-client.js';
 import { AgentIdentityBroker } from '../identity/broker.js';
 import { configureUserLabels, createLogger, type Logger } from '../log.js';
 import type { StateStore } from '../state/types.js';
-import { VERSION } from '../version.js';
+import { SERVER_NAME, VERSION } from '../version.js';
 import { createLocalStore, type FilePendingRecords } from './file-store.js';
 import {
   HOST_PATH,
@@ -132,7 +132,7 @@ export async function startPagesHost(settings: PagesHostSettings, logger: Logger
       proof: proofOf(settings.stateSecret, nonce, fingerprint, process.pid),
     });
   });
-  app.use(browserRoutes({ pending, state, broker, callbackUrl: settings.callbackUrl, logger }));
+  app.use(browserRoutes({ pending, state, broker, callbackUrl: settings.callbackUrl, serverName: SERVER_NAME, logger }));
 
   const listeners = await listenLoopback(app, port, new URL(settings.appRedirectUri).hostname, logger);
   const marker = join(settings.stateDir, `pages-host-${port}.json`);

@@ -136,7 +136,17 @@ interface SealedRecord {
   sessionUri: string;
   authorizationUrl: string;
   createdAt: number;
+  purpose?: string;
+  rung?: 'elicitation' | 'link';
+  client?: string;
 }
+
+/** What the consent pages show about a record (src/browser/routes.ts): never a secret. */
+const about = (r: Pick<PendingRecord, 'purpose' | 'rung' | 'client'>) => ({
+  ...(r.purpose !== undefined ? { purpose: r.purpose } : {}),
+  ...(r.rung !== undefined ? { rung: r.rung } : {}),
+  ...(r.client !== undefined ? { client: r.client } : {}),
+});
 
 export async function createRedisStore(options: RedisStoreOptions): Promise<StateStore> {
   const { prefix, logger } = options;
@@ -235,6 +245,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stat
           sessionUri: record.sessionUri,
           authorizationUrl: record.authorizationUrl,
           createdAt: record.createdAt,
+          ...about(record),
         } satisfies SealedRecord),
         key,
       );
@@ -276,7 +287,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stat
       if (!current || current.settlement) return false;
       const key = recordKey(id);
       const sealed = sealer.seal(
-        JSON.stringify({ user: current.user, sessionUri, authorizationUrl, createdAt: current.createdAt } satisfies SealedRecord),
+        JSON.stringify({ user: current.user, sessionUri, authorizationUrl, createdAt: current.createdAt, ...about(current) } satisfies SealedRecord),
         key,
       );
       return (await run(REPLACE, [key], [sealed])) === 1;

@@ -39,6 +39,12 @@ export interface PendingRecord {
   completedBySibling?: boolean;
   /** The link was opened again and `sessionUri` now names a fresh session: older sessions' callbacks are superseded. */
   reissued?: boolean;
+  /** What the user authorizes, for the pages ("writing to DingTalk document X"); never a secret. */
+  purpose?: string;
+  /** How the link reached the user: 'elicitation' (a tool call waits for it) or 'link' (the user calls again). */
+  rung?: 'elicitation' | 'link';
+  /** The MCP client's own name for itself (clientInfo.name), when known; shown on the interstitial page, escaped. */
+  client?: string;
 }
 
 export type NewPendingRecord = Omit<PendingRecord, 'callbackConsumed' | 'settlement' | 'failureMessage' | 'completedBySibling' | 'reissued'>;

@@ -17,6 +17,7 @@ const CAROL = 'carol-3003';
 const DAVE = 'dave-4004';
 const ERIN = 'erin-5005';
 const FRANK = 'frank-6006';
+const GINA = 'gina-7007';
 const DOC_ALICE = 'AliceDocument0001';
 const DOC_BOB = 'BobDocument0002';
 
@@ -30,7 +31,7 @@ const startHttpServer = (url: string, env: Record<string, string> = {}) => start
 beforeAll(async () => {
   base = `http://127.0.0.1:${await freePort()}`;
   // One user per test that needs a first-time consent: the server caches each user's DingTalk token.
-  const users = [ALICE, BOB, CAROL, DAVE, ERIN, FRANK].map((sub) => ({ sub, name: sub }));
+  const users = [ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GINA].map((sub) => ({ sub, name: sub }));
   sandbox = await startSandbox({ callbackUrl: `${base}/callback`, oidc: { loginRedirectUri: `${base}/login/callback`, users } });
   sandbox.dingtalk.seedDocument(DOC_ALICE, { title: 'Alice', content: '' });
   sandbox.dingtalk.seedDocument(DOC_BOB, { title: 'Bob', content: '' });
@@ -243,6 +244,50 @@ describe('the whole flow over HTTP', () => {
       // The second link's authorization was settled by the first: already used, not "someone else".
       expect((await fetch(two.finalUrl, { headers: jar })).status).toBe(409);
       expect(alarms()).toBe(alarmsBefore); // no false "someone else" alarm for Frank
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('a link opened twice in one browser: the second visit gets a fresh consent, the older callback is told a newer link was opened, the waiting call writes', async () => {
+    const { client } = await connect(GINA, { era: 'legacy' });
+    try {
+      const pages: Record<string, { status: number; body: string }> = {};
+      let continueStatus = 0;
+      client.setRequestHandler('elicitation/create', async (request) => {
+        const url = (request.params as { url: string }).url;
+        const cookies = new Map<string, string>();
+        const first = await followAuthorizationLink(url, { oidcSub: GINA, cookies, stopAt: `${base}/callback` });
+        // The Continue step keeps the same-user check: a browser nobody signed in to is sent to the sign-in.
+        const stranger = await fetch(`${url}/continue`, { redirect: 'manual' });
+        continueStatus = stranger.status;
+        pages.strangerLocation = { status: stranger.status, body: stranger.headers.get('location') ?? '' };
+        const second = await followAuthorizationLink(url, { oidcSub: GINA, cookies, stopAt: `${base}/callback` });
+        const jar = { cookie: [...cookies].map(([k, v]) => `${k}=${v}`).join('; ') };
+        for (const [name, target] of [
+          ['older', first.finalUrl],
+          ['newer', second.finalUrl],
+          ['refresh', second.finalUrl],
+        ] as const) {
+          const res = await fetch(target, { headers: jar });
+          pages[name] = { status: res.status, body: await res.text() };
+        }
+        return { action: 'accept' };
+      });
+      const result = await client.callTool(
+        { name: 'write_dingtalk_doc', arguments: { document: DOC_BOB, content: 'gina, second visit' } },
+        { timeout: 60_000 },
+      );
+      expect(textOf(result)).toContain('Wrote');
+      expect(sandbox.dingtalk.getDocument(DOC_BOB)?.content).toBe('gina, second visit');
+      expect(continueStatus).toBe(302);
+      expect(pages.strangerLocation!.body.startsWith(sandbox.oidc!.issuer)).toBe(true);
+      expect(pages.older).toMatchObject({ status: 409 });
+      expect(pages.older!.body).toContain('A newer link was opened');
+      expect(pages.newer).toMatchObject({ status: 200 });
+      expect(pages.newer!.body).toContain(`Return to your assistant: it will finish writing to DingTalk document ${DOC_BOB}.`);
+      expect(pages.refresh).toMatchObject({ status: 200 });
+      expect(pages.refresh!.body).toContain('DingTalk access already granted');
     } finally {
       await client.close();
     }

@@ -114,8 +114,8 @@ describe('each step of a consent on another replica', () => {
       expect(textOf(result)).toContain('Wrote');
       expect(sandbox.dingtalk.getDocument(doc(ALICE))?.content).toBe('alice across three replicas');
       expect(new Set(servedBy('/mcp', since))).toEqual(new Set([home]));
-      // /connect twice: before the sign-in, and again after it.
-      expect(servedBy('/connect/', since)).toEqual([second, second]);
+      // /connect three times: before the sign-in, the confirmation page after it, and its Continue step.
+      expect(servedBy('/connect/', since)).toEqual([second, second, second]);
       expect(servedBy('/login/callback', since)).toEqual([home]);
       expect(servedBy('/callback', since)).toEqual([third]);
     } finally {
@@ -138,7 +138,7 @@ describe('each step of a consent on another replica', () => {
       expect(textOf(result)).toContain('Wrote');
       expect(sandbox.dingtalk.getDocument(doc(BOB))?.content).toBe('bob across replicas');
       expect(new Set(servedBy('/mcp', since)).size).toBeGreaterThan(1);
-      expect([servedBy('/connect/', since), servedBy('/login/callback', since), servedBy('/callback', since)]).toEqual([[1, 1], [2], [0]]);
+      expect([servedBy('/connect/', since), servedBy('/login/callback', since), servedBy('/callback', since)]).toEqual([[1, 1, 1], [2], [0]]);
     } finally {
       proxy.route = undefined;
       await client.close();

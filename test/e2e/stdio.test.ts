@@ -332,7 +332,11 @@ describe('session binding on /callback', () => {
       let url = connectUrl;
       for (let i = 0; i < 10 && !url.startsWith(`${stack.appRedirectUri}/callback`); i++) {
         const res = await fetch(url, { redirect: 'manual' });
-        if (res.status === 200) {
+        if (res.status === 200 && new URL(url).pathname.startsWith('/connect/')) {
+          // Our page before DingTalk: follow "Continue to DingTalk".
+          const html = await res.text();
+          url = new URL(/<a href="([^"]+)" class="primary">/.exec(html)![1]!, url).toString();
+        } else if (res.status === 200) {
           const html = await res.text();
           const consent = /name="consent_request" value="([^"]+)"/.exec(html)![1]!;
           const post = await fetch(new URL('/oauth2/auth/decision', url), {
@@ -378,8 +382,12 @@ describe('session binding on /callback', () => {
       expect(stack.sandbox.agentIdentity.vault.has('uid:user-binding')).toBe(true);
       expect(sessionUri).toMatch(/^urn:ietf:params:oauth:request_uri:/);
 
+      // Issue 9: the same callback again (a refresh of the success page) says so, and completes nothing twice;
+      // the state replayed with another session stays refused.
       const replay = await fetch(callback);
-      expect(replay.status).toBe(409);
+      expect(replay.status).toBe(200);
+      expect(await replay.text()).toContain('DingTalk access already granted');
+      expect((await fetch(otherSession)).status).toBe(409);
       expect(aiCalls('CompleteResourceTokenAuth').length).toBe(completesBefore + 1);
 
       // The /connect link of a finished authorization no longer leads anywhere.

@@ -139,6 +139,8 @@ describe('the web chat in Chromium', () => {
     expect(popup.url()).not.toContain(web.url); // opened without referrer to the chat's own pages
     await popup.locator('select[name="sub"]').selectOption('alice-1001');
     await popup.getByRole('button', { name: 'Sign in' }).click();
+    // Our page names who connects what for which server, then hands over to DingTalk.
+    await popup.getByRole('link', { name: 'Continue to DingTalk' }).click();
     await popup.waitForURL((u) => u.href.startsWith(sandbox.upstream.dingtalkUrl));
     await expect.poll(() => consent.getAttribute('class')).toContain('waiting');
     await shot(page, 'consent-pending');
@@ -391,6 +393,7 @@ describe('the web chat speaking MCP 2025-11-25', () => {
     const popup = await popupPromise;
     await popup.locator('select[name="sub"]').selectOption('carol-3003');
     await popup.getByRole('button', { name: 'Sign in' }).click();
+    await popup.getByRole('link', { name: 'Continue to DingTalk' }).click();
     await popup.getByRole('button', { name: /Allow/ }).click();
     await expect.poll(() => popup.textContent('body')).toContain('DingTalk access granted');
     await expect.poll(() => page.locator('li.card.consent').last().getAttribute('class'), { timeout: 20_000 }).toContain('completed');

@@ -32,7 +32,16 @@ beforeAll(async () => {
   const logger = createLogger({ level: 'debug', write: (l) => logs.push(l) });
   runtime = createRuntime(config, { credential: sandbox.credential, logger });
   const app = express();
-  app.use(browserRoutes({ pending: runtime.pending, state: runtime.state, broker: runtime.broker, callbackUrl: config.callbackUrl, logger }));
+  app.use(
+    browserRoutes({
+      pending: runtime.pending,
+      state: runtime.state,
+      broker: runtime.broker,
+      callbackUrl: config.callbackUrl,
+      serverName: 'agent-identity-dingtalk-mcp',
+      logger,
+    }),
+  );
   server = await new Promise<Server>((resolve) => {
     const s = app.listen(Number(new URL(base).port), '127.0.0.1', () => resolve(s));
   });
