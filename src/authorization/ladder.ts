@@ -335,7 +335,8 @@ async function finish(
         sessionUri: entry.completedBySibling ? undefined : entry.sessionUri,
         signal: req.ctx.mcpReq.signal,
       });
-      await deps.pending.delete(entry.id);
+      // Not deleted: the completed record lingers until the store forgets it (its lifetime plus the linger), so a
+      // refresh of the success page after this call wrote still answers "already granted", not "unknown or expired".
       if (outcome.status === 'token') return { kind: 'token', accessToken: outcome.accessToken };
       return fail(
         'The authorization completed, but Agent Identity has not released the DingTalk token yet. Call the tool again in a moment.',

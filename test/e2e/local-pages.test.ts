@@ -61,11 +61,13 @@ describe('a link opened twice (a refresh, a second device, the back button)', ()
     try {
       const callback = `${stack.appRedirectUri}/callback`;
       const pages: Array<{ status: number; body: string }> = [];
+      let newestTab = '';
       copy.client.setRequestHandler('elicitation/create', async (request) => {
         const url = (request.params as { url: string }).url;
         // Both tabs get through DingTalk's consent page; each holds the answer Agent Identity sends back.
         const first = await followAuthorizationLink(url, { stopAt: callback });
         const second = await followAuthorizationLink(url, { stopAt: callback });
+        newestTab = second.finalUrl;
         for (const tab of [first, second]) {
           const res = await fetch(tab.finalUrl, { redirect: 'manual' });
           pages.push({ status: res.status, body: await res.text() });
@@ -83,6 +85,10 @@ describe('a link opened twice (a refresh, a second device, the back button)', ()
       granted(pages[1]!.body);
       expect(result.isError).toBeFalsy();
       expect(stack.sandbox.dingtalk.getDocument(doc())?.content).toBe('written after the link was opened twice');
+      // After the waiting call wrote, a refresh of the newest tab still says access was granted (not "unknown or expired").
+      const refreshed = await fetch(newestTab, { redirect: 'manual' });
+      expect(refreshed.status).toBe(200);
+      expect(await refreshed.text()).toContain('DingTalk access already granted');
     } finally {
       await copy.close();
     }
