@@ -15,7 +15,7 @@ import type { Logger } from '../log.js';
 import { StoreUnavailableError } from '../state/types.js';
 import { MAX_WAITING_PER_USER, type PendingAuthorization, type PendingAuthorizations, type Settlement } from './pending.js';
 import type { SignedState } from './signed-state.js';
-import { CANCELLED_ON_PAGE } from './pending.js';
+import { CANCELLED_ON_PAGE, SIGN_IN_EXPIRED } from './pending.js';
 
 /** The key of our URL elicitation inside a 2026-07-28 `inputRequests` map. */
 export const AUTH_INPUT_KEY = 'dingtalk_authorization';
@@ -308,8 +308,16 @@ async function finish(
     case 'failed':
       await deps.pending.delete(entry.id);
       if (entry.failureMessage === 'declined') return declined('decline', req);
+      // The link was opened again after the user's sign-in (HTTP mode: this call's JWT) expired (src/browser/routes.ts).
+      if (entry.failureMessage === SIGN_IN_EXPIRED) {
+        return fail(
+          `Your sign-in to this assistant expired before DingTalk access was approved, so the authorization link can no longer complete and ${nothing(req)}. Call the tool again to get a new link (your client may ask you to sign in again first).`,
+          'authorization_sign_in_expired',
+          req,
+        );
+      }
       return fail(
-        `The authorization did not complete: ${entry.failureMessage ?? 'unknown error'}. ${cap(nothing(req))}; call the tool again to retry.`,
+        `The authorization did not complete: ${(entry.failureMessage ?? 'unknown error').replace(/\.$/, '')}. ${cap(nothing(req))}; call the tool again to retry.`,
         'authorization_failed',
         req,
       );

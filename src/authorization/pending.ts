@@ -10,6 +10,9 @@ type Listener = (settlement: Settlement) => void;
 /** The failure message of an authorization the user cancelled on our page before DingTalk ("This was not me / Cancel"). */
 export const CANCELLED_ON_PAGE = 'cancelled on the confirmation page';
 
+/** The failure message of an authorization whose user's sign-in (HTTP mode: the client's JWT) expired before the consent. */
+export const SIGN_IN_EXPIRED = 'sign-in expired before the consent';
+
 /** Calls one user may have waiting for a consent in this process at once; past it a call is refused ('too_many'). */
 export const MAX_WAITING_PER_USER = 8;
 

@@ -1,7 +1,8 @@
 import express, { type Request, type Response } from 'express';
-import { CANCELLED_ON_PAGE, type PendingAuthorization, type PendingAuthorizations } from '../authorization/pending.js';
+import { CANCELLED_ON_PAGE, SIGN_IN_EXPIRED, type PendingAuthorization, type PendingAuthorizations } from '../authorization/pending.js';
 import type { SignedState } from '../authorization/signed-state.js';
-import { AgentIdentityError, type DingTalkTokenOutcome, type IdentityBroker } from '../identity/types.js';
+import { jwtExpiryMs } from '../identity/broker.js';
+import { AgentIdentityError, type DingTalkTokenOutcome, type IdentityBroker, type UserIdentity } from '../identity/types.js';
 import { StoreUnavailableError } from '../state/types.js';
 import type { Logger } from '../log.js';
 import { sendPage, sendPageWithLinks, setPageSecurityHeaders } from './pages.js';
@@ -32,8 +33,12 @@ type FreshSession = { ok: true; authorizationUrl: string } | { ok: false; status
  * A new Agent Identity session for the same pending authorization and the same user: the ladder's request
  * (GetResourceOAuth2Token, USER_FEDERATION, our return URL, the entry's signed state), with ForceAuthentication so
  * a consent page is made even when the vault holds a token DingTalk refused. The entry then names the new session.
+ * A failure no reload can mend (the user's sign-in expired, a refusal by Agent Identity) ends the authorization, so
+ * the waiting call says what happened instead of waiting on a link that can no longer complete.
  */
 async function freshSession(deps: BrowserRoutesDeps, entry: PendingAuthorization): Promise<FreshSession> {
+  // HTTP mode: the user is the MCP client's JWT, and Agent Identity refuses it once expired (InvalidUserToken).
+  if (signInExpired(entry.user)) return giveUp(deps, entry, SIGN_IN_EXPIRED);
   let outcome: DingTalkTokenOutcome;
   try {
     outcome = await deps.broker.getDingTalkToken(entry.user, {
@@ -44,6 +49,7 @@ async function freshSession(deps: BrowserRoutesDeps, entry: PendingAuthorization
   } catch (e) {
     const message = e instanceof AgentIdentityError ? e.message : 'Agent Identity could not be reached.';
     deps.logger.error('GetResourceOAuth2Token for a link opened again failed', { error: message });
+    if (e instanceof AgentIdentityError && !isTransient(e)) return giveUp(deps, entry, e.code.startsWith('InvalidUserToken') ? SIGN_IN_EXPIRED : message);
     return { ok: false, status: 502, title: 'Consent page not available', text: message, next: 'Reload this page in a moment. Nothing was changed.' };
   }
   if (outcome.status !== 'authorization_required') {
@@ -54,6 +60,39 @@ async function freshSession(deps: BrowserRoutesDeps, entry: PendingAuthorization
   }
   deps.logger.info('authorization link opened again: fresh session', { pending: entry.id.slice(0, 6) });
   return { ok: true, authorizationUrl: outcome.authorizationUrl };
+}
+
+/** Settle the authorization as failed (the waiting call returns `reason`) and say the same on the page. */
+async function giveUp(deps: BrowserRoutesDeps, entry: PendingAuthorization, reason: string): Promise<FreshSession> {
+  await deps.pending.settle(entry.id, 'failed', reason);
+  deps.logger.info('authorization link opened again: it can no longer complete', {
+    pending: entry.id.slice(0, 6),
+    why: reason === SIGN_IN_EXPIRED ? 'sign-in expired' : 'refused by Agent Identity',
+  });
+  if (reason === SIGN_IN_EXPIRED) {
+    return {
+      ok: false,
+      status: 410,
+      title: 'Sign-in expired',
+      text: 'Your sign-in to the assistant expired before DingTalk access was approved, so this link can no longer be used. Nothing was changed.',
+      next: 'Go back to your assistant and ask it to call the tool again (it may ask you to sign in again first): it will give you a new link.',
+    };
+  }
+  return { ok: false, status: 410, title: 'Consent page not available', text: `${reason} This link can no longer be used; nothing was changed.`, next: GONE };
+}
+
+/** A JWT user whose token's `exp` has passed (no signature check: the token was verified when the call came in). */
+function signInExpired(user: UserIdentity, now = Date.now()): boolean {
+  if (user.kind !== 'jwt') return false;
+  const exp = jwtExpiryMs(user.jwt);
+  return exp !== undefined && exp <= now;
+}
+
+/** Worth a reload: the network, Agent Identity's own trouble (5xx), throttling, credentials not found this moment. */
+function isTransient(e: AgentIdentityError): boolean {
+  return (
+    e.code === 'NetworkError' || e.code === 'CredentialsUnavailable' || e.code.startsWith('Throttling') || (e.httpStatus !== undefined && e.httpStatus >= 500)
+  );
 }
 
 /**

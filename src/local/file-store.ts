@@ -234,6 +234,22 @@ export class FilePendingRecords implements PendingRecords {
     return n;
   }
 
+  /**
+   * Completed records the store still keeps (their lifetime plus the linger): a refresh of their success page answers
+   * "already granted", so the pages host stays up for them too. A sibling completed along with another has no page.
+   */
+  async grantedCount(): Promise<number> {
+    const now = this.now();
+    let n = 0;
+    for (const id of await this.ids()) {
+      const file = await this.readRecordFile(id).catch(() => undefined);
+      if (!file || file.e + this.options.lingerMs <= now) continue;
+      const done = await this.readDone(id).catch(() => undefined);
+      if (done?.settlement === 'completed' && !done.completedBySibling) n += 1;
+    }
+    return n;
+  }
+
   close(): void {
     clearInterval(this.sweeper);
     if (this.poller) clearInterval(this.poller);

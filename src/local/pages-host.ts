@@ -5,8 +5,8 @@
  * exited (one-shot clients) and several copies share one port (docs/architecture.md decision 17).
  *
  * It listens on loopback only: 127.0.0.1, and [::1] too when APP_REDIRECT_URI says `localhost` (a browser may open
- * either, and no other local user must be able to take the other one). It stays up while a link can still be used,
- * and exits once none can, after a short grace.
+ * either, and no other local user must be able to take the other one). It stays up while a link can still be used
+ * or an approval still lingers in the store, and exits once neither does, after a short grace.
  */
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { connect } from 'node:net';
@@ -38,10 +38,15 @@ import { replacePrivate } from './private-files.js';
 // A CommonJS package: Node hands us `module.exports` (class on `.default`); some loaders unwrap it already.
 const Credential = ((CredentialModule as unknown as { default?: unknown }).default ?? CredentialModule) as typeof CredentialModule.default;
 
-/** After the last request and once no link is live: how long the host waits before it exits. */
-const GRACE_MS = 30_000;
-/** A copy that just checked for the host is about to store a link: the host waits for it at least this long. */
-const HOLD_MS = 60_000;
+/**
+ * After the last request, once no link is live and no approval lingers: how long the host waits before it exits
+ * (DINGTALK_MCP_LOCAL_PAGES_IDLE_SECONDS, default 30, read when it starts; tests shorten it).
+ */
+function graceMsFrom(env: NodeJS.ProcessEnv): number {
+  const raw = env.DINGTALK_MCP_LOCAL_PAGES_IDLE_SECONDS;
+  const n = raw === undefined || raw === '' ? 30 : Number(raw);
+  return (Number.isFinite(n) && n > 0 ? n : 30) * 1000;
+}
 
 /** What the host tells the copy that started it, as one JSON line on stdout. */
 export type HostStart = { ok: true; pid: number } | { ok: false; code: string; message: string };
@@ -109,8 +114,11 @@ export async function startPagesHost(settings: PagesHostSettings, logger: Logger
     import('@modelcontextprotocol/express'),
     import('../browser/routes.js'),
   ]);
+  const graceMs = graceMsFrom(process.env);
+  // A copy that just checked for the host is about to store a link: the host waits for it at least this long.
+  const holdMs = 2 * graceMs;
   let lastRequestAt = Date.now();
-  let holdUntil = Date.now() + HOLD_MS;
+  let holdUntil = Date.now() + holdMs;
   const app = express();
   app.disable('x-powered-by');
   app.use((_req, _res, next) => {
@@ -121,7 +129,7 @@ export async function startPagesHost(settings: PagesHostSettings, logger: Logger
   app.use(hostHeaderValidation(LOOPBACK_NAMES), originValidation(LOOPBACK_NAMES));
   app.get(HOST_PATH, (req, res) => {
     const nonce = typeof req.query.nonce === 'string' ? req.query.nonce.slice(0, 128) : '';
-    if (req.query.hold === '1') holdUntil = Math.max(holdUntil, Date.now() + HOLD_MS);
+    if (req.query.hold === '1') holdUntil = Math.max(holdUntil, Date.now() + holdMs);
     res.set('Cache-Control', 'no-store');
     res.json({
       service: HOST_SERVICE,
@@ -166,8 +174,9 @@ export async function startPagesHost(settings: PagesHostSettings, logger: Logger
     return stopping;
   };
 
-  // Alive while a link can still be used (or a copy just asked), and for the grace after the last request; also
-  // gone when a loopback Agent Identity (the sandbox's, a test's emulator) is gone, since nothing can complete then.
+  // Alive while a link can still be used (or a copy just asked), while an approval lingers in the store (a refresh of
+  // its success page answers "already granted"), and for the grace after the last request; also gone when a
+  // loopback Agent Identity (the sandbox's, a test's emulator) is gone, since nothing can complete then.
   const loopbackUpstream = loopbackTarget(settings.agentIdentityEndpoint);
   let upstreamMisses = 0;
   let checking = false;
@@ -181,9 +190,8 @@ export async function startPagesHost(settings: PagesHostSettings, logger: Logger
           if (upstreamMisses >= 3) return void stop(`Agent Identity at ${settings.agentIdentityEndpoint} is gone`);
         }
         const now = Date.now();
-        if (now < holdUntil || now < lastRequestAt + GRACE_MS) return;
-        const live = await liveCount(store);
-        if (live === 0) void stop('no authorization link is live');
+        if (now < holdUntil || now < lastRequestAt + graceMs) return;
+        if ((await liveCount(store)) === 0 && (await grantedCount(store)) === 0) void stop('no authorization link is live or lingering');
       } catch (e) {
         logger.warn('local pages host: check failed', { error: (e as Error).message });
       } finally {
@@ -221,6 +229,12 @@ async function openStore(settings: PagesHostSettings, logger: Logger): Promise<S
 async function liveCount(store: StateStore): Promise<number> {
   const records = store.pending as Partial<FilePendingRecords>;
   return typeof records.liveCount === 'function' ? records.liveCount() : store.pending.count();
+}
+
+/** Redis: count() above already holds every record until the store forgets it, lingering ones included. */
+async function grantedCount(store: StateStore): Promise<number> {
+  const records = store.pending as Partial<FilePendingRecords>;
+  return typeof records.grantedCount === 'function' ? records.grantedCount() : 0;
 }
 
 interface Bound {

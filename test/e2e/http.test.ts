@@ -18,6 +18,7 @@ const DAVE = 'dave-4004';
 const ERIN = 'erin-5005';
 const FRANK = 'frank-6006';
 const GINA = 'gina-7007';
+const HANK = 'hank-8008';
 const DOC_ALICE = 'AliceDocument0001';
 const DOC_BOB = 'BobDocument0002';
 
@@ -31,7 +32,7 @@ const startHttpServer = (url: string, env: Record<string, string> = {}) => start
 beforeAll(async () => {
   base = `http://127.0.0.1:${await freePort()}`;
   // One user per test that needs a first-time consent: the server caches each user's DingTalk token.
-  const users = [ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GINA].map((sub) => ({ sub, name: sub }));
+  const users = [ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GINA, HANK].map((sub) => ({ sub, name: sub }));
   sandbox = await startSandbox({ callbackUrl: `${base}/callback`, oidc: { loginRedirectUri: `${base}/login/callback`, users } });
   sandbox.dingtalk.seedDocument(DOC_ALICE, { title: 'Alice', content: '' });
   sandbox.dingtalk.seedDocument(DOC_BOB, { title: 'Bob', content: '' });
@@ -63,7 +64,7 @@ const token = async (sub: string, extra: Partial<Parameters<NonNullable<Sandbox[
 };
 const aiCalls = (action: string) => sandbox.agentIdentity.calls.filter((c) => c.action === action);
 
-async function connect(sub: string, options: { era?: 'legacy' | 'modern'; urlElicitation?: boolean; url?: string } = {}) {
+async function connect(sub: string, options: { era?: 'legacy' | 'modern'; urlElicitation?: boolean; url?: string; bearer?: string } = {}) {
   const client = new Client(
     { name: `http-test-${sub}`, version: '1.0.0' },
     {
@@ -72,7 +73,7 @@ async function connect(sub: string, options: { era?: 'legacy' | 'modern'; urlEli
     },
   );
   const transport = new StreamableHTTPClientTransport(new URL(`${options.url ?? base}/mcp`), {
-    requestInit: { headers: { Authorization: `Bearer ${await token(sub)}` } },
+    requestInit: { headers: { Authorization: `Bearer ${options.bearer ?? (await token(sub))}` } },
   });
   await client.connect(transport);
   return { client, transport };
@@ -288,6 +289,50 @@ describe('the whole flow over HTTP', () => {
       expect(pages.newer!.body).toContain(`Return to your assistant: it will finish writing to DingTalk document ${DOC_BOB}.`);
       expect(pages.refresh).toMatchObject({ status: 200 });
       expect(pages.refresh!.body).toContain('DingTalk access already granted');
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("a link opened again after the user's sign-in expired: a 410 page says so, and the waiting call ends saying to call again for a new link", async () => {
+    // A short-lived bearer: valid for the call, expired by the time the user opens the link a second time.
+    const bearer = await token(HANK, { expiresIn: 3 });
+    const expiresAt = (JSON.parse(Buffer.from(bearer.split('.')[1]!, 'base64url').toString('utf8')) as { exp: number }).exp * 1000;
+    const { client } = await connect(HANK, { era: 'legacy', bearer });
+    try {
+      const before = sandbox.dingtalk.getDocument(DOC_BOB)?.content;
+      // The browser's visits, read once the call has answered (it may answer while this browser is still busy).
+      let visits: Promise<{ second: { status: number; body: string }; reload: { status: number; body: string } }> | undefined;
+      client.setRequestHandler('elicitation/create', async (request) => {
+        const url = (request.params as { url: string }).url;
+        visits = (async () => {
+          const cookies = new Map<string, string>();
+          await followAuthorizationLink(url, { oidcSub: HANK, cookies, stopAt: `${base}/callback` });
+          await new Promise((r) => setTimeout(r, Math.max(0, expiresAt - Date.now()) + 250));
+          const second = await followAuthorizationLink(url, { oidcSub: HANK, cookies });
+          const reload = await followAuthorizationLink(url, { oidcSub: HANK, cookies });
+          return { second, reload };
+        })();
+        await visits.catch(() => {});
+        return { action: 'accept' };
+      });
+      const result = await client.callTool({ name: 'write_dingtalk_doc', arguments: { document: DOC_BOB, content: 'hank, too late' } }, { timeout: 60_000 });
+      const { second, reload } = await visits!;
+      expect(second.status).toBe(410);
+      expect(second.body).toContain('Sign-in expired');
+      expect(second.body).toContain('Your sign-in to the assistant expired before DingTalk access was approved, so this link can no longer be used.');
+      expect(second.body).toContain('ask it to call the tool again');
+      expect(second.body).not.toContain('Reload this page');
+      // The link is finished: reloading it never leads to a consent that could not complete.
+      expect(reload.status).toBeGreaterThanOrEqual(400);
+      expect(reload.body).not.toContain('Reload this page');
+      expect(result.isError).toBe(true);
+      expect(textOf(result)).toContain(
+        'Your sign-in to this assistant expired before DingTalk access was approved, so the authorization link can no longer complete and nothing was written.',
+      );
+      expect(textOf(result)).toContain('Call the tool again to get a new link');
+      expect(sandbox.dingtalk.getDocument(DOC_BOB)?.content).toBe(before);
+      expect(sandbox.agentIdentity.vault.has(`jwt:${sandbox.oidc!.issuer}:${HANK}`)).toBe(false);
     } finally {
       await client.close();
     }

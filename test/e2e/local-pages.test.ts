@@ -95,6 +95,52 @@ describe('a link opened twice (a refresh, a second device, the back button)', ()
   });
 });
 
+describe('after an approval', () => {
+  it('the pages host stays up while the approval lingers: a refresh past the idle grace still says "already granted"; then it exits', async () => {
+    // Its own port and folder (a host of its own), short lifetimes: the link lives 12 s, the host's idle grace is 1 s.
+    const stateDir = mkdtempSync(join(tmpdir(), 'dtmcp-linger-'));
+    try {
+      const base = `http://127.0.0.1:${await freePort()}`;
+      stack.sandbox.allowCallbackUrl(`${base}/callback`);
+      const copy = await connectServer(stack, {
+        userId: 'refresh-later-user',
+        env: { APP_REDIRECT_URI: base, DINGTALK_MCP_STATE_DIR: stateDir, DINGTALK_MCP_AUTH_TIMEOUT_SECONDS: '12', DINGTALK_MCP_LOCAL_PAGES_IDLE_SECONDS: '1' },
+      });
+      let successPage = '';
+      try {
+        copy.client.setRequestHandler('elicitation/create', async (request) => {
+          const visit = await followAuthorizationLink((request.params as { url: string }).url, { stopAt: `${base}/callback` });
+          successPage = visit.finalUrl;
+          const res = await fetch(successPage, { redirect: 'manual' });
+          granted(await res.text());
+          return { action: 'accept' };
+        });
+        const result = await copy.client.callTool(
+          { name: 'write_dingtalk_doc', arguments: { document: doc(), content: 'refreshed later' } },
+          { timeout: 60_000 },
+        );
+        expect(result.isError).toBeFalsy();
+      } finally {
+        await copy.close();
+      }
+      const [pid] = pagesHostPids(stateDir);
+      expect(pid).toBeDefined();
+      // Past the grace after the last request (and a copy's hold, twice the grace): no link is live any more.
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(alive(pid!)).toBe(true);
+      const refreshed = await fetch(successPage, { redirect: 'manual' });
+      expect(refreshed.status).toBe(200);
+      expect(await refreshed.text()).toContain('DingTalk access already granted');
+      // Once the store forgets the record (its lifetime plus the linger, 24 s here), the host exits as before.
+      await waitFor(() => !alive(pid!), 'the pages host to exit', 40_000);
+      expect(pagesHostPids(stateDir)).toEqual([]);
+    } finally {
+      await stopPagesHosts(stateDir);
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
 describe('several local copies (Claude Desktop, Cursor and Claude Code at once)', () => {
   it('two copies on the same port both get working links and both write; one pages host serves both', async () => {
     const [a, b] = await Promise.all([connectServer(stack, { userId: 'twin-a' }), connectServer(stack, { userId: 'twin-b' })]);

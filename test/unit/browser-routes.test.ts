@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { followAuthorizationLink } from '../../examples/shared/browser.js';
 import { browserRoutes } from '../../src/browser/routes.js';
 import { loadConfig, type Config } from '../../src/config.js';
-import type { UserIdentity } from '../../src/identity/types.js';
+import { SIGN_IN_EXPIRED } from '../../src/authorization/pending.js';
+import { AgentIdentityError, type IdentityBroker, type UserIdentity } from '../../src/identity/types.js';
 import { createLogger } from '../../src/log.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { freePort, startSandbox, type Sandbox } from '../../src/sandbox/index.js';
@@ -20,6 +21,8 @@ let runtime: Runtime;
 let server: Server;
 let base: string;
 const logs: string[] = [];
+/** Set by a test: how Agent Identity answers the fresh-session request of a link opened again. */
+let freshSessionFault: Error | undefined;
 
 beforeAll(async () => {
   base = `http://127.0.0.1:${await freePort()}`;
@@ -36,7 +39,7 @@ beforeAll(async () => {
     browserRoutes({
       pending: runtime.pending,
       state: runtime.state,
-      broker: runtime.broker,
+      broker: faultyOnFreshSession(runtime.broker),
       callbackUrl: config.callbackUrl,
       serverName: 'agent-identity-dingtalk-mcp',
       logger,
@@ -51,6 +54,14 @@ afterAll(async () => {
   await runtime?.close();
   await sandbox?.close();
 });
+
+/** The runtime's broker, except that a fresh session (ForceAuthentication) fails with `freshSessionFault` when one is set. */
+function faultyOnFreshSession(broker: IdentityBroker): IdentityBroker {
+  return Object.assign(Object.create(broker) as IdentityBroker, {
+    getDingTalkToken: (user: UserIdentity, options: Parameters<IdentityBroker['getDingTalkToken']>[1]) =>
+      freshSessionFault && options.forceAuthentication ? Promise.reject(freshSessionFault) : broker.getDingTalkToken(user, options),
+  });
+}
 
 /** What the ladder does when consent is needed: a session from Agent Identity, a pending entry, a call waiting on it. */
 async function startAuthorization(userId: string) {
@@ -122,5 +133,56 @@ describe('a link opened twice', () => {
     expect(logs.join('\n')).toContain('authorization link opened again: fresh session');
     expect(logs.join('\n')).not.toContain(session);
     expect(logs.join('\n')).not.toContain(auth.id);
+  });
+});
+
+describe('a link opened again when Agent Identity cannot start a fresh session', () => {
+  const refusal = (code: string, httpStatus?: number) =>
+    new AgentIdentityError(`Agent Identity GetWorkloadAccessTokenForJWT failed: ${code}.`, code, 'GetWorkloadAccessTokenForJWT', 'req-1', httpStatus);
+  const openAgain = async (userId: string, fault: Error) => {
+    const auth = await startAuthorization(userId);
+    await followAuthorizationLink(auth.link, { stopAt: stopAt() });
+    freshSessionFault = fault;
+    try {
+      return { auth, again: await followAuthorizationLink(auth.link) };
+    } finally {
+      freshSessionFault = undefined;
+    }
+  };
+
+  it("the user's token refused (InvalidUserToken): 410 saying the sign-in expired, and the waiting call ends at once", async () => {
+    const { auth, again } = await openAgain('refused-token-user', refusal('InvalidUserToken.Expired', 400));
+    expect(again.status).toBe(410);
+    expect(again.body).toContain('Your sign-in to the assistant expired before DingTalk access was approved');
+    expect(again.body).not.toContain('Reload this page');
+    expect(await auth.waiting).toBe('failed');
+    expect((await runtime.pending.get(auth.id))?.failureMessage).toBe(SIGN_IN_EXPIRED);
+  });
+
+  it('another refusal (403): 410 with what Agent Identity said; the waiting call ends with the same message', async () => {
+    const { auth, again } = await openAgain('refused-user', refusal('Forbidden.NoPermission', 403));
+    expect(again.status).toBe(410);
+    expect(again.body).toContain('Agent Identity GetWorkloadAccessTokenForJWT failed: Forbidden.NoPermission. This link can no longer be used');
+    expect(again.body).not.toContain('Reload this page');
+    expect(await auth.waiting).toBe('failed');
+    expect((await runtime.pending.get(auth.id))?.failureMessage).toContain('Forbidden.NoPermission');
+  });
+
+  it('a transient failure (503, throttling, the network): 502 "reload in a moment", and the authorization stays open', async () => {
+    for (const [n, fault] of [
+      refusal('ServiceUnavailable', 503),
+      refusal('Throttling.User', 400),
+      refusal('NetworkError'),
+      new Error('socket hang up'),
+    ].entries()) {
+      const { auth, again } = await openAgain(`transient-user-${n}`, fault);
+      expect(again.status).toBe(502);
+      expect(again.body).toContain('Reload this page in a moment. Nothing was changed.');
+      expect((await runtime.pending.get(auth.id))?.settlement).toBeUndefined();
+      // The reload, once Agent Identity answers again, reaches a working consent and completes the waiting call.
+      const reload = await followAuthorizationLink(auth.link);
+      expect(reload.body).toContain('DingTalk access granted');
+      expect(await auth.waiting).toBe('completed');
+    }
   });
 });
