@@ -16,6 +16,8 @@ import { StoreUnavailableError, type NewPendingRecord, type Settlement, type Sta
 import { dumpRedis, redisServerAvailable, startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 
 const SECRET = 'replica-shared-secret-0123456789abcdef';
+// Any JWT, not just ours: two base64url JSON segments. (The bare letters 'eyJ' are no test: random ciphertext holds them by chance.)
+const JWT_SHAPE = /eyJ[\w-]{2,}\.eyJ[\w-]{2,}\./;
 const JWT = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZUBleGFtcGxlLmNvbSJ9.c2lnbmF0dXJlLW9mLXRoZS1qd3Q';
 const SESSION_URI = 'sessionuri-secret-0123456789abcdefghij';
 const logLines: string[] = [];
@@ -219,7 +221,9 @@ describe.each([
     expect(names.some((n) => n.endsWith('.rec'))).toBe(true);
     expect(names.some((n) => n.endsWith('.done'))).toBe(true);
     const text = names.map((n) => `${n}\n${readFileSync(join(dir, n), 'utf8')}`).join('\n');
-    for (const secret of [JWT, SESSION_URI, 'alice@example.com', 'carol-', SECRET, 'eyJ', 'access_denied']) expect(text).not.toContain(secret);
+    for (const secret of [JWT, SESSION_URI, 'alice@example.com', 'carol-', SECRET, 'access_denied']) expect(text).not.toContain(secret);
+    expect(JWT).toMatch(JWT_SHAPE);
+    expect(text).not.toMatch(JWT_SHAPE);
     const { statSync } = await import('node:fs');
     for (const n of names) expect(statSync(join(dir, n)).mode & 0o777).toBe(0o600);
     expect(statSync(dir).mode & 0o777).toBe(0o700);
@@ -229,7 +233,9 @@ describe.each([
     const admin = redis.admin();
     const { keys, text } = await dumpRedis(admin);
     expect(keys.length).toBeGreaterThan(5);
-    for (const secret of [JWT, SESSION_URI, 'alice@example.com', 'carol-', 'frank-', SECRET, 'eyJ', 'access_denied']) expect(text).not.toContain(secret);
+    for (const secret of [JWT, SESSION_URI, 'alice@example.com', 'carol-', 'frank-', SECRET, 'access_denied']) expect(text).not.toContain(secret);
+    expect(JWT).toMatch(JWT_SHAPE);
+    expect(text).not.toMatch(JWT_SHAPE);
     for (const key of keys) expect(key.startsWith('dtmcp:')).toBe(true);
     // Every key expires, except the one index of all records (whose entries are trimmed by time).
     for (const key of keys) if (key !== 'dtmcp:pending') expect(await admin.pttl(key)).toBeGreaterThan(0);
