@@ -242,7 +242,7 @@ export const SETTINGS: Setting[] = [
     flag: 'oidc-issuer',
     env: 'OIDC_ISSUER',
     file: 'oidc_issuer',
-    help: 'http: the OpenID Connect issuer whose JWTs authorize `/mcp` (the identity provider registered on the workload identity), e.g. `https://oauth.aliyun.com`; its discovery document gives the JWKS and login endpoints.',
+    help: 'http: the OpenID Connect issuer whose JWTs authorize `/mcp` (the identity provider registered on the workload identity), e.g. `https://oauth.aliyun.com`; its discovery document gives the JWKS and login endpoints. Must be https (plain http only on loopback, as in the sandbox); refused at start otherwise.',
     fix: "set OIDC_ISSUER to your identity provider's issuer URL (e.g. https://oauth.aliyun.com), or use --sandbox",
   },
   {

@@ -34,6 +34,15 @@ export function isLoopbackUrl(url: string | URL): boolean {
   return LOOPBACK_HOSTS.has(new URL(url).hostname);
 }
 
+function isSecureEndpoint(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackUrl(url));
+  } catch {
+    return false;
+  }
+}
+
 /**
  * One OpenID Connect identity provider: the one whose JWTs authorize `/mcp` and which signs the
  * browser user in on `/connect`. The protocol steps (discovery, the authorization request with PKCE
@@ -85,6 +94,14 @@ export class OidcProvider {
     }
     if (!body.jwks_uri || !body.authorization_endpoint || !body.token_endpoint) {
       throw new OidcError(`The discovery document at ${url} lacks jwks_uri, authorization_endpoint or token_endpoint.`, 'unavailable');
+    }
+    const insecure = (['jwks_uri', 'authorization_endpoint', 'token_endpoint'] as const).find((name) => !isSecureEndpoint(body[name] as string));
+    if (insecure) {
+      // The issuer's own rule for what it names: keys read in clear text could be swapped for an attacker's.
+      throw new OidcError(
+        `The discovery document at ${url} names ${insecure} ${body[insecure]}, which is not https (plain http is allowed only on loopback). Fix the identity provider's configuration.`,
+        'unavailable',
+      );
     }
     const value = body as OidcMetadata;
     this.metadata = { value, fetchedAt: Date.now() };

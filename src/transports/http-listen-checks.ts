@@ -11,6 +11,7 @@ export const isLoopback = (host: string) => LOOPBACK.has(host) || /^127\.\d+\.\d
  * - A loopback APP_REDIRECT_URI on another port than `--port`: this server would advertise
  *   (protected-resource metadata, callback) whatever listens there, e.g. another local copy.
  *   A public URL off loopback may sit behind a proxy on any port: that is legitimate.
+ * - A plain-http OIDC_ISSUER off loopback: refused here rather than at the first sign-in or token.
  */
 export function httpListenProblem(config: Config): string | undefined {
   const publicUrl = new URL(config.appRedirectUri);
@@ -20,6 +21,15 @@ export function httpListenProblem(config: Config): string | undefined {
       'Put a TLS-terminating proxy in front and set APP_REDIRECT_URI to its https:// URL, or listen on 127.0.0.1 (--host 127.0.0.1); ' +
       'on a trusted lab network only, set DINGTALK_MCP_ALLOW_INSECURE_HTTP=1.'
     );
+  }
+  if (config.oidcIssuer) {
+    const issuer = new URL(config.oidcIssuer);
+    if (issuer.protocol !== 'https:' && !isLoopback(issuer.hostname)) {
+      return (
+        `OIDC_ISSUER is ${config.oidcIssuer}: plain http is allowed only on loopback (the sandbox's identity provider), because this server reads the keys that sign bearer tokens from it and sends sign-in codes to it. ` +
+        "Use the identity provider's https:// issuer URL."
+      );
+    }
   }
   const publicPort = Number(publicUrl.port || (publicUrl.protocol === 'https:' ? 443 : 80));
   if (isLoopback(publicUrl.hostname) && publicPort !== config.port && !config.publicUrlProxied) {

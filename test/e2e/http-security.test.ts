@@ -93,6 +93,13 @@ describe('where HTTP mode listens', () => {
     await own.close();
   });
 
+  it('a plain-http OIDC_ISSUER off loopback is refused at start, naming the fix', async () => {
+    const port = await freePort();
+    await expect(serve(['--port', String(port)], { APP_REDIRECT_URI: `http://127.0.0.1:${port}`, OIDC_ISSUER: 'http://idp.example.com' })).rejects.toThrow(
+      "OIDC_ISSUER is http://idp.example.com: plain http is allowed only on loopback (the sandbox's identity provider), because this server reads the keys that sign bearer tokens from it and sends sign-in codes to it. Use the identity provider's https:// issuer URL.",
+    );
+  });
+
   it('a loopback APP_REDIRECT_URI on another port than --port is refused, naming both and the fixes', async () => {
     const [listen, other] = [await freePort(), await freePort()];
     const attempt = serve(['--port', String(listen)], { APP_REDIRECT_URI: `http://127.0.0.1:${other}` });

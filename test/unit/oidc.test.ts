@@ -25,6 +25,8 @@ let issuer: string;
 let published: Key;
 let unpublished: Key;
 let discoveryIssuer: (issuer: string) => string;
+/** Endpoints the discovery document names instead of its own. */
+let discoveryOverrides: Record<string, string>;
 let tokenReply: (form: URLSearchParams) => Promise<{ status: number; body: unknown }>;
 let lastTokenForm: URLSearchParams | undefined;
 let lastTokenAuthorization: string | undefined;
@@ -50,6 +52,7 @@ beforeAll(async () => {
         authorization_endpoint: `${issuer}/authorize`,
         token_endpoint: `${issuer}/token`,
         jwks_uri: `${issuer}/jwks`,
+        ...discoveryOverrides,
       });
     if (req.url === '/jwks') return reply(200, { keys: [published.jwk] });
     if (req.url === '/token') {
@@ -68,6 +71,7 @@ beforeAll(async () => {
 afterAll(() => new Promise((resolve) => server.close(resolve)));
 beforeEach(() => {
   discoveryIssuer = (i) => i;
+  discoveryOverrides = {};
   tokenReply = () => tokens({ nonce: 'n-1' });
   lastTokenForm = undefined;
   lastTokenAuthorization = undefined;
@@ -111,6 +115,22 @@ describe('discovery', () => {
     await expect(new OidcProvider(issuer, silentLogger).discover()).rejects.toThrow(
       `The discovery document at ${issuer}/.well-known/openid-configuration names issuer "https://evil.example.com", not "${issuer}". Fix OIDC_ISSUER.`,
     );
+  });
+
+  it("a document naming a plain-http endpoint off loopback is refused: keys read in clear text could be an attacker's", async () => {
+    for (const [name, value] of [
+      ['jwks_uri', 'http://keys.example.com/jwks'],
+      ['token_endpoint', 'http://idp.example.com/token'],
+      ['authorization_endpoint', 'not a url'],
+    ] as const) {
+      discoveryOverrides = { [name]: value };
+      await expect(new OidcProvider(issuer, silentLogger).discover()).rejects.toMatchObject({
+        reason: 'unavailable',
+        message: `The discovery document at ${issuer}/.well-known/openid-configuration names ${name} ${value}, which is not https (plain http is allowed only on loopback). Fix the identity provider's configuration.`,
+      });
+    }
+    discoveryOverrides = { jwks_uri: 'https://keys.example.com/jwks', token_endpoint: `http://localhost:9/token` };
+    await expect(new OidcProvider(issuer, silentLogger).discover()).resolves.toMatchObject({ jwks_uri: 'https://keys.example.com/jwks' });
   });
 
   it('an unreachable provider is `unavailable`, not a bad token', async () => {
