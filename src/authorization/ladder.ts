@@ -146,11 +146,17 @@ async function climbLadder(deps: LadderDeps, req: LadderRequest): Promise<Ladder
   const modern = ctx.mcpReq.envelope !== undefined;
   // What the interstitial page and the success page tell the user (src/browser/routes.ts): no secrets.
   const client = req.server.server.getClientVersion?.()?.name;
-  const entry = await deps.pending.add(authorization().pendingId, user, outcome.sessionUri, outcome.authorizationUrl, {
-    purpose: req.purpose,
-    rung: caps?.elicitation?.url ? 'elicitation' : 'link',
-    ...(client ? { client: client.slice(0, 100) } : {}),
-  });
+  const { pendingId, tag } = authorization();
+  const entry = await deps.pending.add(
+    pendingId,
+    user,
+    { sessionUri: outcome.sessionUri, authorizationUrl: outcome.authorizationUrl, stateTag: tag },
+    {
+      purpose: req.purpose,
+      rung: caps?.elicitation?.url ? 'elicitation' : 'link',
+      ...(client ? { client: client.slice(0, 100) } : {}),
+    },
+  );
   const url = deps.connectUrl(entry.id);
   const lifetime = formatDuration(deps.authTimeoutMs);
   // Every visit while pending leads to a working consent (a fresh Agent Identity session if needed), so no "works once".
@@ -174,13 +180,13 @@ async function climbLadder(deps: LadderDeps, req: LadderRequest): Promise<Ladder
   return legacyElicitation(deps, req, entry, url, message);
 }
 
-/** A pending id and the state that names it, made on first use and then the same on every use. */
-function lazyAuthorization(deps: LadderDeps): () => { pendingId: string; state: string } {
-  let made: { pendingId: string; state: string } | undefined;
+/** A pending id and the state that names it (with the state's tag), made on first use and then the same on every use. */
+function lazyAuthorization(deps: LadderDeps): () => { pendingId: string; state: string; tag: string } {
+  let made: { pendingId: string; state: string; tag: string } | undefined;
   return () => {
     if (!made) {
       const pendingId = deps.pending.newId();
-      made = { pendingId, state: deps.state.sign(pendingId, Date.now() + deps.authTimeoutMs) };
+      made = { pendingId, ...deps.state.sign(pendingId, Date.now() + deps.authTimeoutMs) };
     }
     return made;
   };
@@ -338,7 +344,7 @@ async function finish(
     case 'completed': {
       const outcome = await deps.broker.getDingTalkToken(req.user, {
         returnUrl: deps.callbackUrl,
-        customState: deps.state.sign(entry.id, entry.expiresAt),
+        customState: deps.state.sign(entry.id, entry.expiresAt).state,
         // Completed through another link of this user: the token is in the vault, not on this session.
         sessionUri: entry.completedBySibling ? undefined : entry.sessionUri,
         signal: req.ctx.mcpReq.signal,

@@ -57,12 +57,12 @@ export class PendingAuthorizations {
   async add(
     id: string,
     user: UserIdentity,
-    sessionUri: string,
-    authorizationUrl: string,
+    session: { sessionUri: string; authorizationUrl: string; stateTag: string },
     about: Pick<PendingAuthorization, 'purpose' | 'rung' | 'client'> = {},
   ): Promise<PendingAuthorization> {
     const now = this.now();
-    const record = { id, user, sessionUri, authorizationUrl, createdAt: now, expiresAt: now + this.options.ttlMs, ...about };
+    const { sessionUri, authorizationUrl, stateTag } = session;
+    const record = { id, user, sessionUri, stateTag, authorizationUrl, createdAt: now, expiresAt: now + this.options.ttlMs, ...about };
     // Bounded per user: past the limit the store retires the user's oldest links (announced as 'expired').
     await this.records.insert(record);
     return { ...record, callbackConsumed: false };
@@ -80,9 +80,9 @@ export class PendingAuthorizations {
     return this.records.markLinkOpened(id);
   }
 
-  /** Point the entry at a fresh Agent Identity session; false when it settled or expired meanwhile. */
-  replaceSession(id: string, sessionUri: string, authorizationUrl: string): Promise<boolean> {
-    return this.records.replaceSession(id, sessionUri, authorizationUrl);
+  /** Point the entry at a fresh Agent Identity session and its state's tag; false when it settled, expired or was claimed meanwhile. */
+  replaceSession(id: string, sessionUri: string, authorizationUrl: string, stateTag: string): Promise<boolean> {
+    return this.records.replaceSession(id, sessionUri, authorizationUrl, stateTag);
   }
 
   /** The callback's single use, atomic across replicas. */

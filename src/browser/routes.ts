@@ -1,6 +1,6 @@
 import express, { type Request, type Response } from 'express';
 import { CANCELLED_ON_PAGE, SIGN_IN_EXPIRED, type PendingAuthorization, type PendingAuthorizations } from '../authorization/pending.js';
-import type { SignedState } from '../authorization/signed-state.js';
+import { SignedState } from '../authorization/signed-state.js';
 import { jwtExpiryMs } from '../identity/broker.js';
 import { AgentIdentityError, type DingTalkTokenOutcome, type IdentityBroker, type UserIdentity } from '../identity/types.js';
 import { StoreUnavailableError } from '../state/types.js';
@@ -40,10 +40,12 @@ async function freshSession(deps: BrowserRoutesDeps, entry: PendingAuthorization
   // HTTP mode: the user is the MCP client's JWT, and Agent Identity refuses it once expired (InvalidUserToken).
   if (signInExpired(entry.user)) return giveUp(deps, entry, SIGN_IN_EXPIRED);
   let outcome: DingTalkTokenOutcome;
+  // This session's own state: its tag replaces the older session's in the record, so only this session's callback completes.
+  const signed = deps.state.sign(entry.id, entry.expiresAt);
   try {
     outcome = await deps.broker.getDingTalkToken(entry.user, {
       returnUrl: deps.callbackUrl,
-      customState: deps.state.sign(entry.id, entry.expiresAt),
+      customState: signed.state,
       forceAuthentication: true,
     });
   } catch (e) {
@@ -55,7 +57,7 @@ async function freshSession(deps: BrowserRoutesDeps, entry: PendingAuthorization
   if (outcome.status !== 'authorization_required') {
     return { ok: false, status: 502, title: 'Consent page not available', text: 'Agent Identity did not start a new consent.', next: GONE };
   }
-  if (!(await deps.pending.replaceSession(entry.id, outcome.sessionUri, outcome.authorizationUrl))) {
+  if (!(await deps.pending.replaceSession(entry.id, outcome.sessionUri, outcome.authorizationUrl, signed.tag))) {
     return { ok: false, status: 410, title: 'Link already used', text: 'This authorization has already finished or expired.', next: GONE };
   }
   deps.logger.info('authorization link opened again: fresh session', { pending: entry.id.slice(0, 6) });
@@ -196,8 +198,10 @@ export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
     }
     const error = q('error');
     const sessionUri = q('session_uri');
+    // The state of the record's current session, not one of an earlier session of the same link (signed-state.ts).
+    const ownState = SignedState.sameTag(verdict.tag, entry.stateTag);
     // A refresh of the success page: the very callback that completed it (same state, the session it completed).
-    if (entry.settlement === 'completed' && entry.callbackConsumed && !entry.completedBySibling && !error && sessionUri === entry.sessionUri) {
+    if (entry.settlement === 'completed' && entry.callbackConsumed && !entry.completedBySibling && !error && ownState && sessionUri === entry.sessionUri) {
       return sendPage(res, 200, 'DingTalk access already granted', 'You approved DingTalk access already; nothing more is needed here.', nextStep(entry));
     }
     const replayed = () => {
@@ -207,8 +211,10 @@ export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
     if (entry.callbackConsumed || entry.settlement) return replayed();
     // Only the newest session of a link opened several times completes it (its answer, Allow or Deny, included).
     // Checked before the same-user check, which spends the browser's binding cookie the newest tab still needs.
-    if (sessionUri !== undefined && sessionUri !== entry.sessionUri && entry.reissued) {
-      logger.warn('callback refused', { reason: 'superseded session', pending: entry.id.slice(0, 6) });
+    if (entry.reissued && ((sessionUri !== undefined && sessionUri !== entry.sessionUri) || !ownState)) {
+      // The current session with an older session's state is no tab of this user's: somebody replays a state they saw.
+      if (sessionUri === entry.sessionUri) logger.warn('security: callback refused', { reason: 'state of another session', pending: entry.id.slice(0, 6) });
+      else logger.warn('callback refused', { reason: 'superseded session', pending: entry.id.slice(0, 6) });
       return sendPage(
         res,
         409,
@@ -216,6 +222,10 @@ export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
         'A newer link was opened for this authorization, so this tab cannot finish it. Nothing was changed.',
         SUPERSEDED,
       );
+    }
+    if (!ownState) {
+      logger.warn('security: callback refused', { reason: 'state of another session', pending: entry.id.slice(0, 6) });
+      return sendPage(res, 400, 'Invalid authorization response', 'This response does not belong to the authorization it claims. Nothing was changed.');
     }
     if (deps.verifyBrowserUser && !(await deps.verifyBrowserUser(req, res, entry, 'callback'))) return;
 

@@ -148,12 +148,13 @@ export class FilePendingRecords implements PendingRecords {
     return record;
   }
 
-  async replaceSession(id: string, sessionUri: string, authorizationUrl: string): Promise<boolean> {
+  async replaceSession(id: string, sessionUri: string, authorizationUrl: string, stateTag: string): Promise<boolean> {
     if (!ID.test(id)) return false;
     const file = await this.readRecordFile(id);
     const record = file && this.open(id, file);
-    if (!file || !record || record.expiresAt <= this.now() || (await this.exists(this.path(id, 'done')))) return false;
-    await this.writeRecord(id, file.u, { ...record, sessionUri, authorizationUrl, reissued: true }, file.t);
+    if (!file || !record || record.expiresAt <= this.now()) return false;
+    if ((await this.exists(this.path(id, 'done'))) || (await this.exists(this.path(id, 'claim')))) return false;
+    await this.writeRecord(id, file.u, { ...record, sessionUri, stateTag, authorizationUrl, reissued: true }, file.t);
     return true;
   }
 
@@ -341,14 +342,26 @@ export class FilePendingRecords implements PendingRecords {
     record: NewPendingRecord & { reissued?: boolean },
     t = performance.timeOrigin + performance.now(),
   ): Promise<void> {
-    const { id: rid, user, sessionUri, authorizationUrl, createdAt, expiresAt, reissued, purpose, rung, client } = record;
+    const { id: rid, user, sessionUri, stateTag, authorizationUrl, createdAt, expiresAt, reissued, purpose, rung, client } = record;
     const body: RecordFile = {
       v: 1,
       u,
       e: expiresAt,
       t,
       d: this.sealer.seal(
-        JSON.stringify({ id: rid, user, sessionUri, authorizationUrl, createdAt, expiresAt, purpose, rung, client, ...(reissued ? { reissued } : {}) }),
+        JSON.stringify({
+          id: rid,
+          user,
+          sessionUri,
+          stateTag,
+          authorizationUrl,
+          createdAt,
+          expiresAt,
+          purpose,
+          rung,
+          client,
+          ...(reissued ? { reissued } : {}),
+        }),
         `rec:${id}`,
       ),
     };

@@ -68,10 +68,11 @@ export class MemoryPendingRecords implements PendingRecords {
     return { ...record };
   }
 
-  async replaceSession(id: string, sessionUri: string, authorizationUrl: string): Promise<boolean> {
+  async replaceSession(id: string, sessionUri: string, authorizationUrl: string, stateTag: string): Promise<boolean> {
     const record = this.records.get(id);
-    if (!record || record.settlement || record.expiresAt <= this.now()) return false;
+    if (!record || record.settlement || record.callbackConsumed || record.expiresAt <= this.now()) return false;
     record.sessionUri = sessionUri;
+    record.stateTag = stateTag;
     record.authorizationUrl = authorizationUrl;
     record.reissued = true;
     return true;

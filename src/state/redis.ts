@@ -100,9 +100,9 @@ end
 return out
 `;
 
-// KEYS[1] record. ARGV: sealed data. Only while unsettled.
+// KEYS[1] record. ARGV: sealed data. Only while unsettled and unclaimed.
 const REPLACE = `
-if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 's') == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 's') == 1 or redis.call('HEXISTS', KEYS[1], 'c') == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'd', ARGV[1], 'r', '1')
 return 1
 `;
@@ -134,6 +134,7 @@ return wait
 interface SealedRecord {
   user: UserIdentity;
   sessionUri: string;
+  stateTag: string;
   authorizationUrl: string;
   createdAt: number;
   purpose?: string;
@@ -243,6 +244,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stat
         JSON.stringify({
           user: record.user,
           sessionUri: record.sessionUri,
+          stateTag: record.stateTag,
           authorizationUrl: record.authorizationUrl,
           createdAt: record.createdAt,
           ...about(record),
@@ -282,12 +284,12 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stat
       };
     },
 
-    async replaceSession(id: string, sessionUri: string, authorizationUrl: string): Promise<boolean> {
+    async replaceSession(id: string, sessionUri: string, authorizationUrl: string, stateTag: string): Promise<boolean> {
       const current = await pending.get(id);
-      if (!current || current.settlement) return false;
+      if (!current || current.settlement || current.callbackConsumed) return false;
       const key = recordKey(id);
       const sealed = sealer.seal(
-        JSON.stringify({ user: current.user, sessionUri, authorizationUrl, createdAt: current.createdAt, ...about(current) } satisfies SealedRecord),
+        JSON.stringify({ user: current.user, sessionUri, stateTag, authorizationUrl, createdAt: current.createdAt, ...about(current) } satisfies SealedRecord),
         key,
       );
       return (await run(REPLACE, [key], [sealed])) === 1;

@@ -28,6 +28,8 @@ export interface PendingRecord {
   id: string;
   user: UserIdentity;
   sessionUri: string;
+  /** The random tag inside the current session's signed state (src/authorization/signed-state.ts); the callback must bring it. */
+  stateTag: string;
   authorizationUrl: string;
   createdAt: number;
   expiresAt: number;
@@ -65,8 +67,11 @@ export interface PendingRecords {
   insert(record: NewPendingRecord): Promise<string[]>;
   /** The record, if it exists (an unsettled one past `expiresAt` reads as 'expired'). */
   get(id: string): Promise<PendingRecord | undefined>;
-  /** Point an unsettled record at a fresh Agent Identity session (a link opened again); marks it `reissued`. */
-  replaceSession(id: string, sessionUri: string, authorizationUrl: string): Promise<boolean>;
+  /**
+   * Point an unsettled, unclaimed record at a fresh Agent Identity session (a link opened again) and its state's tag;
+   * marks it `reissued`. False once settled, expired or claimed by a callback (the claimed session is the one completing).
+   */
+  replaceSession(id: string, sessionUri: string, authorizationUrl: string, stateTag: string): Promise<boolean>;
   /**
    * A visit of the /connect link, atomic across replicas and processes: exactly one visit gets 'first' (it may use the
    * stored upstream link, which works once); every later one 'again'; 'missing' when unknown, settled or expired.

@@ -19,6 +19,8 @@ const ERIN = 'erin-5005';
 const FRANK = 'frank-6006';
 const GINA = 'gina-7007';
 const HANK = 'hank-8008';
+const MALLORY = 'mallory-9009';
+const VICTOR = 'victor-1010';
 const DOC_ALICE = 'AliceDocument0001';
 const DOC_BOB = 'BobDocument0002';
 
@@ -32,7 +34,7 @@ const startHttpServer = (url: string, env: Record<string, string> = {}) => start
 beforeAll(async () => {
   base = `http://127.0.0.1:${await freePort()}`;
   // One user per test that needs a first-time consent: the server caches each user's DingTalk token.
-  const users = [ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GINA, HANK].map((sub) => ({ sub, name: sub }));
+  const users = [ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GINA, HANK, MALLORY, VICTOR].map((sub) => ({ sub, name: sub }));
   sandbox = await startSandbox({ callbackUrl: `${base}/callback`, oidc: { loginRedirectUri: `${base}/login/callback`, users } });
   sandbox.dingtalk.seedDocument(DOC_ALICE, { title: 'Alice', content: '' });
   sandbox.dingtalk.seedDocument(DOC_BOB, { title: 'Bob', content: '' });
@@ -289,6 +291,49 @@ describe('the whole flow over HTTP', () => {
       expect(pages.newer!.body).toContain(`Return to your assistant: it will finish writing to DingTalk document ${DOC_BOB}.`);
       expect(pages.refresh).toMatchObject({ status: 200 });
       expect(pages.refresh!.body).toContain('DingTalk access already granted');
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("a newer session's consent URL handed to someone else: their approval cannot be replayed into the link owner's authorization", async () => {
+    const { client } = await connect(MALLORY, { era: 'modern', urlElicitation: false });
+    try {
+      const [victorsAccount, mallorysAccount] = sandbox.dingtalk.users;
+      const link = /(http:\/\/\S+\/connect\/[A-Za-z0-9_-]+)/.exec(textOf(await client.callTool({ name: 'get_dingtalk_account', arguments: {} })))![1]!;
+      const cookies = new Map<string, string>();
+      // Mallory's first visit stops at Agent Identity's consent. Her second (a fresh session) goes through DingTalk with
+      // her own account and stops before our /callback, so she holds a state of her own link. Her third visit's consent
+      // URL (another fresh session) she does not open: she hands it to Victor.
+      await followAuthorizationLink(link, { oidcSub: MALLORY, cookies, stopAt: sandbox.agentIdentityUrl });
+      const own = await followAuthorizationLink(link, {
+        oidcSub: MALLORY,
+        cookies,
+        unionId: mallorysAccount!.unionId,
+        decision: 'deny',
+        stopAt: `${base}/callback`,
+      });
+      const heldState = new URL(own.finalUrl).searchParams.get('state')!;
+      const handed = (await followAuthorizationLink(link, { oidcSub: MALLORY, cookies, stopAt: sandbox.agentIdentityUrl })).finalUrl;
+      const handedSession = new URL(handed).searchParams.get('request_uri')!;
+      expect(handed).not.toContain(encodeURIComponent(heldState));
+      const completes = aiCalls('CompleteResourceTokenAuth').length;
+      // Victor approves with his DingTalk account; his browser is not Mallory's, so our callback refuses him.
+      const victor = await followAuthorizationLink(handed, { oidcSub: VICTOR, unionId: victorsAccount!.unionId });
+      expect(victor.status).toBe(403);
+      // Mallory replays the callback of that session with the state she held, from her own browser: refused.
+      const replay = await fetch(`${base}/callback?session_uri=${encodeURIComponent(handedSession)}&state=${encodeURIComponent(heldState)}`, {
+        headers: { cookie: [...cookies].map(([k, v]) => `${k}=${v}`).join('; ') },
+        redirect: 'manual',
+      });
+      expect(replay.status).toBe(409);
+      expect(await replay.text()).toContain('A newer link was opened');
+      expect(aiCalls('CompleteResourceTokenAuth').length).toBe(completes);
+      expect(server.stderr()).toContain('state of another session');
+      // Mallory is still not connected to any DingTalk account, least of all Victor's.
+      const after = textOf(await client.callTool({ name: 'get_dingtalk_account', arguments: {} }));
+      expect(after).not.toContain('Connected to the DingTalk account');
+      expect(after).toContain('/connect/');
     } finally {
       await client.close();
     }

@@ -361,7 +361,7 @@ describe('session binding on /callback', () => {
       forged.searchParams.set('state', state.slice(0, -2) + (state.endsWith('AA') ? 'BB' : 'AA'));
       expect((await fetch(forged)).status).toBe(400);
 
-      const expiredState = new SignedState(STATE_SECRET).sign('whatever-pending-id', Date.now() - 1000);
+      const expiredState = new SignedState(STATE_SECRET).sign('whatever-pending-id', Date.now() - 1000).state;
       const expired = new URL(callback);
       expired.searchParams.set('state', expiredState);
       expect((await fetch(expired)).status).toBe(410);

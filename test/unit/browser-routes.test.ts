@@ -67,12 +67,10 @@ function faultyOnFreshSession(broker: IdentityBroker): IdentityBroker {
 async function startAuthorization(userId: string) {
   const user: UserIdentity = { kind: 'userId', userId };
   const id = runtime.pending.newId();
-  const outcome = await runtime.broker.getDingTalkToken(user, {
-    returnUrl: config.callbackUrl,
-    customState: runtime.state.sign(id, Date.now() + config.authTimeoutSeconds * 1000),
-  });
+  const { state, tag } = runtime.state.sign(id, Date.now() + config.authTimeoutSeconds * 1000);
+  const outcome = await runtime.broker.getDingTalkToken(user, { returnUrl: config.callbackUrl, customState: state });
   if (outcome.status !== 'authorization_required') throw new Error('expected a consent to be needed');
-  await runtime.pending.add(id, user, outcome.sessionUri, outcome.authorizationUrl);
+  await runtime.pending.add(id, user, { sessionUri: outcome.sessionUri, authorizationUrl: outcome.authorizationUrl, stateTag: tag });
   return { id, user, link: `${base}/connect/${id}`, waiting: runtime.pending.wait(id, 60_000) };
 }
 

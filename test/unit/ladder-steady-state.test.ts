@@ -91,7 +91,7 @@ describe('authorization ladder on a steady-state call', () => {
     expect(text).toContain('Authorization needed for writing to DingTalk document d1 as you');
     expect(text).toContain('call this tool again');
     const id = /\/connect\/([A-Za-z0-9_-]+)/.exec(text)?.[1];
-    expect(new SignedState('steady-state-test-secret').verify(sent[0]!)).toEqual({ ok: true, pendingId: id });
+    expect(new SignedState('steady-state-test-secret').verify(sent[0]!)).toEqual({ ok: true, pendingId: id, tag: expect.any(String) });
     expect((await pending.get(id!))?.sessionUri).toBe('session-1');
     expect(counts).toEqual({ newId: 1, sign: 1 });
   });
@@ -109,7 +109,12 @@ describe('authorization ladder: a waiting call whose link is retired', () => {
     const call = run();
     // The same user opens five more links elsewhere: the store keeps five per user and retires the oldest.
     await new Promise((r) => setTimeout(r, 20));
-    for (let i = 0; i < 5; i++) await pending.add(pending.newId(), USER, `session-other-${i}`, 'https://agentidentity.example/authorize');
+    for (let i = 0; i < 5; i++)
+      await pending.add(pending.newId(), USER, {
+        sessionUri: `session-other-${i}`,
+        authorizationUrl: 'https://agentidentity.example/authorize',
+        stateTag: 'tag',
+      });
     const outcome = await call;
     const text = outcome.kind === 'result' ? (outcome.result.content as Array<{ text: string }>)[0]!.text : '';
     expect(outcome.kind === 'result' && outcome.result.isError).toBe(true);

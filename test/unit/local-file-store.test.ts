@@ -21,6 +21,7 @@ const record = (overrides: Partial<NewPendingRecord> = {}): NewPendingRecord => 
   id: id(),
   user: { kind: 'userId', userId: 'alice' },
   sessionUri: 'session-uri-0123',
+  stateTag: 'state-tag-0123',
   authorizationUrl: 'https://agentidentity.example.com/authorize',
   createdAt: Date.now(),
   expiresAt: Date.now() + 600_000,

@@ -64,6 +64,7 @@ function record(overrides: Partial<NewPendingRecord> = {}): NewPendingRecord {
     id: id(),
     user: { kind: 'jwt', jwt: JWT, subject: 'alice@example.com', issuer: 'https://idp.example.com' },
     sessionUri: SESSION_URI,
+    stateTag: 'state-tag-of-the-session',
     authorizationUrl: `https://agentidentity.example.com/authorize?session=${SESSION_URI}`,
     createdAt: now,
     expiresAt: now + 600_000,
@@ -163,13 +164,22 @@ describe.each([
   it('a link opened again points the record at a fresh session, only while unsettled', async () => {
     const r = record();
     await a.pending.insert(r);
-    expect(await b.pending.replaceSession(r.id, 'fresh-session', 'https://agentidentity.example.com/authorize?session=fresh')).toBe(true);
+    expect(await b.pending.replaceSession(r.id, 'fresh-session', 'https://agentidentity.example.com/authorize?session=fresh', 'fresh-tag')).toBe(true);
     expect(await a.pending.get(r.id)).toMatchObject({
       sessionUri: 'fresh-session',
+      stateTag: 'fresh-tag',
       authorizationUrl: 'https://agentidentity.example.com/authorize?session=fresh',
     });
     await a.pending.settle(r.id, 'completed');
-    expect(await b.pending.replaceSession(r.id, 'later', 'https://x.example.com')).toBe(false);
+    expect(await b.pending.replaceSession(r.id, 'later', 'https://x.example.com', 'later-tag')).toBe(false);
+  });
+
+  it('once a callback claimed the record, a link opened again cannot point it at another session', async () => {
+    const r = record();
+    await a.pending.insert(r);
+    expect(await a.pending.claimCallback(r.id)).toBe('claimed');
+    expect(await b.pending.replaceSession(r.id, 'fresh-session', 'https://agentidentity.example.com/authorize?session=fresh', 'fresh-tag')).toBe(false);
+    expect(await a.pending.get(r.id)).toMatchObject({ sessionUri: SESSION_URI, stateTag: 'state-tag-of-the-session' });
   });
 
   it('a link\'s first visit is granted to one replica or process only; later visits are "again", a settled link "missing"', async () => {
@@ -179,7 +189,7 @@ describe.each([
     expect(visits.filter((v) => v === 'first')).toHaveLength(1);
     expect(visits.filter((v) => v === 'again')).toHaveLength(2);
     expect((await a.pending.get(r.id))?.reissued).toBeFalsy();
-    await b.pending.replaceSession(r.id, 'fresh-session', 'https://agentidentity.example.com/authorize?session=fresh');
+    await b.pending.replaceSession(r.id, 'fresh-session', 'https://agentidentity.example.com/authorize?session=fresh', 'fresh-tag');
     expect(await a.pending.get(r.id)).toMatchObject({ sessionUri: 'fresh-session', reissued: true });
     await a.pending.settle(r.id, 'completed');
     expect(await b.pending.markLinkOpened(r.id)).toBe('missing');
