@@ -134,6 +134,11 @@ export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
 
   // The page before DingTalk (docs/security.md: it defends against cookie tossing): who, what for, which server.
   router.get('/connect/:id', async (req, res) => {
+    // A link pasted with a trailing slash: the page's relative links (kept relative for a path prefix) need it gone.
+    if (req.path.endsWith('/')) {
+      setPageSecurityHeaders(res);
+      return void res.redirect(302, `../${encodeURIComponent(String(req.params.id))}`);
+    }
     const entry = await open(req, res);
     if (!entry) return;
     const id = encodeURIComponent(entry.id);
@@ -176,6 +181,10 @@ export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
     if (fromElsewhere(req, res)) return;
     const entry = await open(req, res);
     if (!entry) return;
+    // The callback's single use, taken by Cancel: a completion racing it cannot end as "declined" with the token stored.
+    if ((await pending.claimCallback(entry.id)) !== 'claimed') {
+      return sendPage(res, 409, 'Too late to cancel', 'DingTalk access for this link was already approved or is being completed.', nextStep(entry));
+    }
     await pending.settle(entry.id, 'denied', CANCELLED_ON_PAGE);
     logger.info('authorization cancelled on the confirmation page', { pending: entry.id.slice(0, 6) });
     sendPage(res, 200, 'Cancelled', 'Nothing was connected and nothing was done with your DingTalk documents.', afterDenial(entry));
@@ -254,8 +263,23 @@ export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
     sendPage(res, 200, 'DingTalk access granted', 'You can close this tab.', nextStep(entry));
   });
 
-  router.use(storeUnavailablePage(logger));
+  router.use(storeUnavailablePage(logger), unexpectedErrorPage(logger));
   return router;
+}
+
+/** Anything else that went wrong (a file the stdio store cannot read, …): a plain page, never Express's stack trace. */
+function unexpectedErrorPage(logger: Logger) {
+  return (err: unknown, _req: Request, res: Response, next: (e?: unknown) => void) => {
+    if (res.headersSent) return next(err);
+    logger.error('browser page failed', { error: err instanceof Error ? err.message : String(err) });
+    sendPage(
+      res,
+      500,
+      'Something went wrong',
+      'This server could not handle the page.',
+      "Reload it in a moment; if it keeps failing, the server's log says why.",
+    );
+  };
 }
 
 /** Who the pending authorization is for, as the page names them (escaped by the page). */

@@ -140,7 +140,9 @@ export function createBrowserLogin(options: BrowserLoginOptions) {
   const refuseTossedCookies = (req: Request, res: Response, next: () => void) => {
     const twice = duplicatedCookieNames(req).filter((name) => /^(__Host-)?dtmcp_/.test(name));
     if (twice.length === 0) return next();
-    logger.warn('security: request carries the same cookie twice (cookie tossing?); refused', { path: req.path, names: twice.join(',') });
+    // Pending ids and sign-in states are the bearer part of a link: only their first characters go into the log.
+    const short = (text: string) => text.replace(/(connect\/|dtmcp_(?:bind|oidc)_)([A-Za-z0-9_-]{6})[A-Za-z0-9_-]*/g, '$1$2…');
+    logger.warn('security: request carries the same cookie twice (cookie tossing?); refused', { path: short(req.path), names: short(twice.join(',')) });
     sendPage(
       res,
       400,

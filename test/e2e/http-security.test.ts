@@ -52,6 +52,16 @@ describe('cookie tossing', () => {
     },
   );
 
+  it('the warning names a pending id and its cookie by their first characters only (a link is its id)', async () => {
+    const id = 'PendingIdOfSomebody0123456789abcdefgh';
+    const res = await fetch(`${served.base}/connect/${id}/continue`, { headers: { cookie: `dtmcp_bind_${id}=a; dtmcp_bind_${id}=b` }, redirect: 'manual' });
+    expect(res.status).toBe(400);
+    const line = served.logs.filter((l) => l.includes('cookie tossing')).at(-1)!;
+    expect(line).toContain('connect/Pendin…');
+    expect(line).toContain('dtmcp_bind_Pendin…');
+    expect(line).not.toContain(id);
+  });
+
   it('a malformed cookie value of ours is treated as absent: 400 page, not 500', async () => {
     const res = await fetch(`${served.base}/login/callback?state=abc&code=x`, { headers: { cookie: 'dtmcp_oidc_abc=%E0%A4%A' } });
     expect(res.status).toBe(400);

@@ -80,6 +80,70 @@ const page = async (url: string) => {
   return { status: res.status, body: await res.text() };
 };
 
+describe('a link pasted with a trailing slash', () => {
+  it('is sent to the link itself, whose Continue then works', async () => {
+    const { link, id } = await startAuthorization('trailing-slash-user');
+    const res = await fetch(`${link}/`, { redirect: 'manual' });
+    expect(res.status).toBe(302);
+    expect(new URL(res.headers.get('location')!, `${link}/`).toString()).toBe(link);
+    const visit = await followAuthorizationLink(`${link}/`, { stopAt: stopAt() });
+    expect(visit.trail.map((hop) => new URL(hop.url).pathname)).toContain(`/connect/${id}/continue`);
+    expect(new URL(visit.finalUrl).pathname).toBe('/callback');
+  });
+});
+
+describe('Cancel racing a completion', () => {
+  it('once a callback has claimed the authorization, Cancel says it is too late and does not end it as declined', async () => {
+    const { link, id } = await startAuthorization('cancel-race-user');
+    await new Promise((r) => setTimeout(r, 100)); // the waiting call's own first read is done
+    // Cancel reads the authorization unclaimed; just then the approval's callback claims it (and is completing it).
+    const get = runtime.pending.get.bind(runtime.pending);
+    let claimed: string | undefined;
+    runtime.pending.get = async (which: string) => {
+      const entry = await get(which);
+      if (which === id && claimed === undefined) {
+        claimed = 'claiming';
+        claimed = await runtime.pending.claimCallback(id);
+      }
+      return entry;
+    };
+    try {
+      const res = await fetch(`${link}/cancel`);
+      const body = await res.text();
+      expect(claimed).toBe('claimed');
+      expect(res.status).toBe(409);
+      expect(body).toContain('Too late to cancel');
+    } finally {
+      runtime.pending.get = get;
+    }
+    expect((await runtime.pending.get(id))?.settlement).toBeUndefined();
+  });
+});
+
+describe('an unexpected failure behind a page', () => {
+  it('answers a plain 500 page, without a stack trace or the error text, and logs the error', async () => {
+    const { link, id } = await startAuthorization('failing-page-user');
+    await new Promise((r) => setTimeout(r, 100)); // the waiting call's own first read is done
+    const get = runtime.pending.get.bind(runtime.pending);
+    runtime.pending.get = async (which: string) => {
+      if (which === id) throw new Error('EACCES: permission denied, open /home/someone/.local/state/x.rec');
+      return get(which);
+    };
+    try {
+      const res = await fetch(link);
+      const body = await res.text();
+      expect(res.status).toBe(500);
+      expect(body).toContain('Something went wrong');
+      expect(body).not.toContain('EACCES');
+      expect(body).not.toMatch(/\bat .*\.(js|ts):\d+/);
+      expect(logs.join('\n')).toContain('browser page failed');
+      expect(logs.join('\n')).toContain('EACCES');
+    } finally {
+      runtime.pending.get = get;
+    }
+  });
+});
+
 describe('a link opened twice', () => {
   it('both visits reach a working DingTalk consent page; the older tab is refused clearly, the newest approval completes the waiting call', async () => {
     const auth = await startAuthorization('twice-user');
