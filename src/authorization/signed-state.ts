@@ -11,6 +11,9 @@ import { Signer } from './signer.js';
  * it, someone who went through one session of their own link (and so saw its state) could hand another
  * person a later session's consent URL and replay that person's approval with the state they already had.
  */
+/** A random tag for a session's state, or to retire one (nobody holds a state with a new random tag). */
+export const newStateTag = (): string => randomBytes(16).toString('base64url');
+
 export class SignedState {
   private readonly key: Buffer;
   /** Shared by everything else that signs browser round-trips (cookies), under other purposes. */
@@ -26,23 +29,30 @@ export class SignedState {
     return new Uint8Array(this.key);
   }
 
-  /** A state for one Agent Identity session of a pending authorization, and its tag (for the pending record). */
+  /**
+   * A state for one Agent Identity session of a pending authorization, and its tag (for the pending record). The
+   * tag sits beside the pending id, so a replica or pages host of the previous version still reads the id.
+   */
   sign(pendingId: string, expiresAt: number): { state: string; tag: string } {
-    const tag = randomBytes(16).toString('base64url');
-    return { state: this.signer.seal('oauth-state', { p: pendingId, t: tag }, expiresAt), tag };
+    const tag = newStateTag();
+    return { state: this.signer.seal('oauth-state', pendingId, expiresAt, tag), tag };
   }
 
-  /** The pending id and the session's tag, or why the state is not acceptable. */
-  verify(state: string, now = Date.now()): { ok: true; pendingId: string; tag: string } | { ok: false; reason: 'malformed' | 'forged' | 'expired' } {
-    const opened = this.signer.open<{ p?: unknown; t?: unknown }>('oauth-state', state, now);
+  /** The pending id and the session's tag (none in a state of the previous version), or why the state is not acceptable. */
+  verify(state: string, now = Date.now()): { ok: true; pendingId: string; tag?: string } | { ok: false; reason: 'malformed' | 'forged' | 'expired' } {
+    const opened = this.signer.open<unknown>('oauth-state', state, now);
     if (!opened.ok) return opened;
-    const { p, t } = opened.value ?? {};
-    return typeof p === 'string' && typeof t === 'string' ? { ok: true, pendingId: p, tag: t } : { ok: false, reason: 'malformed' };
+    if (typeof opened.value !== 'string') return { ok: false, reason: 'malformed' };
+    return { ok: true, pendingId: opened.value, ...(opened.tag !== undefined ? { tag: opened.tag } : {}) };
   }
 
-  /** Whether a callback's tag is the one the record keeps (constant time). */
-  static sameTag(given: string, kept: string | undefined): boolean {
-    if (kept === undefined) return false;
+  /**
+   * Whether a callback's state belongs to the record's current session (constant time). A record without a tag was
+   * written by the previous version (a rolling upgrade): it completes as it did then, on the signature alone.
+   */
+  static sameTag(given: string | undefined, kept: string | undefined): boolean {
+    if (kept === undefined) return true;
+    if (given === undefined) return false;
     const [a, b] = [Buffer.from(given), Buffer.from(kept)];
     return a.length === b.length && timingSafeEqual(a, b);
   }

@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
-export type Unsealed<T> = { ok: true; value: T } | { ok: false; reason: 'malformed' | 'forged' | 'expired' };
+export type Unsealed<T> = { ok: true; value: T; tag?: string } | { ok: false; reason: 'malformed' | 'forged' | 'expired' };
 
 /**
  * Small signed (not encrypted) tokens for values that round-trip through a browser: the OAuth
@@ -10,8 +10,9 @@ export type Unsealed<T> = { ok: true; value: T } | { ok: false; reason: 'malform
 export class Signer {
   constructor(private readonly key: Uint8Array) {}
 
-  seal<T>(purpose: string, value: T, expiresAt: number): string {
-    const payload = Buffer.from(JSON.stringify({ d: value, e: Math.floor(expiresAt / 1000) })).toString('base64url');
+  /** `tag`, when given, is signed along (a field beside the value, which readers that know no tags ignore). */
+  seal<T>(purpose: string, value: T, expiresAt: number, tag?: string): string {
+    const payload = Buffer.from(JSON.stringify({ d: value, e: Math.floor(expiresAt / 1000), ...(tag !== undefined ? { t: tag } : {}) })).toString('base64url');
     return `${payload}.${this.mac(purpose, payload)}`;
   }
 
@@ -21,7 +22,7 @@ export class Signer {
     const expected = Buffer.from(this.mac(purpose, payload));
     const given = Buffer.from(mac);
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) return { ok: false, reason: 'forged' };
-    let decoded: { d?: T; e?: unknown };
+    let decoded: { d?: T; e?: unknown; t?: unknown };
     try {
       decoded = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
     } catch {
@@ -29,7 +30,7 @@ export class Signer {
     }
     if (typeof decoded.e !== 'number' || decoded.d === undefined) return { ok: false, reason: 'malformed' };
     if (decoded.e * 1000 <= now) return { ok: false, reason: 'expired' };
-    return { ok: true, value: decoded.d };
+    return { ok: true, value: decoded.d, ...(typeof decoded.t === 'string' ? { tag: decoded.t } : {}) };
   }
 
   private mac(purpose: string, payload: string): string {

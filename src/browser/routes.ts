@@ -1,6 +1,6 @@
 import express, { type Request, type Response } from 'express';
 import { CANCELLED_ON_PAGE, SIGN_IN_EXPIRED, type PendingAuthorization, type PendingAuthorizations } from '../authorization/pending.js';
-import { SignedState } from '../authorization/signed-state.js';
+import { newStateTag, SignedState } from '../authorization/signed-state.js';
 import { jwtExpiryMs } from '../identity/broker.js';
 import { AgentIdentityError, type DingTalkTokenOutcome, type IdentityBroker, type UserIdentity } from '../identity/types.js';
 import { StoreUnavailableError } from '../state/types.js';
@@ -236,7 +236,16 @@ export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
       logger.warn('security: callback refused', { reason: 'state of another session', pending: entry.id.slice(0, 6) });
       return sendPage(res, 400, 'Invalid authorization response', 'This response does not belong to the authorization it claims. Nothing was changed.');
     }
-    if (deps.verifyBrowserUser && !(await deps.verifyBrowserUser(req, res, entry, 'callback'))) return;
+    if (deps.verifyBrowserUser && !(await deps.verifyBrowserUser(req, res, entry, 'callback'))) {
+      // This session's answer reached a browser that is not the user's (a consent URL handed on, or opened
+      // elsewhere): its callback URL must not complete the authorization anywhere, so the session is retired. The
+      // user's own browser gets a fresh one by opening the link again.
+      if (sessionUri === entry.sessionUri && entry.stateTag !== undefined) {
+        await pending.replaceSession(entry.id, entry.sessionUri, entry.authorizationUrl, newStateTag());
+        logger.warn('security: a consent answer reached another browser; that session can no longer complete', { pending: entry.id.slice(0, 6) });
+      }
+      return;
+    }
 
     if (error) {
       if ((await pending.claimCallback(entry.id)) !== 'claimed') return replayed();

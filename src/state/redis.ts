@@ -134,7 +134,7 @@ return wait
 interface SealedRecord {
   user: UserIdentity;
   sessionUri: string;
-  stateTag: string;
+  stateTag?: string;
   authorizationUrl: string;
   createdAt: number;
   purpose?: string;

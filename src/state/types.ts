@@ -28,8 +28,11 @@ export interface PendingRecord {
   id: string;
   user: UserIdentity;
   sessionUri: string;
-  /** The random tag inside the current session's signed state (src/authorization/signed-state.ts); the callback must bring it. */
-  stateTag: string;
+  /**
+   * The random tag inside the current session's signed state (src/authorization/signed-state.ts); the callback must
+   * bring it. Absent only in a record the previous version wrote.
+   */
+  stateTag?: string;
   authorizationUrl: string;
   createdAt: number;
   expiresAt: number;

@@ -201,7 +201,7 @@ describe('the whole flow over HTTP', () => {
     }
   });
 
-  it('/callback requires the binding cookie set by /connect: a replayed callback URL from another browser binds nothing', async () => {
+  it('/callback requires the binding cookie set by /connect: a replayed callback URL from another browser binds nothing and retires that session', async () => {
     const { client } = await connect(ERIN, { era: 'modern', urlElicitation: false });
     try {
       const first = await client.callTool({ name: 'write_dingtalk_doc', arguments: { document: DOC_BOB, content: 'x' } });
@@ -217,10 +217,18 @@ describe('the whole flow over HTTP', () => {
       const stranger = await fetch(callbackUrl, { redirect: 'manual' });
       expect(stranger.status).toBe(403);
       expect(aiCalls('CompleteResourceTokenAuth').length).toBe(completes);
-      // Erin's own browser completes it.
-      const own = await fetch(callbackUrl, { redirect: 'manual', headers: { cookie: [...cookies].map(([k, v]) => `${k}=${v}`).join('; ') } });
-      expect(own.status).toBe(200);
+      // That session's answer reached a browser that is not Erin's, so it can no longer complete anywhere, not even in
+      // Erin's browser (were Agent Identity to take a second answer for it, that one could be someone else's)...
+      const jar = { cookie: [...cookies].map(([k, v]) => `${k}=${v}`).join('; ') };
+      const own = await fetch(callbackUrl, { redirect: 'manual', headers: jar });
+      expect(own.status).toBe(409);
+      expect(aiCalls('CompleteResourceTokenAuth').length).toBe(completes);
+      // ...and opening the link again gives her a fresh session, which completes.
+      const again = await followAuthorizationLink(link!, { oidcSub: ERIN, cookies });
+      expect(again.status).toBe(200);
+      expect(again.body).toContain('DingTalk access granted');
       expect(aiCalls('CompleteResourceTokenAuth').length).toBe(completes + 1);
+      expect(server.stderr()).toContain('a consent answer reached another browser');
     } finally {
       await client.close();
     }
