@@ -221,9 +221,19 @@ export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
     // Only the newest session of a link opened several times completes it (its answer, Allow or Deny, included).
     // Checked before the same-user check, which spends the browser's binding cookie the newest tab still needs.
     if (entry.reissued && ((sessionUri !== undefined && sessionUri !== entry.sessionUri) || !ownState)) {
-      // The current session with an older session's state is no tab of this user's: somebody replays a state they saw.
-      if (sessionUri === entry.sessionUri) logger.warn('security: callback refused', { reason: 'state of another session', pending: entry.id.slice(0, 6) });
-      else logger.warn('callback refused', { reason: 'superseded session', pending: entry.id.slice(0, 6) });
+      // The current session with a state it was not given: a state replayed from another session, or a session
+      // retired after its answer reached another browser. Not a tab the user left open: say so without "newer link".
+      if (sessionUri === entry.sessionUri) {
+        logger.warn('security: callback refused', { reason: 'state of another session', pending: entry.id.slice(0, 6) });
+        return sendPage(
+          res,
+          409,
+          'This approval cannot be used',
+          'This approval can no longer finish the authorization. Nothing was changed.',
+          'Open the link from your assistant again to approve in this browser.',
+        );
+      }
+      logger.warn('callback refused', { reason: 'superseded session', pending: entry.id.slice(0, 6) });
       return sendPage(
         res,
         409,
@@ -241,8 +251,12 @@ export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
       // elsewhere): its callback URL must not complete the authorization anywhere, so the session is retired. The
       // user's own browser gets a fresh one by opening the link again.
       if (sessionUri === entry.sessionUri && entry.stateTag !== undefined) {
-        await pending.replaceSession(entry.id, entry.sessionUri, entry.authorizationUrl, newStateTag());
-        logger.warn('security: a consent answer reached another browser; that session can no longer complete', { pending: entry.id.slice(0, 6) });
+        // The page is sent already, so a failure here would otherwise go unheard.
+        const retired = await pending.replaceSession(entry.id, entry.sessionUri, entry.authorizationUrl, newStateTag()).catch((e: unknown) => {
+          logger.error('security: a consent answer reached another browser, and its session could not be retired', { error: (e as Error).message });
+          return false;
+        });
+        if (retired) logger.warn('security: a consent answer reached another browser; that session can no longer complete', { pending: entry.id.slice(0, 6) });
       }
       return;
     }

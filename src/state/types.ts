@@ -52,7 +52,10 @@ export interface PendingRecord {
   client?: string;
 }
 
-export type NewPendingRecord = Omit<PendingRecord, 'callbackConsumed' | 'settlement' | 'failureMessage' | 'completedBySibling' | 'reissued'>;
+/** What a new record is made of: always with its session's state tag (only records of the previous version lack one). */
+export type NewPendingRecord = Omit<PendingRecord, 'callbackConsumed' | 'settlement' | 'failureMessage' | 'completedBySibling' | 'reissued' | 'stateTag'> & {
+  stateTag: string;
+};
 
 export interface PendingRecordsOptions {
   /** A settled or expired record stays readable this long after `expiresAt` (a late 2026-07-28 retry learns how it ended). */

@@ -222,6 +222,7 @@ describe('the whole flow over HTTP', () => {
       const jar = { cookie: [...cookies].map(([k, v]) => `${k}=${v}`).join('; ') };
       const own = await fetch(callbackUrl, { redirect: 'manual', headers: jar });
       expect(own.status).toBe(409);
+      expect(await own.text()).toContain('Open the link from your assistant again to approve in this browser.');
       expect(aiCalls('CompleteResourceTokenAuth').length).toBe(completes);
       // ...and opening the link again gives her a fresh session, which completes.
       const again = await followAuthorizationLink(link!, { oidcSub: ERIN, cookies });
@@ -335,7 +336,7 @@ describe('the whole flow over HTTP', () => {
         redirect: 'manual',
       });
       expect(replay.status).toBe(409);
-      expect(await replay.text()).toContain('A newer link was opened');
+      expect(await replay.text()).toContain('This approval can no longer finish the authorization');
       expect(aiCalls('CompleteResourceTokenAuth').length).toBe(completes);
       expect(server.stderr()).toContain('state of another session');
       // Mallory is still not connected to any DingTalk account, least of all Victor's.

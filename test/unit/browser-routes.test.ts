@@ -92,6 +92,67 @@ describe('a link pasted with a trailing slash', () => {
   });
 });
 
+describe("a consent answer reaching a browser that is not the user's", () => {
+  /** The same routes with a same-user check that refuses every callback, as HTTP mode does for a stranger's browser. */
+  async function refusingRoutes(): Promise<{ url: string; close: () => Promise<void> }> {
+    const app = express();
+    app.use(
+      browserRoutes({
+        pending: runtime.pending,
+        state: runtime.state,
+        broker: runtime.broker,
+        callbackUrl: config.callbackUrl,
+        serverName: 'agent-identity-dingtalk-mcp',
+        logger: createLogger({ level: 'debug', write: (l) => logs.push(l) }),
+        verifyBrowserUser: async (_req, res, _entry, stage) => {
+          if (stage === 'connect') return true;
+          res.status(403).send('not this browser');
+          return false;
+        },
+      }),
+    );
+    const other = await new Promise<Server>((resolve) => {
+      const s = app.listen(0, '127.0.0.1', () => resolve(s));
+    });
+    const address = other.address() as { port: number };
+    return { url: `http://127.0.0.1:${address.port}`, close: () => new Promise((r) => other.close(() => r())) };
+  }
+
+  it('retires that session: its callback then completes nothing, and a fresh visit of the link does', async () => {
+    const stranger = await refusingRoutes();
+    try {
+      const { link } = await startAuthorization('retired-session-user');
+      const answered = new URL((await followAuthorizationLink(link, { stopAt: stopAt() })).finalUrl);
+      expect((await fetch(`${stranger.url}${answered.pathname}${answered.search}`)).status).toBe(403);
+      expect(logs.join('\n')).toContain('a consent answer reached another browser; that session can no longer complete');
+      const own = await page(answered.toString());
+      expect(own.status).toBe(409);
+      const again = await followAuthorizationLink(link);
+      expect(again.body).toContain('DingTalk access granted');
+    } finally {
+      await stranger.close();
+    }
+  });
+
+  it('a failure to retire it is logged (the refusal page is sent already)', async () => {
+    const stranger = await refusingRoutes();
+    const replace = runtime.pending.replaceSession.bind(runtime.pending);
+    try {
+      const { link } = await startAuthorization('retire-fails-user');
+      const answered = new URL((await followAuthorizationLink(link, { stopAt: stopAt() })).finalUrl);
+      runtime.pending.replaceSession = async () => {
+        throw new Error('store blip');
+      };
+      expect((await fetch(`${stranger.url}${answered.pathname}${answered.search}`)).status).toBe(403);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(logs.join('\n')).toContain('its session could not be retired');
+    } finally {
+      runtime.pending.replaceSession = replace;
+      await stranger.close();
+    }
+  });
+});
+
 describe('Cancel racing a completion', () => {
   it('once a callback has claimed the authorization, Cancel says it is too late and does not end it as declined', async () => {
     const { link, id } = await startAuthorization('cancel-race-user');
