@@ -26,14 +26,17 @@ afterAll(async () => {
 async function chat(options: { era: 'auto' | 'legacy'; userId: string; answer: string }) {
   const terminal = scriptedTerminal(() => options.answer);
   const opened: string[] = [];
-  const visits: Array<Awaited<ReturnType<typeof followAuthorizationLink>>> = [];
+  // The browser's visits as they run: the write may land (the callback completed it) before the browser has read the page.
+  const visits: Array<ReturnType<typeof followAuthorizationLink>> = [];
   const hub = new McpHub({
     consent: {
       terminal,
       // The user's browser: it goes through /connect, Agent Identity and DingTalk's consent page (Allow).
       opener: async (url) => {
         opened.push(url);
-        visits.push(await followAuthorizationLink(url));
+        const visit = followAuthorizationLink(url);
+        visits.push(visit);
+        await visit;
       },
     },
     era: options.era,
@@ -79,7 +82,7 @@ describe('a scripted conversation: ask, tool call, authorization link, consent, 
         expect(out).toContain(`Link: ${opened[0]}`);
         expect(out).toContain(`Site: ${new URL(opened[0]!).host}`);
         expect(terminal.questions).toEqual(['   Open this link in your browser? [y/N] ']);
-        expect(visits[0]!.body).toContain('DingTalk access granted');
+        expect((await visits[0]!).body).toContain('DingTalk access granted');
         if (era === 'legacy') expect(out).toContain('✓ Server "dingtalk" reports the browser step is complete.');
 
         // The model never saw the link or any token.
