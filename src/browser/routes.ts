@@ -26,6 +26,7 @@ export interface BrowserRoutesDeps {
 
 const GONE = 'Go back to your assistant and ask it to try again: it will give you a new link.';
 const SUPERSEDED = 'Finish in the newest tab, or open the link from your assistant again.';
+const RETIRED = 'Open the link from your assistant again to approve in this browser.';
 
 type FreshSession = { ok: true; authorizationUrl: string } | { ok: false; status: number; title: string; text: string; next: string };
 
@@ -223,24 +224,18 @@ export function browserRoutes(deps: BrowserRoutesDeps): express.Router {
     if (entry.reissued && ((sessionUri !== undefined && sessionUri !== entry.sessionUri) || !ownState)) {
       // The current session with a state it was not given: a state replayed from another session, or a session
       // retired after its answer reached another browser. Not a tab the user left open: say so without "newer link".
-      if (sessionUri === entry.sessionUri) {
-        logger.warn('security: callback refused', { reason: 'state of another session', pending: entry.id.slice(0, 6) });
-        return sendPage(
-          res,
-          409,
-          'This approval cannot be used',
-          'This approval can no longer finish the authorization. Nothing was changed.',
-          'Open the link from your assistant again to approve in this browser.',
-        );
-      }
-      logger.warn('callback refused', { reason: 'superseded session', pending: entry.id.slice(0, 6) });
-      return sendPage(
-        res,
-        409,
-        'A newer link was opened',
-        'A newer link was opened for this authorization, so this tab cannot finish it. Nothing was changed.',
-        SUPERSEDED,
-      );
+      const notGiven = sessionUri === entry.sessionUri;
+      if (notGiven) logger.warn('security: callback refused', { reason: 'state of another session', pending: entry.id.slice(0, 6) });
+      else logger.warn('callback refused', { reason: 'superseded session', pending: entry.id.slice(0, 6) });
+      return notGiven
+        ? sendPage(res, 409, 'This approval cannot be used', 'This approval can no longer finish the authorization. Nothing was changed.', RETIRED)
+        : sendPage(
+            res,
+            409,
+            'A newer link was opened',
+            'A newer link was opened for this authorization, so this tab cannot finish it. Nothing was changed.',
+            SUPERSEDED,
+          );
     }
     if (!ownState) {
       logger.warn('security: callback refused', { reason: 'state of another session', pending: entry.id.slice(0, 6) });
