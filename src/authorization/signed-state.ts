@@ -1,6 +1,9 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { Signer } from './signer.js';
 
+/** A random tag for a session's state, or to retire one (nobody holds a state with a new random tag). */
+export const newStateTag = (): string => randomBytes(16).toString('base64url');
+
 /**
  * The OAuth `state` we hand Agent Identity as `CustomState`: it comes back on /callback, so it is
  * signed and carries its own expiry. Single use is enforced by the pending store.
@@ -11,9 +14,6 @@ import { Signer } from './signer.js';
  * it, someone who went through one session of their own link (and so saw its state) could hand another
  * person a later session's consent URL and replay that person's approval with the state they already had.
  */
-/** A random tag for a session's state, or to retire one (nobody holds a state with a new random tag). */
-export const newStateTag = (): string => randomBytes(16).toString('base64url');
-
 export class SignedState {
   private readonly key: Buffer;
   /** Shared by everything else that signs browser round-trips (cookies), under other purposes. */

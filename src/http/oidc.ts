@@ -34,7 +34,8 @@ export function isLoopbackUrl(url: string | URL): boolean {
   return LOOPBACK_HOSTS.has(new URL(url).hostname);
 }
 
-function isSecureEndpoint(value: string): boolean {
+/** https, or plain http on loopback only: the rule for the issuer and every endpoint its discovery document names. */
+export function isSecureEndpoint(value: string): boolean {
   try {
     const url = new URL(value);
     return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackUrl(url));

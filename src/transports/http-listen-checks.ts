@@ -1,4 +1,5 @@
 import type { Config } from '../config.js';
+import { isSecureEndpoint } from '../http/oidc.js';
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 
@@ -22,14 +23,12 @@ export function httpListenProblem(config: Config): string | undefined {
       'on a trusted lab network only, set DINGTALK_MCP_ALLOW_INSECURE_HTTP=1.'
     );
   }
-  if (config.oidcIssuer) {
-    const issuer = new URL(config.oidcIssuer);
-    if (issuer.protocol !== 'https:' && !isLoopback(issuer.hostname)) {
-      return (
-        `OIDC_ISSUER is ${config.oidcIssuer}: plain http is allowed only on loopback (the sandbox's identity provider), because this server reads the keys that sign bearer tokens from it and sends sign-in codes to it. ` +
-        "Use the identity provider's https:// issuer URL."
-      );
-    }
+  // The identity provider client's own rule (src/http/oidc.ts), so what starts here also works at the first sign-in.
+  if (config.oidcIssuer && !isSecureEndpoint(config.oidcIssuer)) {
+    return (
+      `OIDC_ISSUER is ${config.oidcIssuer}: plain http is allowed only on loopback (the sandbox's identity provider), because this server reads the keys that sign bearer tokens from it and sends sign-in codes to it. ` +
+      "Use the identity provider's https:// issuer URL."
+    );
   }
   const publicPort = Number(publicUrl.port || (publicUrl.protocol === 'https:' ? 443 : 80));
   if (isLoopback(publicUrl.hostname) && publicPort !== config.port && !config.publicUrlProxied) {
